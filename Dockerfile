@@ -1,0 +1,25 @@
+# docpipe container worker (Render background worker, or any container host).
+FROM python:3.12-slim-bookworm
+
+# Tesseract from Debian (5.3) for local OCR; OMP_THREAD_LIMIT=1 is set per call by the adapter.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY handlers ./handlers
+COPY shared ./shared
+COPY supabase ./supabase
+RUN pip install .
+
+RUN useradd --create-home --uid 10001 docpipe
+USER docpipe
+
+# Configuration comes from the environment (see shared/settings.py and render.yaml).
+CMD ["docpipe", "worker"]

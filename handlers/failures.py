@@ -1,0 +1,47 @@
+"""Failures: consumes the dead-letter queues. A message there failed on every delivery; its
+file is marked failed with the last error code its stage runs recorded, so the user sees why,
+and the message can still be redriven."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from shared.bootstrap import get_deps
+from shared.errors import RetriesExhaustedError
+from shared.models import Stage
+from shared.observability import logger
+from shared.ports import DLQ_SUFFIX
+from shared.runtime.batch import process_sqs_batch
+from shared.runtime.records import shell_file_id_of
+
+
+def stage_of(queue_arn: str) -> Stage | None:
+    name = queue_arn.rsplit(":", 1)[-1]
+    for stage in Stage:
+        if name.endswith(f"-{stage.value}{DLQ_SUFFIX}") or name == f"{stage.value}{DLQ_SUFFIX}":
+            return stage
+    return None
+
+
+def record_handler(record: SQSRecord) -> None:
+    deps = get_deps()
+    stage = stage_of(record.event_source_arn or "")
+    shell_file_id = shell_file_id_of(record.body)
+    logger.append_keys(message_id=record.message_id, stage=stage.value if stage else None)
+    if shell_file_id is None:
+        logger.warning("dead letter without a file id", extra={"error_code": "invalid_message"})
+        return
+    logger.append_keys(shell_file_id=str(shell_file_id))
+    last = deps.db.last_error_code(shell_file_id)
+    code = last if last and last not in ("crash", "retryable") else RetriesExhaustedError.code
+    where = stage.value if stage else "an unknown stage"
+    message = f"the {where} stage failed on every delivery and reached the dead-letter queue"
+    if last:
+        message += f" (last error: {last})"
+    marked = deps.db.mark_failed(shell_file_id, code, message)
+    logger.warning("dead letter recorded", extra={"error_code": code, "marked": marked})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context) -> dict:
+    return process_sqs_batch(event, context, record_handler)

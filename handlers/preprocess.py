@@ -1,0 +1,106 @@
+"""Preprocess: the original -> page JPEGs in storage, native text where the PDF has it, and an
+OCR message for every page that has none (or straight to discover when none need OCR)."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from shared.bootstrap import Deps
+from shared.errors import FileNotFoundInDbError
+from shared.keys import page_key
+from shared.models import DiscoverMessage, FileStatus, OcrMessage, PreprocessMessage, ShellFilePage, Stage, TextSource
+from shared.observability import logger
+from shared.pages.documents import Limits, open_document, release_native_caches
+from shared.pages.sniff import sniff
+from shared.runtime.batch import process_sqs_batch
+from shared.runtime.records import handle_record
+
+
+def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> str | None:
+    row = deps.db.begin_preprocess(msg.shell_file_id)
+    if row is None:
+        raise FileNotFoundInDbError()
+    if row.status in (FileStatus.OCR, FileStatus.DISCOVERING):
+        # A redelivery after the status moved: the fan-out may have been lost in a crash.
+        fan_out_missing(deps, msg.shell_file_id)
+        return "skipped"
+    if row.status != FileStatus.PREPROCESSING:
+        logger.info("file already past preprocess", extra={"status": row.status.value})
+        return "skipped"
+
+    limits = Limits.from_settings(deps.settings)
+    needs_ocr: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="docpipe-pre-") as tmp:
+        original = Path(tmp) / "original"
+        size = deps.storage.download(row.storage_key, original, max_bytes=deps.settings.max_file_bytes)
+        kind = sniff(original)
+        deps.db.set_file_facts(row.id, kind.mime, size, _sha256(original))
+        try:
+            with open_document(original, kind, limits) as document:
+                page_count = document.page_count
+                for page in document.pages():
+                    key = page_key(row.patient_id, row.id, page.page_number)
+                    deps.storage.put_bytes(key, page.jpeg, "image/jpeg")
+                    if page.native_text is not None:
+                        deps.db.upsert_text(row.id, page.native_text)
+                    else:
+                        needs_ocr.append(page.page_number)
+                    deps.db.upsert_page(
+                        ShellFilePage(
+                            shell_file_id=row.id,
+                            page_number=page.page_number,
+                            storage_key=key,
+                            width=page.width,
+                            height=page.height,
+                            text_source=TextSource.NATIVE if page.native_text is not None else TextSource.OCR,
+                        )
+                    )
+        finally:
+            release_native_caches()
+    logger.info(
+        "preprocessed",
+        extra={"kind": kind.value, "bytes": size, "pages": page_count, "pages_for_ocr": len(needs_ocr)},
+    )
+    # Only the invocation that moves the status fans out; a concurrent copy that lost the
+    # race sends nothing, and a crash between the two is mended on redelivery above.
+    if deps.db.finish_preprocess(row.id, page_count, needs_ocr=bool(needs_ocr)):
+        _send_ocr(deps, row.id, needs_ocr)
+        if not needs_ocr:
+            deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
+    return None
+
+
+def fan_out_missing(deps: Deps, shell_file_id) -> None:
+    """Re-send whatever the next stage needs for a file past preprocess (idempotent)."""
+    missing = deps.db.pages_without_text(shell_file_id)
+    if missing:
+        _send_ocr(deps, shell_file_id, missing)
+    elif deps.db.try_start_discovery(shell_file_id) or deps.db.get_shell_file(shell_file_id).status == FileStatus.DISCOVERING:
+        deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=shell_file_id))
+
+
+def _send_ocr(deps: Deps, shell_file_id, pages: list[int]) -> None:
+    size = deps.settings.ocr_pages_per_message
+    for start in range(0, len(pages), size):
+        deps.queue.send(Stage.OCR.value, OcrMessage(shell_file_id=shell_file_id, page_numbers=pages[start : start + size]))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_handler(record: SQSRecord) -> None:
+    handle_record(Stage.PREPROCESS, record, run)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context) -> dict:
+    return process_sqs_batch(event, context, record_handler)

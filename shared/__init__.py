@@ -1,0 +1,1 @@
+"""docpipe's shared code: models, settings, errors, ports, adapters, runtimes."""

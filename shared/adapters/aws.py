@@ -1,0 +1,278 @@
+"""boto3 adapters: ``SqsQueue`` and ``S3Storage``.
+
+The endpoint URL comes from settings, so Amazon SQS/S3, ElasticMQ, MinIO, Supabase's S3
+protocol and moto's server are one code path. Vendor errors become ours here: throttling ->
+``ThrottledError``, connection trouble -> ``DependencyUnavailableError``, a missing object
+-> ``OriginalMissingError``; always raised from the original.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from pydantic import BaseModel
+
+from shared.errors import (
+    DependencyUnavailableError,
+    FileTooLargeError,
+    OriginalMissingError,
+    PipelineError,
+    ThrottledError,
+)
+from shared.ports import STAGE_QUEUES, Queue, QueueMessage, Storage, dlq_name
+
+_THROTTLING = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "SlowDown",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+}
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+
+
+def translate(exc: Exception, what: str) -> PipelineError:
+    """Map a botocore exception to docpipe's taxonomy."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _THROTTLING:
+            return ThrottledError(f"{what}: throttled ({code})")
+        if code in _NOT_FOUND:
+            return OriginalMissingError(f"{what}: object not found")
+        return DependencyUnavailableError(f"{what}: {code or 'client error'}")
+    return DependencyUnavailableError(f"{what}: {type(exc).__name__}")
+
+
+_BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+def _client_config() -> botocore.config.Config:
+    return botocore.config.Config(
+        retries={"mode": "adaptive", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=20,
+    )
+
+
+def read_secure_parameter(name: str, region: str) -> str:
+    """A SecureString from SSM Parameter Store (secrets never sit in templates or env literals)."""
+    try:
+        client = boto3.client("ssm", region_name=region, config=_client_config())
+        return client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    except _BOTO_ERRORS as exc:
+        raise translate(exc, "read parameter") from exc
+
+
+class SqsQueue(Queue):
+    """SQS queues named ``{prefix}-{logical}``, e.g. ``docpipe-ocr`` and ``docpipe-ocr-dlq``."""
+
+    def __init__(self, prefix: str, region: str, endpoint_url: str | None = None, client=None) -> None:
+        self._prefix = prefix
+        self._client = client or boto3.client(
+            "sqs", region_name=region, endpoint_url=endpoint_url, config=_client_config()
+        )
+
+    def physical_name(self, queue: str) -> str:
+        return f"{self._prefix}-{queue}"
+
+    @functools.lru_cache(maxsize=32)
+    def url(self, queue: str) -> str:
+        try:
+            return self._client.get_queue_url(QueueName=self.physical_name(queue))["QueueUrl"]
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"queue {queue}") from exc
+
+    def ensure_queues(self, visibility_timeout_s: int, max_receive_count: int) -> dict[str, str]:
+        """Create every stage queue and its DLQ (idempotent); return logical name -> URL."""
+        urls: dict[str, str] = {}
+        try:
+            for queue in STAGE_QUEUES:
+                dlq = dlq_name(queue)
+                dlq_url = self._client.create_queue(
+                    QueueName=self.physical_name(dlq), Attributes={"MessageRetentionPeriod": "1209600"}
+                )["QueueUrl"]
+                dlq_arn = self._client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"]
+                redrive = f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}'
+                url = self._client.create_queue(
+                    QueueName=self.physical_name(queue),
+                    Attributes={"VisibilityTimeout": str(visibility_timeout_s), "RedrivePolicy": redrive},
+                )["QueueUrl"]
+                urls[queue], urls[dlq] = url, dlq_url
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, "create queues") from exc
+        self.url.cache_clear()
+        return urls
+
+    def send(self, queue: str, message: BaseModel, delay_s: int = 0) -> str:
+        try:
+            response = self._client.send_message(
+                QueueUrl=self.url(queue), MessageBody=message.model_dump_json(), DelaySeconds=delay_s
+            )
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"send to {queue}") from exc
+        return response["MessageId"]
+
+    def send_raw(self, queue: str, body: str) -> str:
+        """Send a body as is (redrive, tests of malformed messages)."""
+        try:
+            return self._client.send_message(QueueUrl=self.url(queue), MessageBody=body)["MessageId"]
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"send to {queue}") from exc
+
+    def receive(
+        self, queue: str, max_messages: int = 1, wait_s: int = 0, visibility_s: int | None = None
+    ) -> list[QueueMessage]:
+        kwargs = {
+            "QueueUrl": self.url(queue),
+            "MaxNumberOfMessages": max(1, min(10, max_messages)),
+            "WaitTimeSeconds": wait_s,
+            "AttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
+        }
+        if visibility_s is not None:
+            kwargs["VisibilityTimeout"] = visibility_s
+        try:
+            response = self._client.receive_message(**kwargs)
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"receive from {queue}") from exc
+        return [
+            QueueMessage(
+                queue=queue,
+                message_id=m["MessageId"],
+                receipt_handle=m["ReceiptHandle"],
+                body=m["Body"],
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                sent_timestamp_ms=int(m.get("Attributes", {}).get("SentTimestamp", 0)) or None,
+            )
+            for m in response.get("Messages", [])
+        ]
+
+    def delete(self, queue: str, receipt_handle: str) -> None:
+        try:
+            self._client.delete_message(QueueUrl=self.url(queue), ReceiptHandle=receipt_handle)
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"delete from {queue}") from exc
+
+    def release(self, queue: str, receipt_handle: str, delay_s: int = 0) -> None:
+        try:
+            self._client.change_message_visibility(
+                QueueUrl=self.url(queue), ReceiptHandle=receipt_handle, VisibilityTimeout=delay_s
+            )
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"release on {queue}") from exc
+
+    def depth(self, queue: str) -> tuple[int, int]:
+        try:
+            attrs = self._client.get_queue_attributes(
+                QueueUrl=self.url(queue),
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"depth of {queue}") from exc
+        return int(attrs.get("ApproximateNumberOfMessages", 0)), int(
+            attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
+
+
+class S3Storage(Storage):
+    """One bucket; keys are built by docpipe from validated ids only."""
+
+    def __init__(self, bucket: str, region: str, endpoint_url: str | None = None, client=None) -> None:
+        self._bucket = bucket
+        self._client = client or boto3.client(
+            "s3", region_name=region, endpoint_url=endpoint_url, config=_client_config()
+        )
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self._bucket)
+        except botocore.exceptions.ClientError:
+            try:
+                self._client.create_bucket(Bucket=self._bucket)
+            except _BOTO_ERRORS as exc:
+                raise translate(exc, "create bucket") from exc
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        try:
+            self._client.upload_file(str(path), self._bucket, key, ExtraArgs={"ContentType": content_type})
+        except (*_BOTO_ERRORS, boto3.exceptions.S3UploadFailedError) as exc:
+            raise translate(exc, "upload") from exc
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, "put object") from exc
+
+    def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+            size = int(response["ContentLength"])
+            if max_bytes is not None and size > max_bytes:
+                response["Body"].close()
+                raise FileTooLargeError(f"file is {size} bytes; the limit is {max_bytes}")
+            with dest.open("wb") as out:
+                for chunk in response["Body"].iter_chunks(1024 * 1024):
+                    out.write(chunk)
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, "download") from exc
+        return size
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=key)
+            return True
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return False
+            raise translate(exc, "head object") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate(exc, "head object") from exc
+
+
+class LocalStorage(Storage):
+    """Storage in a local directory: the embedded default (`docpipe process`)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        target = (self._root / key).resolve()
+        if not target.is_relative_to(self._root):
+            raise ValueError("storage key escapes the storage root")
+        return target
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        shutil.copyfile(path, tmp)
+        tmp.replace(target)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+
+    def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
+        source = self.path(key)
+        if not source.is_file():
+            raise OriginalMissingError("object not found")
+        size = source.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise FileTooLargeError(f"file is {size} bytes; the limit is {max_bytes}")
+        shutil.copyfile(source, dest)
+        return size
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()

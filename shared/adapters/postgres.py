@@ -1,0 +1,314 @@
+"""``PostgresDb``: the Database port over psycopg 3.
+
+Built for Supabase's transaction pooler as much as for a direct connection: autocommit,
+explicit short transactions, and no server-side prepared statements
+(``prepare_threshold=None``), which a transaction-mode pooler cannot keep across
+transactions. One connection per process; it reconnects after the server went away.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from shared.errors import DependencyUnavailableError
+from shared.models import (
+    FileStatus,
+    Manifest,
+    PageText,
+    PipelineRun,
+    ShellFile,
+    ShellFilePage,
+)
+from shared.ports import Database
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
+_MIGRATION_LOCK = 0x646F6370  # "docp": one migrator at a time
+
+_ACTIVE = ("queued", "preprocessing", "ocr", "discovering")
+
+
+class PostgresDb(Database):
+    def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
+        if not url:
+            raise DependencyUnavailableError("DATABASE_URL is not set")
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.RLock()
+
+    # --- connection ----------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = psycopg.connect(
+                    self._url,
+                    autocommit=True,
+                    prepare_threshold=None,
+                    row_factory=dict_row,
+                    connect_timeout=self._connect_timeout_s,
+                )
+            except psycopg.OperationalError as exc:
+                raise DependencyUnavailableError("database unreachable") from exc
+        return self._conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection]:
+        """One transaction; connection-level failures become DependencyUnavailableError."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    yield conn
+            except psycopg.OperationalError as exc:
+                raise DependencyUnavailableError("database error during a transaction") from exc
+
+    def _execute(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        with self._tx() as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- schema --------------------------------------------------------------------
+
+    def migrate(self, directory: Path = MIGRATIONS_DIR) -> list[str]:
+        """Apply the SQL files not applied yet, in name order; return their names."""
+        applied: list[str] = []
+        with self._tx() as conn:
+            conn.execute("select pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "create table if not exists docpipe_migrations ("
+                " name text primary key, applied_at timestamptz not null default now())"
+            )
+            done = {row["name"] for row in conn.execute("select name from docpipe_migrations")}
+            for path in sorted(directory.glob("*.sql")):
+                if path.name in done:
+                    continue
+                conn.execute(path.read_text())
+                conn.execute("insert into docpipe_migrations (name) values (%s)", (path.name,))
+                applied.append(path.name)
+        return applied
+
+    # --- shell files ---------------------------------------------------------------
+
+    def create_shell_file(self, row: ShellFile) -> None:
+        self._execute(
+            "insert into shell_files (id, patient_id, storage_key, original_name, mime_type, byte_size,"
+            " sha256, status) values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (id) do nothing",
+            (
+                row.id,
+                row.patient_id,
+                row.storage_key,
+                row.original_name,
+                row.mime_type,
+                row.byte_size,
+                row.sha256,
+                row.status.value,
+            ),
+        )
+
+    def get_shell_file(self, shell_file_id: uuid.UUID) -> ShellFile | None:
+        rows = self._execute("select * from shell_files where id = %s", (shell_file_id,))
+        return ShellFile.model_validate(rows[0]) if rows else None
+
+    def begin_preprocess(self, shell_file_id: uuid.UUID) -> ShellFile | None:
+        self._execute(
+            "update shell_files set status = 'preprocessing', updated_at = now()"
+            " where id = %s and status = 'queued'",
+            (shell_file_id,),
+        )
+        return self.get_shell_file(shell_file_id)
+
+    def set_file_facts(self, shell_file_id: uuid.UUID, mime_type: str, byte_size: int, sha256: str) -> None:
+        self._execute(
+            "update shell_files set mime_type = %s, byte_size = %s, sha256 = %s, updated_at = now() where id = %s",
+            (mime_type, byte_size, sha256, shell_file_id),
+        )
+
+    def upsert_page(self, page: ShellFilePage) -> None:
+        self._execute(
+            "insert into shell_file_pages (shell_file_id, page_number, storage_key, width, height, text_source)"
+            " values (%s, %s, %s, %s, %s, %s)"
+            " on conflict (shell_file_id, page_number) do update set storage_key = excluded.storage_key,"
+            " width = excluded.width, height = excluded.height, text_source = excluded.text_source",
+            (
+                page.shell_file_id,
+                page.page_number,
+                page.storage_key,
+                page.width,
+                page.height,
+                page.text_source.value,
+            ),
+        )
+
+    def upsert_text(self, shell_file_id: uuid.UUID, text: PageText) -> None:
+        self._execute(
+            "insert into ocr_text_extractions (shell_file_id, page_number, engine, text, lines, words,"
+            " confidence, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " on conflict (shell_file_id, page_number) do update set engine = excluded.engine,"
+            " text = excluded.text, lines = excluded.lines, words = excluded.words,"
+            " confidence = excluded.confidence, duration_ms = excluded.duration_ms",
+            (
+                shell_file_id,
+                text.page_number,
+                text.engine,
+                text.text,
+                Jsonb([line.model_dump() for line in text.lines]),
+                Jsonb([word.model_dump() for word in text.words]),
+                text.confidence,
+                text.duration_ms,
+            ),
+        )
+
+    def finish_preprocess(self, shell_file_id: uuid.UUID, page_count: int, needs_ocr: bool) -> bool:
+        rows = self._execute(
+            "update shell_files set status = %s, page_count = %s, updated_at = now()"
+            " where id = %s and status in ('queued', 'preprocessing') returning id",
+            ("ocr" if needs_ocr else "discovering", page_count, shell_file_id),
+        )
+        return bool(rows)
+
+    def pages_without_text(self, shell_file_id: uuid.UUID) -> list[int]:
+        rows = self._execute(
+            "select p.page_number from shell_file_pages p left join ocr_text_extractions t"
+            " on t.shell_file_id = p.shell_file_id and t.page_number = p.page_number"
+            " where p.shell_file_id = %s and t.page_number is null order by p.page_number",
+            (shell_file_id,),
+        )
+        return [row["page_number"] for row in rows]
+
+    def try_start_discovery(self, shell_file_id: uuid.UUID) -> bool:
+        # One statement: however many OCR invocations race on the last pages, the row lock
+        # lets exactly one see status 'ocr' with every page read, and flip it.
+        rows = self._execute(
+            "update shell_files f set status = 'discovering', updated_at = now()"
+            " where f.id = %s and f.status = 'ocr' and f.page_count is not null"
+            " and (select count(*) from ocr_text_extractions t where t.shell_file_id = f.id) >= f.page_count"
+            " returning f.id",
+            (shell_file_id,),
+        )
+        return bool(rows)
+
+    def page_texts(self, shell_file_id: uuid.UUID) -> list[PageText]:
+        rows = self._execute(
+            "select page_number, engine, text, lines, words, confidence, duration_ms"
+            " from ocr_text_extractions where shell_file_id = %s order by page_number",
+            (shell_file_id,),
+        )
+        return [PageText.model_validate({**row, "duration_ms": row["duration_ms"] or 0.0}) for row in rows]
+
+    def complete_discovery(self, manifest: Manifest) -> bool:
+        with self._tx() as conn:
+            row = conn.execute(
+                "select patient_id, status from shell_files where id = %s for update",
+                (manifest.shell_file_id,),
+            ).fetchone()
+            if row is None or row["status"] != FileStatus.DISCOVERING.value:
+                return False
+            conn.execute("delete from healthcare_encounters where shell_file_id = %s", (manifest.shell_file_id,))
+            for ordinal, enc in enumerate(manifest.encounters):
+                conn.execute(
+                    "insert into healthcare_encounters (shell_file_id, patient_id, ordinal, encounter_type,"
+                    " timing, date_start, date_end, provider, facility, page_ranges, confidence, evidence)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        manifest.shell_file_id,
+                        row["patient_id"],
+                        ordinal,
+                        enc.encounter_type.value,
+                        enc.timing.value,
+                        enc.date_start,
+                        enc.date_end,
+                        enc.provider,
+                        enc.facility,
+                        Jsonb([list(r) for r in enc.page_ranges]),
+                        enc.confidence,
+                        Jsonb([e.model_dump() for e in enc.evidence]),
+                    ),
+                )
+            conn.execute(
+                "insert into shell_file_manifests (shell_file_id, manifest, provider, model, input_tokens,"
+                " output_tokens, cost_usd) values (%s, %s, %s, %s, %s, %s, %s)"
+                " on conflict (shell_file_id) do update set manifest = excluded.manifest,"
+                " provider = excluded.provider, model = excluded.model, input_tokens = excluded.input_tokens,"
+                " output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, created_at = now()",
+                (
+                    manifest.shell_file_id,
+                    Jsonb(json.loads(manifest.model_dump_json())),
+                    manifest.provider,
+                    manifest.model,
+                    manifest.input_tokens,
+                    manifest.output_tokens,
+                    manifest.cost_usd,
+                ),
+            )
+            conn.execute(
+                "update shell_files set status = 'completed', error_code = null, error_message = null,"
+                " updated_at = now() where id = %s",
+                (manifest.shell_file_id,),
+            )
+        return True
+
+    def mark_failed(self, shell_file_id: uuid.UUID, error_code: str, error_message: str) -> bool:
+        rows = self._execute(
+            "update shell_files set status = 'failed', error_code = %s, error_message = %s, updated_at = now()"
+            " where id = %s and status = any(%s) returning id",
+            (error_code, error_message, shell_file_id, list(_ACTIVE)),
+        )
+        return bool(rows)
+
+    def record_run(self, run: PipelineRun) -> None:
+        self._execute(
+            "insert into pipeline_runs (shell_file_id, stage, message_id, attempt, outcome, error_code,"
+            " started_at, duration_ms, peak_rss_kb) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                run.shell_file_id,
+                run.stage.value,
+                run.message_id,
+                run.attempt,
+                run.outcome,
+                run.error_code,
+                run.started_at,
+                run.duration_ms,
+                run.peak_rss_kb,
+            ),
+        )
+
+    def last_error_code(self, shell_file_id: uuid.UUID) -> str | None:
+        rows = self._execute(
+            "select error_code from pipeline_runs where shell_file_id = %s and error_code is not null"
+            " order by started_at desc, id desc limit 1",
+            (shell_file_id,),
+        )
+        return rows[0]["error_code"] if rows else None
+
+    # --- reads for the CLI and tests -------------------------------------------------
+
+    def pages(self, shell_file_id: uuid.UUID) -> list[ShellFilePage]:
+        rows = self._execute(
+            "select shell_file_id, page_number, storage_key, width, height, text_source"
+            " from shell_file_pages where shell_file_id = %s order by page_number",
+            (shell_file_id,),
+        )
+        return [ShellFilePage.model_validate(row) for row in rows]
+
+    def manifest(self, shell_file_id: uuid.UUID) -> Manifest | None:
+        rows = self._execute("select manifest from shell_file_manifests where shell_file_id = %s", (shell_file_id,))
+        return Manifest.model_validate(rows[0]["manifest"]) if rows else None
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        """Read-only helper for the CLI's status view and tests."""
+        return self._execute(sql, params)

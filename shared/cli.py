@@ -1,0 +1,243 @@
+"""The `docpipe` command.
+
+  docpipe process PATH [PATH ...]   the embedded default: local stack, submit, drain, report
+  docpipe local up                  start the local stack and print the environment to export
+  docpipe migrate                   apply supabase/migrations to DATABASE_URL
+  docpipe submit FILE --patient-id  upload, create the row, enqueue (configured stack)
+  docpipe worker [--burst]          serve the queues (configured stack)
+  docpipe samples DIR               write the generated sample documents
+
+Exit status: 0 success, 1 when any file failed, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+DEMO_PATIENT = uuid.UUID("00000000-0000-4000-8000-00000000d0c5")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="docpipe", description="Medical documents -> pages, text, encounters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("process", help="process files end to end on an embedded local stack")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--json", action="store_true", help="one JSON object per input file (JSON Lines)")
+    p.add_argument("--with-text", action="store_true", help="include each page's text in --json output")
+    p.add_argument("--data-dir", type=Path, default=Path(".docpipe"), help="local stack data (default ./.docpipe)")
+    p.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("local", help="the local stack (moto SQS+S3, embedded Postgres)")
+    p.add_argument("action", choices=["up"])
+    p.add_argument("--data-dir", type=Path, default=Path(".docpipe"))
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--storage", choices=["s3", "local"], default="s3")
+
+    sub.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL")
+
+    p = sub.add_parser("submit", help="upload a file and queue it")
+    p.add_argument("file", type=Path)
+    p.add_argument("--patient-id", type=_uuid, required=True)
+
+    p = sub.add_parser("worker", help="serve the stage queues")
+    p.add_argument("--burst", action="store_true", help="drain the queues, then exit")
+    p.add_argument("--stages", default="preprocess,ocr,discover")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--max-messages", type=int, default=None)
+
+    p = sub.add_parser("samples", help="write the generated sample documents")
+    p.add_argument("dest", type=Path)
+    p.add_argument("--bad", action="store_true", help="also the bad ones (empty, truncated, encrypted, ...)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {
+        "process": cmd_process,
+        "local": cmd_local,
+        "migrate": cmd_migrate,
+        "submit": cmd_submit,
+        "worker": cmd_worker,
+        "samples": cmd_samples,
+    }[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _settings_or_exit():
+    from pydantic import ValidationError
+
+    from shared.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        _err(f"docpipe: bad configuration: {exc}")
+        raise SystemExit(EXIT_USAGE) from exc
+
+
+def _use_environment(env: dict[str, str]) -> None:
+    """Point this process (settings, boto3) at a stack: the CLI is the one writer of os.environ."""
+    from shared.settings import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_migrate(args) -> int:
+    from shared.adapters.postgres import PostgresDb
+
+    applied = PostgresDb(_settings_or_exit().database_url).migrate()
+    _err(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return EXIT_OK
+
+
+def cmd_submit(args) -> int:
+    from shared.bootstrap import build_deps
+    from shared.submit import submit
+
+    if not args.file.is_file():
+        _err(f"docpipe: no such file: {args.file}")
+        return EXIT_USAGE
+    shell_file_id = submit(build_deps(_settings_or_exit()), args.file, args.patient_id)
+    print(shell_file_id)
+    return EXIT_OK
+
+
+def cmd_worker(args) -> int:
+    from shared.bootstrap import build_deps, install
+    from shared.runtime.worker import Worker
+
+    deps = build_deps(_settings_or_exit())
+    install(deps)
+    try:
+        worker = Worker(deps, stages=[s.strip() for s in args.stages.split(",") if s.strip()], batch_size=args.batch_size)
+    except ValueError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_USAGE
+    handled = worker.run(burst=args.burst, max_messages=args.max_messages)
+    _err(f"handled {handled} message(s)")
+    return EXIT_OK
+
+
+def cmd_local(args) -> int:
+    from shared.bootstrap import build_deps
+    from shared.runtime.localstack import LocalStack
+    from shared.submit import provision
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalStack(args.data_dir, port=args.port, storage=args.storage) as stack:
+        env = stack.env()
+        _use_environment(env)
+        provision(build_deps(_settings_or_exit()))
+        for key, value in env.items():
+            print(f"export {key}='{value}'")
+        print("# local stack up; Ctrl-C to stop", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+def cmd_samples(args) -> int:
+    from shared import samples
+
+    written = samples.write_samples(args.dest)
+    if args.bad:
+        written.update(samples.write_bad_samples(args.dest))
+    for path in written.values():
+        print(path)
+    return EXIT_OK
+
+
+def cmd_process(args) -> int:
+    missing = [p for p in args.paths if not p.is_file()]
+    if missing:
+        _err("docpipe: no such file: " + ", ".join(str(p) for p in missing))
+        return EXIT_USAGE
+
+    from shared.bootstrap import build_deps, install
+    from shared.observability import logger
+    from shared.report import file_report, summary_line
+    from shared.runtime.localstack import LocalStack
+    from shared.runtime.worker import Worker
+    from shared.submit import provision, submit
+
+    if not os.environ.get("POWERTOOLS_LOG_LEVEL"):
+        logger.setLevel("WARNING")  # the progress lines are the user's view; logs stay for problems
+    with LocalStack(args.data_dir, storage="local") as stack:
+        _use_environment(stack.env())
+        deps = build_deps(_settings_or_exit())
+        install(deps)
+        provision(deps)
+        files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
+        progress = _Progress(deps.db, files, enabled=not args.quiet)
+        Worker(deps, on_batch=progress.update).run(burst=True)
+        reports = [file_report(deps.db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
+        install(None)
+    for report in reports:
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False))
+        else:
+            print(summary_line(report))
+    failed = sum(r["status"] != "completed" for r in reports)
+    if not args.json:
+        print(f"{len(reports) - failed} completed, {failed} failed; data in {args.data_dir}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+class _Progress:
+    """Prints a line on stderr each time a file's status changes."""
+
+    def __init__(self, db, files, enabled: bool) -> None:
+        self.db, self.files, self.enabled = db, files, enabled
+        self.seen: dict[uuid.UUID, str] = {}
+        self.total = len(files)
+
+    def update(self, queue, messages, failed) -> None:
+        if not self.enabled:
+            return
+        for index, (path, sfid) in enumerate(self.files, 1):
+            row = self.db.get_shell_file(sfid)
+            status = row.status.value if row else "?"
+            if self.seen.get(sfid) != status:
+                self.seen[sfid] = status
+                extra = f" ({row.page_count} pages)" if row and row.page_count else ""
+                _err(f"[{index}/{self.total}] {path.name}: {status}{extra}")
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

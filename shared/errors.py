@@ -1,0 +1,145 @@
+"""docpipe's error taxonomy.
+
+Every failure a stage can meet is one of two kinds. A ``RetryableError`` leaves the queue
+message for redelivery (and, after maxReceiveCount, the DLQ). A ``PermanentError`` is
+recorded on the file with its stable ``code`` and the message is acknowledged. Messages of
+these errors are shown to users and written to the database: they never carry patient data
+(no file names, no text, no names), only what went wrong and figures.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error docpipe raises on purpose."""
+
+    code = "pipeline_error"
+    retryable = False
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__ or self.code)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --- retryable -----------------------------------------------------------------------
+
+
+class RetryableError(PipelineError):
+    """A transient failure; the message will be delivered again."""
+
+    code = "retryable"
+    retryable = True
+
+
+class ThrottledError(RetryableError):
+    """A dependency asked us to slow down."""
+
+    code = "throttled"
+
+
+class DependencyUnavailableError(RetryableError):
+    """A dependency (database, queue, storage, OCR engine) could not be reached."""
+
+    code = "dependency_unavailable"
+
+
+class StageTimeoutError(RetryableError):
+    """The stage ran past its time limit."""
+
+    code = "timeout"
+
+
+class NotReadyError(RetryableError):
+    """The file is not yet in the state this stage needs; try again later."""
+
+    code = "not_ready"
+
+
+# --- permanent -----------------------------------------------------------------------
+
+
+class PermanentError(PipelineError):
+    """A failure that redelivery cannot fix; recorded on the file."""
+
+    code = "permanent"
+
+
+class InvalidMessageError(PermanentError):
+    """The queue message is not a valid docpipe message."""
+
+    code = "invalid_message"
+
+
+class FileNotFoundInDbError(PermanentError):
+    """The message names a file docpipe has no record of."""
+
+    code = "unknown_file"
+
+
+class OriginalMissingError(PermanentError):
+    """The uploaded original is not in storage."""
+
+    code = "original_missing"
+
+
+class EmptyFileError(PermanentError):
+    """The uploaded file is empty (zero bytes)."""
+
+    code = "empty_file"
+
+
+class FileTooLargeError(PermanentError):
+    """The uploaded file is larger than MAX_FILE_BYTES."""
+
+    code = "file_too_large"
+
+
+class UnsupportedTypeError(PermanentError):
+    """The file is not a PDF, TIFF, JPEG, PNG or HEIC/HEIF image."""
+
+    code = "unsupported_type"
+
+
+class UnreadableDocumentError(PermanentError):
+    """The file claims a supported type but is corrupt or truncated."""
+
+    code = "unreadable_document"
+
+
+class EncryptedDocumentError(PermanentError):
+    """The PDF needs a password to open."""
+
+    code = "encrypted"
+
+
+class NoPagesError(PermanentError):
+    """The document has no pages."""
+
+    code = "no_pages"
+
+
+class TooManyPagesError(PermanentError):
+    """The document has more pages than MAX_PAGES."""
+
+    code = "too_many_pages"
+
+
+class PageTooLargeError(PermanentError):
+    """A page has more pixels than MAX_PAGE_PIXELS (decompression-bomb guard)."""
+
+    code = "page_too_large"
+
+
+class OcrFailedError(PermanentError):
+    """The OCR engine could not read a page image."""
+
+    code = "ocr_failed"
+
+
+class RetriesExhaustedError(PermanentError):
+    """The message failed on every delivery and reached the dead-letter queue."""
+
+    code = "retries_exhausted"

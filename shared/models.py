@@ -1,0 +1,287 @@
+"""The shapes that cross a boundary: queue messages, database rows, page text, manifests.
+
+Queue messages carry ids and page numbers only, never text, names or file names, so queues
+and logs stay free of patient data. They are strict: an unknown field or a bad UUID is an
+``InvalidMessageError``, not a guess.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# --- queue messages ------------------------------------------------------------------
+
+MAX_MESSAGE_BYTES = 4096
+
+
+class Stage(str, enum.Enum):
+    PREPROCESS = "preprocess"
+    OCR = "ocr"
+    DISCOVER = "discover"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shell_file_id: uuid.UUID
+
+
+class PreprocessMessage(_Message):
+    """Render and read the pages of one uploaded file."""
+
+
+class OcrMessage(_Message):
+    """OCR these pages (1-based) of one file."""
+
+    page_numbers: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=100)]
+
+    @field_validator("page_numbers")
+    @classmethod
+    def _unique_sorted(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("page_numbers must be unique")
+        return sorted(value)
+
+
+class DiscoverMessage(_Message):
+    """Discover the encounters of one file whose pages all have text."""
+
+
+MESSAGE_MODELS: dict[Stage, type[_Message]] = {
+    Stage.PREPROCESS: PreprocessMessage,
+    Stage.OCR: OcrMessage,
+    Stage.DISCOVER: DiscoverMessage,
+}
+
+StageMessage = PreprocessMessage | OcrMessage | DiscoverMessage
+
+
+# --- rows ----------------------------------------------------------------------------
+
+
+class FileStatus(str, enum.Enum):
+    QUEUED = "queued"
+    PREPROCESSING = "preprocessing"
+    OCR = "ocr"
+    DISCOVERING = "discovering"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES = frozenset({FileStatus.COMPLETED, FileStatus.FAILED})
+
+
+class TextSource(str, enum.Enum):
+    NATIVE = "native"
+    OCR = "ocr"
+
+
+class ShellFile(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    storage_key: str
+    original_name: str | None = None
+    mime_type: str | None = None
+    byte_size: int | None = None
+    sha256: str | None = None
+    page_count: int | None = None
+    status: FileStatus
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class ShellFilePage(BaseModel):
+    shell_file_id: uuid.UUID
+    page_number: int = Field(ge=1)
+    storage_key: str
+    width: int
+    height: int
+    text_source: TextSource
+
+
+# --- page text -----------------------------------------------------------------------
+
+
+class Box(BaseModel):
+    """A rectangle normalised to the page: 0..1 from the top-left corner."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x0: float = Field(ge=0, le=1)
+    y0: float = Field(ge=0, le=1)
+    x1: float = Field(ge=0, le=1)
+    y1: float = Field(ge=0, le=1)
+
+    @classmethod
+    def from_pixels(cls, x0: float, y0: float, x1: float, y1: float, width: float, height: float) -> Box:
+        def clamp(v: float) -> float:
+            return min(1.0, max(0.0, v))
+
+        return cls(
+            x0=round(clamp(x0 / width), 5),
+            y0=round(clamp(y0 / height), 5),
+            x1=round(clamp(x1 / width), 5),
+            y1=round(clamp(y1 / height), 5),
+        )
+
+
+class Word(BaseModel):
+    text: str
+    box: Box
+    confidence: float | None = Field(default=None, ge=0, le=1)
+
+
+class Line(BaseModel):
+    text: str
+    box: Box
+    confidence: float | None = Field(default=None, ge=0, le=1)
+
+
+class PageText(BaseModel):
+    """The text of one page, whatever read it."""
+
+    page_number: int = Field(ge=1)
+    text: str
+    lines: list[Line] = Field(default_factory=list)
+    words: list[Word] = Field(default_factory=list)
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    engine: str  # "native", "tesseract", "textract"
+    duration_ms: float = 0.0
+
+    @property
+    def source(self) -> TextSource:
+        return TextSource.NATIVE if self.engine == "native" else TextSource.OCR
+
+
+# --- encounters and the manifest -----------------------------------------------------
+
+
+class EncounterType(str, enum.Enum):
+    INPATIENT = "inpatient_stay"
+    EMERGENCY = "emergency"
+    OUTPATIENT = "outpatient_visit"
+    TELEHEALTH = "telehealth"
+    LAB = "lab_report"
+    IMAGING = "imaging_report"
+    PROCEDURE = "procedure"
+    MEDICATION_LIST = "medication_list"
+    REFERRAL = "referral_letter"
+    ADMINISTRATIVE = "administrative"
+    OTHER = "other"
+
+
+class Timing(str, enum.Enum):
+    HAPPENED = "happened"
+    PLANNED = "planned"
+    NONE = "no_encounter"
+
+
+PageRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+class Evidence(BaseModel):
+    """Where a field's value was read: page and the character span in that page's text."""
+
+    field: str
+    page_number: int = Field(ge=1)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class Encounter(BaseModel):
+    encounter_type: EncounterType
+    timing: Timing = Timing.HAPPENED
+    date_start: dt.date | None = None
+    date_end: dt.date | None = None
+    provider: str | None = None
+    facility: str | None = None
+    page_ranges: list[PageRange] = Field(min_length=1)
+    confidence: float = Field(ge=0, le=1)
+    evidence: list[Evidence] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Encounter:
+        for first, last in self.page_ranges:
+            if last < first:
+                raise ValueError(f"page range [{first},{last}] is reversed")
+        if self.date_start and self.date_end and self.date_end < self.date_start:
+            raise ValueError("date_end is before date_start")
+        return self
+
+    def pages(self) -> set[int]:
+        return {p for first, last in self.page_ranges for p in range(first, last + 1)}
+
+
+class Discovery(BaseModel):
+    """What an encounter provider returns for one document."""
+
+    encounters: list[Encounter]
+    provider: str
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Manifest(BaseModel):
+    """The encounter manifest of one file, as stored in shell_file_manifests."""
+
+    shell_file_id: uuid.UUID
+    page_count: int = Field(ge=1)
+    encounters: list[Encounter]
+    page_assignments: dict[int, int | None]  # page number -> index into encounters, or None
+    provider: str
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Manifest:
+        seen: dict[int, int] = {}
+        for index, encounter in enumerate(self.encounters):
+            for page in encounter.pages():
+                if page > self.page_count:
+                    raise ValueError(f"encounter {index} names page {page} of {self.page_count}")
+                if page in seen:
+                    raise ValueError(f"page {page} is assigned to encounters {seen[page]} and {index}")
+                seen[page] = index
+        if set(self.page_assignments) != set(range(1, self.page_count + 1)):
+            raise ValueError("page_assignments must name every page exactly once")
+        for page, index in self.page_assignments.items():
+            if seen.get(page) != index:
+                raise ValueError(f"page {page}: assignment disagrees with the encounters")
+        return self
+
+    @classmethod
+    def build(cls, shell_file_id: uuid.UUID, page_count: int, discovery: Discovery) -> Manifest:
+        assignments: dict[int, int | None] = {p: None for p in range(1, page_count + 1)}
+        for index, encounter in enumerate(discovery.encounters):
+            for page in encounter.pages():
+                assignments[page] = index
+        return cls(
+            shell_file_id=shell_file_id,
+            page_count=page_count,
+            encounters=discovery.encounters,
+            page_assignments=assignments,
+            **discovery.model_dump(exclude={"encounters"}),
+        )
+
+
+class PipelineRun(BaseModel):
+    stage: Stage
+    shell_file_id: uuid.UUID | None
+    message_id: str | None = None
+    attempt: int = 1
+    outcome: Literal["succeeded", "failed", "retry", "skipped"]
+    error_code: str | None = None
+    started_at: dt.datetime
+    duration_ms: float
+    peak_rss_kb: int | None = None

@@ -1,0 +1,168 @@
+"""The small ports every stage talks through.
+
+Handlers and stage logic see only these abstract classes; the adapters in
+``shared/adapters`` implement them against real services (SQS, S3, Postgres, Tesseract),
+and the unit tests against in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from shared.models import (
+    Discovery,
+    Manifest,
+    PageText,
+    PipelineRun,
+    ShellFile,
+    ShellFilePage,
+    Stage,
+)
+
+# Logical queue names: one per stage, each with a dead-letter queue "<stage>-dlq".
+STAGE_QUEUES = tuple(stage.value for stage in Stage)
+DLQ_SUFFIX = "-dlq"
+
+
+def dlq_name(queue: str) -> str:
+    return queue + DLQ_SUFFIX
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueMessage:
+    queue: str
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    sent_timestamp_ms: int | None = None
+
+
+class Queue(abc.ABC):
+    """At-least-once message queues addressed by logical name ("preprocess", "ocr-dlq", ...).
+
+    A received message stays invisible for the visibility timeout and comes back unless it
+    is deleted; ``release`` makes it visible again after ``delay_s``.
+    """
+
+    @abc.abstractmethod
+    def send(self, queue: str, message: BaseModel, delay_s: int = 0) -> str: ...
+
+    @abc.abstractmethod
+    def receive(
+        self, queue: str, max_messages: int = 1, wait_s: int = 0, visibility_s: int | None = None
+    ) -> list[QueueMessage]: ...
+
+    @abc.abstractmethod
+    def delete(self, queue: str, receipt_handle: str) -> None: ...
+
+    @abc.abstractmethod
+    def release(self, queue: str, receipt_handle: str, delay_s: int = 0) -> None: ...
+
+    @abc.abstractmethod
+    def depth(self, queue: str) -> tuple[int, int]:
+        """(visible, in flight) approximate counts."""
+
+
+class Storage(abc.ABC):
+    """Object storage for originals and page images, addressed by key."""
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str) -> None: ...
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    @abc.abstractmethod
+    def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
+        """Stream the object to ``dest`` without holding it in memory; return its size.
+
+        Raises ``OriginalMissingError`` when the key does not exist and
+        ``FileTooLargeError`` when it is bigger than ``max_bytes``.
+        """
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+
+class Database(abc.ABC):
+    """docpipe's rows. Every write is idempotent: the same call twice leaves the same rows."""
+
+    @abc.abstractmethod
+    def create_shell_file(self, row: ShellFile) -> None: ...
+
+    @abc.abstractmethod
+    def get_shell_file(self, shell_file_id: uuid.UUID) -> ShellFile | None: ...
+
+    @abc.abstractmethod
+    def begin_preprocess(self, shell_file_id: uuid.UUID) -> ShellFile | None:
+        """queued -> preprocessing; return the row as it is after the call (None: unknown id)."""
+
+    @abc.abstractmethod
+    def set_file_facts(self, shell_file_id: uuid.UUID, mime_type: str, byte_size: int, sha256: str) -> None: ...
+
+    @abc.abstractmethod
+    def upsert_page(self, page: ShellFilePage) -> None: ...
+
+    @abc.abstractmethod
+    def upsert_text(self, shell_file_id: uuid.UUID, text: PageText) -> None: ...
+
+    @abc.abstractmethod
+    def finish_preprocess(self, shell_file_id: uuid.UUID, page_count: int, needs_ocr: bool) -> bool:
+        """preprocessing -> ocr (or -> discovering); True only for the call that moved it."""
+
+    @abc.abstractmethod
+    def pages_without_text(self, shell_file_id: uuid.UUID) -> list[int]: ...
+
+    @abc.abstractmethod
+    def try_start_discovery(self, shell_file_id: uuid.UUID) -> bool:
+        """The OCR fan-in: ocr -> discovering in one conditional UPDATE, only once every page
+        has text. True for exactly one caller however many race."""
+
+    @abc.abstractmethod
+    def page_texts(self, shell_file_id: uuid.UUID) -> list[PageText]: ...
+
+    @abc.abstractmethod
+    def complete_discovery(self, manifest: Manifest) -> bool:
+        """In one transaction: replace the file's encounters with the manifest's, store the
+        manifest, discovering -> completed. False (and nothing written) if not discovering."""
+
+    @abc.abstractmethod
+    def mark_failed(self, shell_file_id: uuid.UUID, error_code: str, error_message: str) -> bool:
+        """Any non-terminal status -> failed with the code; False if already completed/failed."""
+
+    @abc.abstractmethod
+    def record_run(self, run: PipelineRun) -> None: ...
+
+    @abc.abstractmethod
+    def last_error_code(self, shell_file_id: uuid.UUID) -> str | None:
+        """The error code of the file's most recent failed or retried stage run."""
+
+    @abc.abstractmethod
+    def pages(self, shell_file_id: uuid.UUID) -> list[ShellFilePage]: ...
+
+    @abc.abstractmethod
+    def manifest(self, shell_file_id: uuid.UUID) -> Manifest | None: ...
+
+
+class OcrEngine(abc.ABC):
+    """Reads the text of one page image."""
+
+    name: str
+
+    @abc.abstractmethod
+    def read(self, image: Path, page_number: int) -> PageText: ...
+
+
+class EncounterProvider(abc.ABC):
+    """Pass 0.5: finds the healthcare encounters in a document's page texts."""
+
+    name: str
+
+    @abc.abstractmethod
+    def discover(self, pages: list[PageText]) -> Discovery: ...

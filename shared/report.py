@@ -1,0 +1,66 @@
+"""What `docpipe process` tells the user about each file: a JSON-ready dict and a text line."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.ports import Database
+
+
+def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bool = False) -> dict:
+    row = db.get_shell_file(shell_file_id)
+    if row is None:
+        raise LookupError("unknown shell_file_id")
+    texts = {t.page_number: t for t in db.page_texts(shell_file_id)}
+    pages = []
+    for page in db.pages(shell_file_id):
+        text = texts.get(page.page_number)
+        entry = {
+            "page_number": page.page_number,
+            "text_source": page.text_source.value,
+            "engine": text.engine if text else None,
+            "chars": len(text.text) if text else 0,
+        }
+        if with_text:
+            entry["text"] = text.text if text else None
+        pages.append(entry)
+    manifest = db.manifest(shell_file_id) if row.status.value == "completed" else None
+    encounters = [
+        {
+            "encounter_type": e.encounter_type.value,
+            "date_start": e.date_start.isoformat() if e.date_start else None,
+            "date_end": e.date_end.isoformat() if e.date_end else None,
+            "provider": e.provider,
+            "facility": e.facility,
+            "page_ranges": [list(r) for r in e.page_ranges],
+            "confidence": e.confidence,
+        }
+        for e in (manifest.encounters if manifest else [])
+    ]
+    return {
+        "file": file,
+        "shell_file_id": str(shell_file_id),
+        "status": row.status.value,
+        "mime_type": row.mime_type,
+        "page_count": row.page_count or 0,
+        "pages": pages,
+        "encounters": encounters,
+        "error_code": row.error_code,
+        "error_message": row.error_message,
+    }
+
+
+def summary_line(report: dict) -> str:
+    if report["status"] != "completed":
+        return f"FAILED     {report['file']}: {report['error_code']} - {report['error_message']}"
+    native = sum(1 for p in report["pages"] if p["text_source"] == "native")
+    kinds = ", ".join(
+        f"{e['encounter_type']} {e['date_start'] or '?'}"
+        + (f"..{e['date_end']}" if e["date_end"] and e["date_end"] != e["date_start"] else "")
+        + f" p{'/'.join(f'{a}-{b}' if a != b else str(a) for a, b in e['page_ranges'])}"
+        for e in report["encounters"]
+    )
+    return (
+        f"completed  {report['file']}: {report['page_count']} pages ({native} native, "
+        f"{report['page_count'] - native} OCR), {len(report['encounters'])} encounters: {kinds}"
+    )

@@ -1,0 +1,119 @@
+"""What every stage does around its ``run``: parse, log context, error model, run ledger.
+
+``handle_record`` is the body of each handler's ``record_handler``. It turns the error
+taxonomy into queue behaviour:
+
+- ``PermanentError`` (invalid message included): recorded on the file, the record succeeds,
+  so the message is acknowledged and never retried;
+- ``RetryableError`` or any other exception: re-raised, so Powertools reports the record in
+  ``batchItemFailures`` and SQS delivers it again (then the DLQ).
+
+Every invocation leaves a ``pipeline_runs`` row (best effort: a database that is down must
+not turn a retry into a crash).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from shared.bootstrap import Deps, get_deps
+from shared.errors import InvalidMessageError, PermanentError, PipelineError
+from shared.models import MAX_MESSAGE_BYTES, MESSAGE_MODELS, PipelineRun, Stage
+from shared.observability import logger, peak_rss_kb
+
+StageRun = Callable[..., str | None]  # run(msg, deps, attempt) -> outcome note ("skipped") or None
+
+_LOG_KEYS = ("stage", "message_id", "shell_file_id", "attempt")
+
+
+def parse_message(stage: Stage, body: str):
+    """The stage's message model from a queue body, or ``InvalidMessageError``."""
+    if len(body.encode("utf-8", "replace")) > MAX_MESSAGE_BYTES:
+        raise InvalidMessageError(f"message body is larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        return MESSAGE_MODELS[stage].model_validate_json(body)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in err["loc"]) or "body" for err in exc.errors()})
+        raise InvalidMessageError(f"invalid {stage.value} message: bad or unknown fields {fields}") from exc
+
+
+def shell_file_id_of(body: str) -> uuid.UUID | None:
+    """Best-effort id of the file a (possibly invalid) message is about."""
+    try:
+        value = json.loads(body).get("shell_file_id")
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def attempt_of(record: SQSRecord) -> int:
+    try:
+        return max(1, int(record.attributes.approximate_receive_count or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | None = None) -> None:
+    deps = deps or get_deps()
+    attempt = attempt_of(record)
+    started_at = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    logger.append_keys(stage=stage.value, message_id=record.message_id, attempt=attempt)
+    shell_file_id: uuid.UUID | None = None
+    outcome, error_code = "succeeded", None
+    try:
+        try:
+            msg = parse_message(stage, record.body)
+        except InvalidMessageError:
+            shell_file_id = shell_file_id_of(record.body)
+            raise
+        shell_file_id = msg.shell_file_id
+        logger.append_keys(shell_file_id=str(shell_file_id))
+        note = run(msg, deps, attempt)
+        if note == "skipped":
+            outcome = "skipped"
+    except PermanentError as exc:
+        outcome, error_code = "failed", exc.code
+        logger.warning("stage failed permanently", extra={"error_code": exc.code, "error": type(exc).__name__})
+        if shell_file_id is not None:
+            deps.db.mark_failed(shell_file_id, exc.code, exc.message)
+    except PipelineError as exc:
+        outcome, error_code = "retry", exc.code
+        logger.warning("stage will be retried", extra={"error_code": exc.code, "error": type(exc).__name__})
+        raise
+    except Exception as exc:
+        outcome, error_code = "retry", "crash"
+        # The exception's text may quote data; log its class only.
+        logger.error("stage crashed", extra={"error_code": "crash", "error": type(exc).__name__})
+        raise
+    finally:
+        duration_ms = (time.perf_counter() - t0) * 1000
+        _record_run(deps, stage, shell_file_id, record.message_id, attempt, outcome, error_code, started_at, duration_ms)
+        logger.info("stage finished", extra={"outcome": outcome, "duration_ms": round(duration_ms, 1)})
+        logger.remove_keys(list(_LOG_KEYS))
+
+
+def _record_run(deps: Deps, stage: Stage, shell_file_id, message_id, attempt, outcome, error_code, started_at, duration_ms):
+    try:
+        deps.db.record_run(
+            PipelineRun(
+                stage=stage,
+                shell_file_id=shell_file_id,
+                message_id=message_id,
+                attempt=attempt,
+                outcome=outcome,
+                error_code=error_code,
+                started_at=started_at,
+                duration_ms=duration_ms,
+                peak_rss_kb=peak_rss_kb(),
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - the ledger must not mask the stage's own outcome
+        logger.warning("could not record the stage run", extra={"error": type(exc).__name__})

@@ -1,0 +1,71 @@
+"""docpipe's one settings model, read from the environment once.
+
+Variable names are the field names upper-cased; they are the names template.yaml's Globals,
+the Dockerfile, render.yaml and `docpipe local up` use. Bad values fail at start with a
+message that names the variable. No other module reads os.environ.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    # --- connections
+    database_url: str = Field(default="", description="postgresql:// URL (Supabase: the transaction pooler)")
+    database_url_parameter: str | None = Field(
+        default=None, description="SSM SecureString holding DATABASE_URL (Lambda); read once at start"
+    )
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = Field(default=None, description="one endpoint for SQS and S3 (moto, ElasticMQ+MinIO)")
+    sqs_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
+    queue_prefix: str = "docpipe"
+
+    # --- storage
+    storage_backend: Literal["s3", "local"] = "s3"
+    storage_bucket: str = "docpipe"
+    local_storage_dir: Path = Path(".docpipe/storage")
+
+    # --- engines
+    ocr_engine: Literal["tesseract"] = "tesseract"
+    encounter_provider: Literal["heuristic"] = "heuristic"
+    tesseract_cmd: str = "tesseract"
+    tesseract_lang: str = "eng"
+
+    # --- rendering
+    render_dpi: int = Field(default=200, ge=50, le=600)
+    render_max_edge: int = Field(default=2400, ge=256, le=10000, description="longest side of a page JPEG, px")
+    jpeg_quality: int = Field(default=85, ge=30, le=100)
+    native_text_min_chars: int = Field(default=20, ge=1, description="fewer real characters: OCR the page")
+    ocr_pages_per_message: int = Field(default=1, ge=1, le=100)
+
+    # --- limits
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_pages: int = Field(default=1000, ge=1)
+    max_page_pixels: int = Field(default=180_000_000, ge=1, description="decoded pixels per page image")
+    ocr_timeout_s: float = Field(default=120.0, gt=0)
+
+    # --- queues
+    visibility_timeout_s: int = Field(default=120, ge=1)
+    max_receive_count: int = Field(default=3, ge=1)
+
+    @property
+    def sqs_endpoint(self) -> str | None:
+        return self.sqs_endpoint_url or self.aws_endpoint_url
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        return self.s3_endpoint_url or self.aws_endpoint_url
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,55 @@
+"""Submitting a document: upload the original, create its row, enqueue preprocess."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from shared.bootstrap import Deps
+from shared.errors import PermanentError
+from shared.keys import original_key
+from shared.models import FileStatus, PreprocessMessage, ShellFile, Stage
+from shared.pages.sniff import sniff
+
+
+def submit(deps: Deps, path: Path, patient_id: uuid.UUID, shell_file_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Upload ``path`` for ``patient_id`` and queue it; return the new shell_file_id.
+
+    The storage key is built from ids and the sniffed type only: the file's name goes to the
+    database row (``original_name``), never into a key, a message or a log.
+    """
+    shell_file_id = shell_file_id or uuid.uuid4()
+    try:
+        kind = sniff(path)
+        extension, mime = kind.extension, kind.mime
+    except PermanentError:
+        # Not ours to judge here: preprocess records the failure where the user looks.
+        extension, mime = "bin", "application/octet-stream"
+    key = original_key(patient_id, shell_file_id, extension)
+    deps.storage.put_file(key, path, mime)
+    deps.db.create_shell_file(
+        ShellFile(
+            id=shell_file_id,
+            patient_id=patient_id,
+            storage_key=key,
+            original_name=path.name,
+            mime_type=mime,
+            byte_size=path.stat().st_size,
+            status=FileStatus.QUEUED,
+        )
+    )
+    deps.queue.send(Stage.PREPROCESS.value, PreprocessMessage(shell_file_id=shell_file_id))
+    return shell_file_id
+
+
+def provision(deps: Deps) -> None:
+    """Create what a fresh stack lacks: schema, queues with DLQs, bucket (all idempotent)."""
+    from shared.adapters.aws import S3Storage, SqsQueue
+    from shared.adapters.postgres import PostgresDb
+
+    if isinstance(deps.db, PostgresDb):
+        deps.db.migrate()
+    if isinstance(deps.queue, SqsQueue):
+        deps.queue.ensure_queues(deps.settings.visibility_timeout_s, deps.settings.max_receive_count)
+    if isinstance(deps.storage, S3Storage):
+        deps.storage.ensure_bucket()

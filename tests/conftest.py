@@ -1,0 +1,73 @@
+"""Session fixtures: the real local servers (moto's SQS+S3 server, embedded Postgres), and
+per-test deps on their own queue prefix and bucket so tests never see each other's messages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shared.runtime.localstack import LOCAL_CREDENTIALS
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+for _key, _value in {**LOCAL_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def needs_tesseract():
+    return pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory):
+    pytest.importorskip("pgserver")
+    pytest.importorskip("moto.server")
+    from shared.runtime.localstack import LocalStack
+
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), storage="s3").start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def stack_settings(local_stack, tmp_path):
+    from shared.settings import Settings
+
+    tag = uuid.uuid4().hex[:10]
+    return Settings(
+        database_url=local_stack.database_url,
+        aws_endpoint_url=local_stack.endpoint_url,
+        storage_backend="s3",
+        storage_bucket=f"docpipe-{tag}",
+        queue_prefix=f"t{tag}",
+        visibility_timeout_s=30,
+        max_receive_count=3,
+    )
+
+
+@pytest.fixture
+def stack_deps(stack_settings):
+    """Real adapters on the local stack, provisioned, installed for handlers."""
+    from shared.bootstrap import build_deps, install
+    from shared.submit import provision
+
+    deps = build_deps(stack_settings)
+    provision(deps)
+    install(deps)
+    yield deps
+    install(None)
+    deps.db.close()
+
+
+@pytest.fixture(scope="session")
+def samples_dir(tmp_path_factory):
+    from shared import samples
+
+    dest = tmp_path_factory.mktemp("samples")
+    samples.write_samples(dest)
+    samples.write_bad_samples(dest)
+    return dest

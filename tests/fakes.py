@@ -1,0 +1,190 @@
+"""Hand-written in-memory fakes of the ports, for unit tests of stage logic (no network)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from shared.errors import FileTooLargeError, OriginalMissingError
+from shared.models import (
+    Discovery,
+    Encounter,
+    EncounterType,
+    FileStatus,
+    Manifest,
+    PageText,
+    PipelineRun,
+    ShellFile,
+    ShellFilePage,
+)
+from shared.ports import Database, EncounterProvider, OcrEngine, Queue, QueueMessage, Storage
+
+
+class InMemoryQueue(Queue):
+    def __init__(self) -> None:
+        self.messages: dict[str, list[QueueMessage]] = {}
+        self._ids = itertools.count(1)
+
+    def send(self, queue: str, message: BaseModel, delay_s: int = 0) -> str:
+        mid = f"m{next(self._ids)}"
+        self.messages.setdefault(queue, []).append(QueueMessage(queue, mid, "r" + mid, message.model_dump_json(), 0))
+        return mid
+
+    def receive(self, queue, max_messages=1, wait_s=0, visibility_s=None):
+        taken, self.messages[queue] = self.messages.get(queue, [])[:max_messages], self.messages.get(queue, [])[max_messages:]
+        return [dataclasses.replace(m, receive_count=m.receive_count + 1) for m in taken]
+
+    def delete(self, queue, receipt_handle):
+        pass
+
+    def release(self, queue, receipt_handle, delay_s=0):
+        raise NotImplementedError
+
+    def depth(self, queue):
+        return len(self.messages.get(queue, [])), 0
+
+    def bodies(self, queue: str) -> list[str]:
+        return [m.body for m in self.messages.get(queue, [])]
+
+
+class InMemoryStorage(Storage):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects: dict[str, bytes] = {}
+
+    def put_file(self, key, path, content_type):
+        self.objects[key] = Path(path).read_bytes()
+
+    def put_bytes(self, key, data, content_type):
+        self.objects[key] = bytes(data)
+
+    def download(self, key, dest, max_bytes=None):
+        if key not in self.objects:
+            raise OriginalMissingError("object not found")
+        data = self.objects[key]
+        if max_bytes is not None and len(data) > max_bytes:
+            raise FileTooLargeError("too large")
+        Path(dest).write_bytes(data)
+        return len(data)
+
+    def exists(self, key):
+        return key in self.objects
+
+
+class InMemoryDb(Database):
+    """Implements the port's contract, conditional transitions included."""
+
+    def __init__(self) -> None:
+        self.files: dict[uuid.UUID, ShellFile] = {}
+        self.pages_: dict[tuple[uuid.UUID, int], ShellFilePage] = {}
+        self.texts: dict[tuple[uuid.UUID, int], PageText] = {}
+        self.manifests: dict[uuid.UUID, Manifest] = {}
+        self.runs: list[PipelineRun] = []
+        self._lock = threading.Lock()
+
+    def _set(self, sfid, **changes):
+        self.files[sfid] = self.files[sfid].model_copy(update=changes)
+
+    def create_shell_file(self, row):
+        self.files.setdefault(row.id, row)
+
+    def get_shell_file(self, sfid):
+        return copy.deepcopy(self.files.get(sfid))
+
+    def begin_preprocess(self, sfid):
+        with self._lock:
+            if sfid in self.files and self.files[sfid].status == FileStatus.QUEUED:
+                self._set(sfid, status=FileStatus.PREPROCESSING)
+        return self.get_shell_file(sfid)
+
+    def set_file_facts(self, sfid, mime_type, byte_size, sha256):
+        self._set(sfid, mime_type=mime_type, byte_size=byte_size, sha256=sha256)
+
+    def upsert_page(self, page):
+        self.pages_[(page.shell_file_id, page.page_number)] = page
+
+    def upsert_text(self, sfid, text):
+        self.texts[(sfid, text.page_number)] = text
+
+    def finish_preprocess(self, sfid, page_count, needs_ocr):
+        with self._lock:
+            if self.files[sfid].status not in (FileStatus.QUEUED, FileStatus.PREPROCESSING):
+                return False
+            self._set(sfid, page_count=page_count, status=FileStatus.OCR if needs_ocr else FileStatus.DISCOVERING)
+            return True
+
+    def pages_without_text(self, sfid):
+        return sorted(n for (f, n) in self.pages_ if f == sfid and (f, n) not in self.texts)
+
+    def try_start_discovery(self, sfid):
+        with self._lock:
+            row = self.files[sfid]
+            done = sum(1 for (f, _) in self.texts if f == sfid)
+            if row.status == FileStatus.OCR and row.page_count and done >= row.page_count:
+                self._set(sfid, status=FileStatus.DISCOVERING)
+                return True
+            return False
+
+    def page_texts(self, sfid):
+        return [t for (f, _), t in sorted(self.texts.items(), key=lambda kv: kv[0][1]) if f == sfid]
+
+    def complete_discovery(self, manifest):
+        with self._lock:
+            if self.files[manifest.shell_file_id].status != FileStatus.DISCOVERING:
+                return False
+            self.manifests[manifest.shell_file_id] = manifest
+            self._set(manifest.shell_file_id, status=FileStatus.COMPLETED)
+            return True
+
+    def mark_failed(self, sfid, error_code, error_message):
+        with self._lock:
+            if sfid not in self.files or self.files[sfid].status in (FileStatus.COMPLETED, FileStatus.FAILED):
+                return False
+            self._set(sfid, status=FileStatus.FAILED, error_code=error_code, error_message=error_message)
+            return True
+
+    def record_run(self, run):
+        self.runs.append(run)
+
+    def last_error_code(self, sfid):
+        codes = [r.error_code for r in self.runs if r.shell_file_id == sfid and r.error_code]
+        return codes[-1] if codes else None
+
+    def pages(self, sfid):
+        return [p for (f, _), p in sorted(self.pages_.items(), key=lambda kv: kv[0][1]) if f == sfid]
+
+    def manifest(self, sfid):
+        return self.manifests.get(sfid)
+
+
+class CannedOcr(OcrEngine):
+    """Returns the same text for every page and counts its calls."""
+
+    name = "canned"
+
+    def __init__(self, text: str = "Clinic Visit Note\nDate of visit: 2024-03-05\nDr Jane Smith") -> None:
+        self.text = text
+        self.calls: list[int] = []
+
+    def read(self, image: Path, page_number: int) -> PageText:
+        assert image.stat().st_size > 0
+        self.calls.append(page_number)
+        return PageText(page_number=page_number, text=self.text, engine="canned")
+
+
+class OneEncounterPerDocument(EncounterProvider):
+    name = "fake"
+
+    def discover(self, pages):
+        last = max(p.page_number for p in pages)
+        return Discovery(
+            encounters=[Encounter(encounter_type=EncounterType.OTHER, page_ranges=[(1, last)], confidence=0.5)],
+            provider=self.name,
+        )

@@ -1,0 +1,157 @@
+"""Stage logic over in-memory fakes of the ports: transitions, fan-out/fan-in, error model."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pymupdf
+import pytest
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from PIL import Image, ImageDraw
+
+from handlers import discover, ocr, preprocess
+from shared.bootstrap import Deps
+from shared.errors import DependencyUnavailableError
+from shared.models import FileStatus, Stage
+from shared.ports import QueueMessage
+from shared.runtime.events import sqs_event
+from shared.runtime.records import handle_record
+from shared.settings import Settings
+from shared.submit import submit
+from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage, OneEncounterPerDocument
+
+RUNS = {Stage.PREPROCESS: preprocess.run, Stage.OCR: ocr.run, Stage.DISCOVER: discover.run}
+
+
+@pytest.fixture
+def deps(tmp_path):
+    return Deps(
+        settings=Settings(storage_backend="local", local_storage_dir=tmp_path / "store"),
+        queue=InMemoryQueue(),
+        storage=InMemoryStorage(tmp_path),
+        db=InMemoryDb(),
+        ocr=CannedOcr(),
+        encounters=OneEncounterPerDocument(),
+    )
+
+
+def _text_pdf(path, pages=2):
+    doc = pymupdf.open()
+    for n in range(pages):
+        page = doc.new_page()
+        page.insert_text((72, 100), f"Clinic Visit Note page {n + 1}. Seen on 2024-03-0{n + 1} by Dr Jane Smith.")
+    doc.save(path)
+    return path
+
+
+def _image(path, fmt="PNG"):
+    img = Image.new("L", (850, 1100), 255)
+    ImageDraw.Draw(img).text((50, 50), "Clinic Visit Note", fill=0)
+    img.save(path, fmt)
+    return path
+
+
+def _record(stage: Stage, body: str, receive_count: int = 1) -> SQSRecord:
+    msg = QueueMessage(stage.value, str(uuid.uuid4()), "rh", body, receive_count)
+    return SQSRecord(sqs_event([msg], f"arn:aws:sqs:us-east-1:000000000000:docpipe-{stage.value}", "us-east-1")["Records"][0])
+
+
+def drain(deps) -> list[str]:
+    """Deliver every queued message once through the record wrapper; return the bodies."""
+    seen = []
+    progress = True
+    while progress:
+        progress = False
+        for stage in Stage:
+            for msg in deps.queue.receive(stage.value, max_messages=10):
+                seen.append(msg.body)
+                handle_record(stage, _record(stage, msg.body, msg.receive_count), RUNS[stage], deps)
+                progress = True
+    return seen
+
+
+def test_text_pdf_needs_no_ocr(deps, tmp_path):
+    sfid = submit(deps, _text_pdf(tmp_path / "a.pdf", pages=2), uuid.uuid4())
+    drain(deps)
+    row = deps.db.get_shell_file(sfid)
+    assert row.status == FileStatus.COMPLETED and row.page_count == 2 and row.mime_type == "application/pdf"
+    assert deps.ocr.calls == []
+    assert [t.engine for t in deps.db.page_texts(sfid)] == ["native", "native"]
+    jpegs = [k for k in deps.storage.objects if k.startswith("processed/")]
+    assert len(jpegs) == 2 and all(deps.storage.objects[k][:3] == b"\xff\xd8\xff" for k in jpegs)
+    assert deps.db.manifest(sfid).page_assignments == {1: 0, 2: 0}
+
+
+def test_image_pages_fan_out_and_fan_in_once(deps, tmp_path):
+    deps.settings.ocr_pages_per_message = 1
+    tiff = tmp_path / "fax.tiff"
+    frames = [_image(tmp_path / f"p{n}.png") for n in range(3)]
+    first, *rest = [Image.open(p) for p in frames]
+    first.save(tiff, save_all=True, append_images=rest)
+    sfid = submit(deps, tiff, uuid.uuid4())
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, deps.queue.receive("preprocess")[0].body),
+                  preprocess.run, deps)
+    assert len(deps.queue.bodies("ocr")) == 3 and deps.queue.bodies("discover") == []
+    bodies = drain(deps)
+    assert sorted(deps.ocr.calls) == [1, 2, 3]
+    assert sum(json.loads(b).keys() == {"shell_file_id"} for b in bodies) == 1  # one discover message
+    assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
+
+
+def test_redelivered_ocr_message_reads_nothing_twice(deps, tmp_path):
+    sfid = submit(deps, _image(tmp_path / "a.png"), uuid.uuid4())
+    drain(deps)
+    assert deps.ocr.calls == [1]
+    body = json.dumps({"shell_file_id": str(sfid), "page_numbers": [1]})
+    handle_record(Stage.OCR, _record(Stage.OCR, body, receive_count=2), ocr.run, deps)
+    assert deps.ocr.calls == [1]
+
+
+def test_message_bodies_hold_only_ids_and_page_numbers(deps, tmp_path):
+    submit(deps, _image(tmp_path / "Jane Doe lab.png"), uuid.uuid4())
+    submit(deps, _text_pdf(tmp_path / "Jane Doe visit.pdf"), uuid.uuid4())
+    bodies = drain(deps)
+    assert bodies
+    for body in bodies:
+        data = json.loads(body)
+        assert set(data) <= {"shell_file_id", "page_numbers"}
+        uuid.UUID(data["shell_file_id"])
+        assert all(isinstance(n, int) for n in data.get("page_numbers", []))
+        assert "Jane" not in body
+
+
+def test_permanent_error_is_recorded_and_acknowledged(deps, tmp_path):
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    sfid = submit(deps, empty, uuid.uuid4())
+    drain(deps)  # would raise if the error escaped
+    row = deps.db.get_shell_file(sfid)
+    assert (row.status, row.error_code) == (FileStatus.FAILED, "empty_file")
+    assert row.error_message
+    assert [r.outcome for r in deps.db.runs] == ["failed"]
+
+
+def test_invalid_message_is_recorded_not_retried(deps, tmp_path):
+    sfid = submit(deps, _image(tmp_path / "a.png"), uuid.uuid4())
+    bad = json.dumps({"shell_file_id": str(sfid), "file_name": "secret.pdf"})
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, bad), preprocess.run, deps)
+    row = deps.db.get_shell_file(sfid)
+    assert (row.status, row.error_code) == (FileStatus.FAILED, "invalid_message")
+    assert "secret" not in row.error_message
+    handle_record(Stage.OCR, _record(Stage.OCR, "not json at all"), ocr.run, deps)
+    assert deps.db.runs[-1].error_code == "invalid_message" and deps.db.runs[-1].shell_file_id is None
+
+
+def test_retryable_error_propagates_for_redelivery(deps, tmp_path):
+    sfid = submit(deps, _image(tmp_path / "a.png"), uuid.uuid4())
+
+    def down(*args, **kwargs):
+        raise DependencyUnavailableError("storage down")
+
+    deps.storage.download = down
+    body = deps.queue.receive("preprocess")[0].body
+    with pytest.raises(DependencyUnavailableError):
+        handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, body), preprocess.run, deps)
+    assert deps.db.get_shell_file(sfid).status == FileStatus.PREPROCESSING
+    assert deps.db.runs[-1].outcome == "retry" and deps.db.runs[-1].error_code == "dependency_unavailable"
