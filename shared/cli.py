@@ -193,7 +193,7 @@ def cmd_process(args) -> int:
     from shared.submit import provision, submit
 
     if not os.environ.get("POWERTOOLS_LOG_LEVEL"):
-        logger.setLevel("WARNING")  # the progress lines are the user's view; logs stay for problems
+        logger.setLevel("ERROR")  # progress lines and the summary are the user's view; logs for crashes
     with LocalStack(args.data_dir, storage="local") as stack:
         _use_environment(stack.env())
         deps = build_deps(_settings_or_exit())
@@ -231,7 +231,7 @@ class _Progress:
             status = row.status.value if row else "?"
             if self.seen.get(sfid) != status:
                 self.seen[sfid] = status
-                extra = f" ({row.page_count} pages)" if row and row.page_count else ""
+                extra = f" ({row.page_count} page{'s' if row.page_count != 1 else ''})" if row and row.page_count else ""
                 _err(f"[{index}/{self.total}] {path.name}: {status}{extra}")
 
 

@@ -52,6 +52,12 @@ class StageTimeoutError(RetryableError):
     code = "timeout"
 
 
+class EngineCrashedError(RetryableError):
+    """A native engine (OCR, renderer) died from a signal; it may well succeed next time."""
+
+    code = "engine_crashed"
+
+
 class NotReadyError(RetryableError):
     """The file is not yet in the state this stage needs; try again later."""
 

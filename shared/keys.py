@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-_EXTENSIONS = frozenset({"pdf", "tiff", "jpeg", "png", "heic", "bin"})
+_EXTENSIONS = frozenset({"pdf", "tif", "tiff", "jpg", "jpeg", "png", "heic", "bin"})
 
 
 def original_key(patient_id: uuid.UUID, shell_file_id: uuid.UUID, extension: str) -> str:

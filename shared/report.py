@@ -61,6 +61,10 @@ def summary_line(report: dict) -> str:
         for e in report["encounters"]
     )
     return (
-        f"completed  {report['file']}: {report['page_count']} pages ({native} native, "
-        f"{report['page_count'] - native} OCR), {len(report['encounters'])} encounters: {kinds}"
+        f"completed  {report['file']}: {_plural(report['page_count'], 'page')} ({native} native, "
+        f"{report['page_count'] - native} OCR), {_plural(len(report['encounters']), 'encounter')}: {kinds}"
     )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

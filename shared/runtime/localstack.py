@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import warnings
 from pathlib import Path
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "docpipe-local", "AWS_SECRET_ACCESS_KEY": "docpipe-local"}
@@ -31,7 +32,10 @@ class LocalStack:
         self._pg = None
 
     def start(self) -> LocalStack:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+            warnings.simplefilter("ignore")
+            import pgserver
         from moto.server import ThreadedMotoServer
 
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,7 @@ def test_duplicate_deliveries_leave_the_rows_of_one(stack_deps, stack_settings, 
     for mode in ("once", "sequential", "concurrent"):
         sfid = submit(stack_deps, samples_dir / sample, patient)
         deliveries = run_pipeline(stack_deps, mode, other)
-        assert deliveries >= 3
+        assert deliveries >= 2
         results[mode] = snapshot(stack_deps.db, sfid)
     other.db.close()
     reference = results["once"]

@@ -1,0 +1,511 @@
+"""The offline heuristic encounter provider, on hand-written page texts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+
+import pytest
+
+from shared.encounters import HeuristicEncounters
+from shared.models import Discovery, EncounterType, Manifest, PageText, Timing
+
+ET = EncounterType
+
+
+def _pages(*texts: str) -> list[PageText]:
+    return [PageText(page_number=i, text=text, engine="native") for i, text in enumerate(texts, 1)]
+
+
+def _discover(*texts: str) -> Discovery:
+    pages = _pages(*texts)
+    discovery = HeuristicEncounters().discover(pages)
+    # Every result must make a valid manifest.
+    Manifest.build(uuid.uuid4(), len(pages), discovery)
+    return discovery
+
+
+def _evidence(discovery: Discovery, index: int, field: str, texts: tuple[str, ...]) -> str | None:
+    for item in discovery.encounters[index].evidence:
+        if item.field == field:
+            return texts[item.page_number - 1][item.start : item.end]
+    return None
+
+
+CLINIC_1 = """Riverside Medical Centre
+12 Wharf Road, Riverside
+CLINIC VISIT NOTE
+Patient: Jane Example   DOB: 02/09/1971
+Date of visit: 05/03/2024
+Clinician: Dr Priya Raman
+Reason for visit: review of hypertension. BP 142/90.
+"""
+CLINIC_1_CONT = """Riverside Medical Centre - Jane Example - continued
+Plan: increase perindopril. Follow-up with GP in two weeks.
+Signed: Dr Priya Raman
+"""
+GP_2 = """Northgate Family Clinic
+GP FOLLOW-UP CONSULTATION
+Patient: Jane Example   DOB: 02/09/1971
+Date of service: 19 March 2024
+Seen by: Dr Thomas Quigley
+Blood pressure improved on higher dose. Continue current treatment.
+"""
+
+DISCHARGE = (
+    """Lakeside General Hospital
+DISCHARGE SUMMARY
+Patient: Jane Example   DOB: 02/09/1971
+Date of admission: 11/02/2024
+Attending: Dr Samuel Okafor
+Presented with fever and cough, treated for pneumonia.
+Page 1 of 3
+""",
+    """Lakeside General Hospital - DISCHARGE SUMMARY
+Page 2 of 3
+Hospital course: IV antibiotics, switched to oral on day three.
+Date of procedure: 13/02/2024 bronchoscopy, no endobronchial lesion.
+""",
+    """Lakeside General Hospital - Discharge Summary
+Discharge medications: amoxicillin 1 g three times daily.
+Date of discharge: 16/02/2024
+Page 3 of 3
+""",
+)
+
+
+# --- splitting -----------------------------------------------------------------------------
+
+
+def test_two_visits_on_different_dates_are_two_encounters() -> None:
+    texts = (CLINIC_1, CLINIC_1_CONT, GP_2)
+    discovery = _discover(*texts)
+
+    assert discovery.provider == "heuristic"
+    assert discovery.model is None
+    assert (discovery.input_tokens, discovery.output_tokens) == (0, 0)
+    first, second = discovery.encounters
+    assert first.page_ranges == [(1, 2)]
+    assert second.page_ranges == [(3, 3)]
+    assert (first.date_start, first.date_end) == (dt.date(2024, 3, 5), dt.date(2024, 3, 5))
+    assert (second.date_start, second.date_end) == (dt.date(2024, 3, 19), dt.date(2024, 3, 19))
+    assert first.encounter_type == second.encounter_type == ET.OUTPATIENT
+    assert first.provider == "Dr Priya Raman"
+    assert first.facility == "Riverside Medical Centre"
+    assert second.provider == "Dr Thomas Quigley"
+    assert second.facility == "Northgate Family Clinic"
+    assert first.timing == second.timing == Timing.HAPPENED
+
+
+def test_same_title_and_clinic_but_a_new_visit_date_splits() -> None:
+    note = "Riverside Medical Centre\nCLINIC VISIT NOTE\nDate of visit: {}\nReviewed blood pressure today.\n"
+    discovery = _discover(note.format("05/03/2024"), note.format("02/04/2024"))
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+    assert [e.date_start for e in discovery.encounters] == [dt.date(2024, 3, 5), dt.date(2024, 4, 2)]
+
+
+def test_page_one_of_n_restarting_splits_even_without_other_cues() -> None:
+    page = "Progress notes for the patient, unchanged plan and medications.\nPage {} of {}\n"
+    discovery = _discover(page.format(1, 2), page.format(2, 2), page.format(1, 1))
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+
+
+def test_a_new_document_title_splits() -> None:
+    lab = "PATHOLOGY REPORT\nHarbour Pathology\nCollected: 04/03/2024\nReported: 05/03/2024\nHbA1c 7.4 %\n"
+    discovery = _discover(CLINIC_1, lab)
+
+    assert [e.encounter_type for e in discovery.encounters] == [ET.OUTPATIENT, ET.LAB]
+    assert discovery.encounters[1].date_start == dt.date(2024, 3, 4)
+    assert discovery.encounters[1].date_end is None
+    assert discovery.encounters[1].facility == "Harbour Pathology"
+
+
+def test_a_change_of_facility_in_the_letterhead_splits() -> None:
+    a = "Riverside Medical Centre\nNotes from the review today, blood pressure stable and well.\n"
+    b = "Lakeside General Hospital\nNotes from the review today, blood pressure stable and well.\n"
+    discovery = _discover(a, b)
+
+    assert [e.facility for e in discovery.encounters] == ["Riverside Medical Centre", "Lakeside General Hospital"]
+
+
+def test_discharge_summary_over_three_pages_is_one_inpatient_stay() -> None:
+    discovery = _discover(*DISCHARGE)
+
+    (stay,) = discovery.encounters
+    assert stay.encounter_type == ET.INPATIENT
+    assert stay.page_ranges == [(1, 3)]
+    assert stay.date_start == dt.date(2024, 2, 11)
+    assert stay.date_end == dt.date(2024, 2, 16)
+    assert stay.date_start < stay.date_end
+    assert stay.provider == "Dr Samuel Okafor"
+    assert stay.facility == "Lakeside General Hospital"
+    assert _evidence(discovery, 0, "date_start", DISCHARGE) == "11/02/2024"
+    assert _evidence(discovery, 0, "date_end", DISCHARGE) == "16/02/2024"
+    assert _evidence(discovery, 0, "encounter_type", DISCHARGE) == "DISCHARGE SUMMARY"
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("Clinic note, review of asthma control and inhaler technique.\n", "(continued)\nPlan: continue preventer.\n"),
+        ("Clinic note, review of asthma control.\nContinued over\n", "Plan: continue preventer and review.\n"),
+        (
+            "Clinic note, review of asthma control.\nPage 1 of 2\n",
+            "Page 2 of 2\nPlan: continue preventer and review.\n",
+        ),
+    ],
+)
+def test_continuation_pages_join_the_previous_encounter(first: str, second: str) -> None:
+    discovery = _discover(first, second)
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_a_continuation_marker_beats_a_repeated_title_and_date() -> None:
+    page2 = "DISCHARGE SUMMARY (continued)\nDate of visit: 20/02/2024 physiotherapy review on the ward.\n"
+    discovery = _discover(DISCHARGE[0], page2)
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_continued_in_body_text_is_not_a_continuation_marker() -> None:
+    meds = "MEDICATION LIST\nMetformin 1 g twice daily, continued at the same dose since last year\nPerindopril 10 mg\n"
+    discovery = _discover(CLINIC_1, meds)
+
+    assert [e.encounter_type for e in discovery.encounters] == [ET.OUTPATIENT, ET.MEDICATION_LIST]
+
+
+def test_a_page_without_cues_joins_the_previous_encounter() -> None:
+    discovery = _discover(CLINIC_1, "Examination unremarkable. Heart sounds dual, chest clear.\n")
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+# --- blank pages ---------------------------------------------------------------------------
+
+
+def test_blank_pages_belong_to_no_encounter_and_do_not_break_one() -> None:
+    pages = _pages(CLINIC_1, "   \n  . ,\n", CLINIC_1_CONT, "")
+    discovery = HeuristicEncounters().discover(pages)
+    manifest = Manifest.build(uuid.uuid4(), len(pages), discovery)
+
+    (visit,) = discovery.encounters
+    assert visit.page_ranges == [(1, 1), (3, 3)]
+    assert manifest.page_assignments == {1: 0, 2: None, 3: 0, 4: None}
+
+
+def test_a_leading_blank_page_is_skipped() -> None:
+    discovery = _discover("", GP_2)
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(2, 2)]]
+
+
+def test_only_blank_pages_give_no_encounters() -> None:
+    discovery = _discover("", "  \n", "~ ' ,")
+
+    assert discovery.encounters == []
+
+
+def test_any_readable_text_gives_at_least_one_encounter() -> None:
+    discovery = _discover("Some words written here without any clinical cue whatsoever.")
+
+    (encounter,) = discovery.encounters
+    assert encounter.encounter_type == ET.OTHER
+    assert encounter.date_start is None
+    assert 0 <= encounter.confidence <= 1
+
+
+# --- dates ---------------------------------------------------------------------------------
+
+
+def test_a_birth_date_alone_gives_no_date() -> None:
+    text = "Patient: Jane Example\nDOB: 02/09/1971\nDate of birth 2 September 1971\nNotes about the patient's asthma.\n"
+    (encounter,) = _discover(text).encounters
+
+    assert encounter.date_start is None
+    assert encounter.date_end is None
+
+
+def test_a_birth_date_on_the_same_line_as_the_visit_date_is_not_used() -> None:
+    text = "CLINIC NOTE\nDOB: 02/09/1971 Date of visit: 05/03/2024 Patient: Jane Example\nReview today.\n"
+    (encounter,) = _discover(text).encounters
+
+    assert encounter.date_start == dt.date(2024, 3, 5)
+
+
+@pytest.mark.parametrize("bad", ["31/02/2024", "30/02/2023", "00/03/2024", "32/01/2024", "15/15/2024", "12/05/1812"])
+def test_impossible_dates_are_not_accepted(bad: str) -> None:
+    text = f"CLINIC VISIT NOTE\nDate of visit: {bad}\nReview of asthma and medications.\n"
+    (encounter,) = _discover(text).encounters
+
+    assert encounter.date_start is None
+    assert encounter.date_end is None
+
+
+def test_a_leap_day_is_a_real_date() -> None:
+    (encounter,) = _discover("CLINIC VISIT NOTE\nDate of visit: 29/02/2024\nReview today.\n").encounters
+
+    assert encounter.date_start == dt.date(2024, 2, 29)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2024-03-05",
+        "2024/03/05",
+        "05/03/2024",
+        "5/3/2024",
+        "05-03-2024",
+        "05.03.2024",
+        "05/03/24",
+        "March 5, 2024",
+        "Mar 5 2024",
+        "5 March 2024",
+        "5th March, 2024",
+        "5-Mar-2024",
+        "05-MAR-2024",
+        "05 / 03 / 2024",
+        "2024 - 03 - 05",
+        "O5/O3/2O24",
+    ],
+)
+def test_date_formats(written: str) -> None:
+    text = f"CLINIC VISIT NOTE\nDate of visit: {written}\nReview of asthma and medications.\n"
+    discovery = _discover(text)
+
+    (encounter,) = discovery.encounters
+    assert encounter.date_start == dt.date(2024, 3, 5)
+    assert _evidence(discovery, 0, "date_start", (text,)) == written
+
+
+def test_numeric_dates_are_month_first_only_when_the_document_shows_it() -> None:
+    us = "Clinic Visit Note\nDate of visit: 03/05/2024\nPrevious labs 03/15/2024 reviewed.\n"
+    au = "Clinic Visit Note\nDate of visit: 03/05/2024\nPrevious labs 15/03/2024 reviewed.\n"
+
+    assert _discover(us).encounters[0].date_start == dt.date(2024, 3, 5)
+    assert _discover(au).encounters[0].date_start == dt.date(2024, 5, 3)
+
+
+def test_date_roles() -> None:
+    text = (
+        "Lakeside General Hospital\nDischarge Summary\n"
+        "Admitted: 01/03/2024   Discharged: 07/03/2024\n"
+        "Printed 09/03/2024\nFollow-up appointment on 21/03/2024 in clinic.\n"
+        "HbA1c was 8.1% on 12/12/2023.\n"
+    )
+    (stay,) = _discover(text).encounters
+
+    assert (stay.date_start, stay.date_end) == (dt.date(2024, 3, 1), dt.date(2024, 3, 7))
+
+
+def test_collected_before_reported() -> None:
+    text = "PATHOLOGY REPORT\nReported: 05/03/2024\nCollected: 04/03/2024\nSodium 139\n"
+    (lab,) = _discover(text).encounters
+
+    assert lab.encounter_type == ET.LAB
+    assert lab.date_start == dt.date(2024, 3, 4)
+    assert lab.date_end is None
+
+
+def test_a_label_on_the_line_above_a_date() -> None:
+    text = "Discharge Summary\nDate of admission\n11/02/2024\nDate of discharge\n16/02/2024\nPneumonia treated.\n"
+    (stay,) = _discover(text).encounters
+
+    assert (stay.date_start, stay.date_end) == (dt.date(2024, 2, 11), dt.date(2024, 2, 16))
+
+
+def test_unlabelled_body_dates_are_not_used() -> None:
+    text = "\n".join(
+        ["Clinic note"] + ["Review of symptoms and examination findings."] * 10 + ["Last HbA1c 12/01/2024."]
+    )
+    (encounter,) = _discover(text).encounters
+
+    assert encounter.date_start is None
+
+
+def test_a_letter_date_in_the_letterhead_is_used() -> None:
+    text = (
+        "Elm Grove Medical Centre\n12 April 2024\nDear Dr Helen Chen,\n"
+        "Thank you for seeing Jane.\nYours sincerely,\nDr Thomas Quigley\n"
+    )
+    discovery = _discover(text)
+
+    (letter,) = discovery.encounters
+    assert letter.date_start == dt.date(2024, 4, 12)
+    assert letter.provider == "Dr Thomas Quigley"  # the signer, not the addressee
+    assert letter.encounter_type == ET.REFERRAL
+
+
+def test_an_appointment_letter_is_planned() -> None:
+    text = (
+        "Eastside Cardiology Clinic\nAPPOINTMENT LETTER\nDear Ms Example,\n"
+        "Your appointment is booked for 20/05/2024 at 10:30 with Dr Helen Chen.\nPlease arrive early.\n"
+    )
+    (visit,) = _discover(text).encounters
+
+    assert visit.timing == Timing.PLANNED
+    assert visit.date_start == dt.date(2024, 5, 20)
+    assert visit.encounter_type == ET.OUTPATIENT
+
+
+def test_a_discharge_date_alone_sets_only_the_end() -> None:
+    (stay,) = _discover("Discharge Summary\nDischarged: 16/02/2024\nPneumonia treated.\n").encounters
+
+    assert (stay.date_start, stay.date_end) == (None, dt.date(2024, 2, 16))
+
+
+def test_a_discharge_date_before_admission_is_dropped() -> None:
+    text = "Discharge Summary\nAdmitted: 11/02/2024\nDischarged: 01/02/2024\nPneumonia treated.\n"
+    (stay,) = _discover(text).encounters
+
+    assert stay.date_start == dt.date(2024, 2, 11)
+    assert stay.date_end is None
+
+
+# --- classification, provider, facility ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "title, kind",
+    [
+        ("DISCHARGE SUMMARY", ET.INPATIENT),
+        ("Emergency Department Discharge Letter", ET.EMERGENCY),
+        ("Clinic Visit Note", ET.OUTPATIENT),
+        ("Telehealth Consultation", ET.TELEHEALTH),
+        ("Pathology Report", ET.LAB),
+        ("Radiology Report", ET.IMAGING),
+        ("CT Abdomen and Pelvis", ET.IMAGING),
+        ("Operation Note", ET.PROCEDURE),
+        ("Medication List", ET.MEDICATION_LIST),
+        ("Referral Letter", ET.REFERRAL),
+    ],
+)
+def test_titles_decide_the_type(title: str, kind: EncounterType) -> None:
+    text = f"Lakeside General Hospital\n{title}\nPatient: Jane Example\nFindings and notes follow here.\n"
+    discovery = _discover(text)
+
+    assert discovery.encounters[0].encounter_type == kind
+    assert _evidence(discovery, 0, "encounter_type", (text,))
+
+
+@pytest.mark.parametrize(
+    "body, kind",
+    [
+        ("She was admitted to the ward and discharged home after three days on the ward.", ET.INPATIENT),
+        ("Triage category 3 in the emergency department, seen in ED and sent home.", ET.EMERGENCY),
+        ("Specimen collected this morning, results within the reference range.", ET.LAB),
+        ("Ultrasound of the liver and MRI of the spine were reviewed.", ET.IMAGING),
+        ("Seen in clinic for a follow-up visit with her GP.", ET.OUTPATIENT),
+        ("Nothing in this text names any kind of healthcare event.", ET.OTHER),
+    ],
+)
+def test_keywords_decide_the_type_without_a_title(body: str, kind: EncounterType) -> None:
+    assert _discover(body).encounters[0].encounter_type == kind
+
+
+@pytest.mark.parametrize(
+    "line, provider",
+    [
+        ("Provider: Jane Smith", "Jane Smith"),
+        ("Attending: Dr Samuel Okafor", "Dr Samuel Okafor"),
+        ("Clinician: Dr A. Nguyen", "Dr A. Nguyen"),
+        ("Seen by: Dr Thomas Quigley (General Practitioner)", "Dr Thomas Quigley"),
+        ("Consultant Cardiologist Dr Helen Chen", "Dr Helen Chen"),
+        ("Reviewed today by Dr Priya Raman in clinic", "Dr Priya Raman"),
+    ],
+)
+def test_provider(line: str, provider: str) -> None:
+    text = f"Clinic Visit Note\n{line}\nReview of blood pressure today.\n"
+    discovery = _discover(text)
+
+    assert discovery.encounters[0].provider == provider
+    assert _evidence(discovery, 0, "provider", (text,)) == provider
+
+
+def test_an_addressee_is_not_the_provider() -> None:
+    (letter,) = _discover("Referral Letter\nDear Dr Helen Chen,\nPlease see this patient.\n").encounters
+
+    assert letter.provider is None
+
+
+@pytest.mark.parametrize(
+    "line, facility",
+    [
+        ("Facility: Riverside Medical Centre", "Riverside Medical Centre"),
+        ("ST VINCENT'S HOSPITAL", "ST VINCENT'S HOSPITAL"),
+        ("Seen at Bayside Medical Center today.", "Bayside Medical Center"),
+        ("Harbour Pathology", "Harbour Pathology"),
+        ("The Northgate Family Clinic", "Northgate Family Clinic"),
+    ],
+)
+def test_facility(line: str, facility: str) -> None:
+    text = f"{line}\nClinic Visit Note\nReview of blood pressure today.\n"
+    discovery = _discover(text)
+
+    assert discovery.encounters[0].facility == facility
+    assert _evidence(discovery, 0, "facility", (text,)) == facility
+
+
+def test_ocr_noise_around_markers_and_dates() -> None:
+    page1 = "’ Lakeside General Hospital\nDISCHARGE SUMMARY .\nAdmitted : 2024 - 02 - 11 Ward: 6 East\nPage 1 of 2\n"
+    page2 = "Lakeside Genera! Hospital\nPage ¢ 2 of 2\nDischarged: l6/O2/2024 .\n"
+    (stay,) = _discover(page1, page2).encounters
+
+    assert stay.page_ranges == [(1, 2)]
+    assert (stay.date_start, stay.date_end) == (dt.date(2024, 2, 11), dt.date(2024, 2, 16))
+
+
+def test_evidence_and_confidence() -> None:
+    texts = (CLINIC_1, CLINIC_1_CONT, GP_2)
+    discovery = _discover(*texts)
+
+    for encounter in discovery.encounters:
+        fields = {e.field for e in encounter.evidence}
+        assert fields == {"date_start", "date_end", "provider", "facility", "encounter_type"}
+        for item in encounter.evidence:
+            assert item.page_number in encounter.pages()
+            assert 0 <= item.start < item.end <= len(texts[item.page_number - 1])
+        assert 0.5 < encounter.confidence <= 1
+    bare = _discover("Some words written here without any clinical cue whatsoever.").encounters[0]
+    assert bare.confidence < discovery.encounters[0].confidence
+
+
+# --- determinism and validity -----------------------------------------------------------------
+
+
+def test_deterministic_and_independent_of_input_order() -> None:
+    pages = _pages(CLINIC_1, CLINIC_1_CONT, GP_2, "", *DISCHARGE)
+    provider = HeuristicEncounters()
+    expected = provider.discover(pages).model_dump()
+
+    shuffled = list(pages)
+    random.Random(7).shuffle(shuffled)
+    assert provider.discover(pages).model_dump() == expected
+    assert provider.discover(shuffled).model_dump() == expected
+    assert HeuristicEncounters().discover(pages).model_dump() == expected
+
+
+def test_mixed_document_makes_a_valid_manifest() -> None:
+    texts = (CLINIC_1, CLINIC_1_CONT, GP_2, "", *DISCHARGE)
+    pages = _pages(*texts)
+    discovery = HeuristicEncounters().discover(pages)
+    manifest = Manifest.build(uuid.uuid4(), len(pages), discovery)
+
+    assert [e.encounter_type for e in manifest.encounters] == [ET.OUTPATIENT, ET.OUTPATIENT, ET.INPATIENT]
+    assert manifest.page_assignments == {1: 0, 2: 0, 3: 1, 4: None, 5: 2, 6: 2, 7: 2}
+
+
+def test_discovery_writes_no_text_anywhere(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    canary = "Zebediah Canarywood"
+    caplog.set_level("DEBUG")
+
+    _discover(f"CLINIC VISIT NOTE\nPatient: {canary}\nDate of visit: 05/03/2024\n", "")
+
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""
+    assert canary not in caplog.text

@@ -1,0 +1,237 @@
+"""TesseractOcr: the real binary on pages the tests render, and stand-in scripts for its failures."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import pymupdf
+import pytest
+from PIL import Image
+
+from shared.adapters.tesseract import TesseractOcr, parse_tsv
+from shared.errors import DependencyUnavailableError, EngineCrashedError, OcrFailedError, StageTimeoutError
+from shared.pages.documents import Limits, RenderedPage, open_document
+from shared.pages.sniff import sniff
+from shared.settings import Settings
+
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
+
+LETTER_TEXT = [
+    "Riverside Medical Centre",
+    "Discharge Summary",
+    "Patient admitted with community acquired pneumonia.",
+    "Treated with intravenous ceftriaxone and azithromycin.",
+    "Discharged on oral amoxicillin 500 mg for five days.",
+    "Follow up with the general practitioner in two weeks.",
+]
+
+
+def first_page(path: Path) -> RenderedPage:
+    with open_document(path, sniff(path), Limits.from_settings(Settings())) as document:
+        return next(document.pages())
+
+
+def save_jpeg(page: RenderedPage, path: Path) -> Path:
+    path.write_bytes(page.jpeg)
+    return path
+
+
+def cer(found: str, expected: str) -> float:
+    """Character error rate: edit distance over the expected length, whitespace collapsed."""
+    a, b = " ".join(found.split()), " ".join(expected.split())
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1] / len(b)
+
+
+def write_letter_pdf(path: Path) -> Path:
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    for i, line in enumerate(LETTER_TEXT):
+        page.insert_text((72, 100 + 24 * i), line, fontsize=12)
+    doc.save(path)
+    return path
+
+
+def fake_tesseract(tmp_path: Path, body: str) -> str:
+    """A stand-in ``tesseract`` program: a shell script with the given body."""
+    script = tmp_path / "fake-tesseract"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+# --- the real binary -------------------------------------------------------------------
+
+
+@needs_tesseract
+def test_reads_a_rendered_text_page(tmp_path: Path) -> None:
+    # Given a letter page rendered at the default settings, and its native text
+    page = first_page(write_letter_pdf(tmp_path / "letter.pdf"))
+    image = save_jpeg(page, tmp_path / "page-0001.jpg")
+    assert page.native_text is not None
+
+    # When Tesseract reads the JPEG
+    text = TesseractOcr().read(image, page_number=7)
+
+    # Then it finds the words, with a small character error rate
+    assert text.engine == "tesseract" and text.source.value == "ocr"
+    assert text.page_number == 7
+    for word in ("Discharge", "pneumonia", "ceftriaxone", "azithromycin", "amoxicillin", "practitioner"):
+        assert word in text.text
+    assert cer(text.text, "\n".join(LETTER_TEXT)) < 0.02
+    assert text.confidence is not None and text.confidence > 0.8
+    assert text.duration_ms > 0
+    assert len(text.lines) == len(LETTER_TEXT)
+    assert [line.text for line in text.lines][1] == "Discharge Summary"
+    for item in [*text.words, *text.lines]:
+        assert 0 <= item.box.x0 < item.box.x1 <= 1 and 0 <= item.box.y0 < item.box.y1 <= 1
+        assert item.confidence is not None and 0 <= item.confidence <= 1
+    # Tesseract's word boxes land where the native text layer puts the same words.
+    ocr_box = next(w.box for w in text.words if w.text == "ceftriaxone")
+    native_box = next(w.box for w in page.native_text.words if w.text == "ceftriaxone")
+    for edge in ("x0", "y0", "x1", "y1"):
+        assert getattr(ocr_box, edge) == pytest.approx(getattr(native_box, edge), abs=0.01)
+
+
+@needs_tesseract
+def test_reads_an_exif_rotated_photo_after_opening(tmp_path: Path) -> None:
+    # Given a text page photographed sideways (pixels turned 90 degrees, EXIF 6)
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=400)
+    for i, line in enumerate(LETTER_TEXT):
+        page.insert_text((36, 60 + 24 * i), line, fontsize=13)
+    pix = page.get_pixmap(dpi=200, colorspace=pymupdf.csRGB, alpha=False)
+    upright = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "IMG_2001.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(photo, "JPEG", quality=92, exif=exif.tobytes())
+
+    # When the photo is opened as a document and its page is read
+    rendered = first_page(photo)
+    text = TesseractOcr().read(save_jpeg(rendered, tmp_path / "page-0001.jpg"), page_number=1)
+
+    # Then the text reads upright
+    assert (rendered.width, rendered.height) == upright.size
+    for word in ("Riverside", "pneumonia", "amoxicillin", "practitioner"):
+        assert word in text.text
+    assert cer(text.text, "\n".join(LETTER_TEXT)) < 0.05
+
+
+@needs_tesseract
+def test_a_file_tesseract_cannot_read_fails_without_quoting_it(tmp_path: Path) -> None:
+    bogus = tmp_path / "page.jpg"
+    bogus.write_text("Patient Canary Jones, not an image")
+    with pytest.raises(OcrFailedError) as caught:
+        TesseractOcr().read(bogus, page_number=3)
+    assert caught.value.code == "ocr_failed"
+    assert "Canary" not in caught.value.message
+    assert "page 3" in caught.value.message
+
+
+# --- failures, with stand-in programs ----------------------------------------------------
+
+
+def test_missing_binary_is_a_retryable_dependency_error(tmp_path: Path) -> None:
+    engine = TesseractOcr(cmd=str(tmp_path / "no-such-tesseract"))
+    with pytest.raises(DependencyUnavailableError) as caught:
+        engine.read(tmp_path / "page.jpg", page_number=1)
+    assert caught.value.retryable
+
+
+def test_timeout(tmp_path: Path) -> None:
+    engine = TesseractOcr(cmd=fake_tesseract(tmp_path, "sleep 10"), timeout_s=0.3)
+    with pytest.raises(StageTimeoutError) as caught:
+        engine.read(tmp_path / "page.jpg", page_number=1)
+    assert caught.value.retryable and caught.value.code == "timeout"
+
+
+def test_non_zero_exit_reports_the_code_not_stderr(tmp_path: Path) -> None:
+    cmd = fake_tesseract(tmp_path, "echo 'Error reading Patient Canary Jones' >&2\nexit 3")
+    with pytest.raises(OcrFailedError) as caught:
+        TesseractOcr(cmd=cmd).read(tmp_path / "page.jpg", page_number=2)
+    assert "code 3" in caught.value.message
+    assert "Canary" not in caught.value.message
+    assert not caught.value.retryable
+
+
+def test_killed_engine_is_retryable(tmp_path: Path) -> None:
+    cmd = fake_tesseract(tmp_path, "kill -9 $$")
+    with pytest.raises(EngineCrashedError) as caught:
+        TesseractOcr(cmd=cmd).read(tmp_path / "page.jpg", page_number=1)
+    assert caught.value.retryable and "signal 9" in caught.value.message
+
+
+def test_child_gets_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a secret in the worker's environment, and a stand-in that records its own
+    monkeypatch.setenv("DATABASE_URL", "postgresql://user:secret@db/docpipe")
+    seen = tmp_path / "env.txt"
+    tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\\n"
+    tsv += "1\t1\t0\t0\t0\t0\t0\t0\t100\t100\t-1\t\\n"
+    cmd = fake_tesseract(tmp_path, f"env > {seen}\nprintf '{tsv}'\necho \"$@\" > {tmp_path / 'argv.txt'}")
+
+    text = TesseractOcr(cmd=cmd, lang="eng").read(tmp_path / "page.jpg", page_number=1)
+
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    assert env["OMP_THREAD_LIMIT"] == "1"
+    assert "DATABASE_URL" not in env
+    argv = (tmp_path / "argv.txt").read_text().split()
+    assert argv[0] == str(tmp_path / "page.jpg") and argv[1] == "stdout"
+    assert argv[argv.index("-l") + 1] == "eng" and argv[-1] == "tsv"
+    assert text.text == "" and text.words == [] and text.confidence is None
+
+
+# --- TSV parsing ---------------------------------------------------------------------------
+
+
+def tsv(rows: list[tuple]) -> str:
+    header = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext"
+    return "\n".join([header, *("\t".join(str(v) for v in row) for row in rows)]) + "\n"
+
+
+def test_parse_tsv_groups_lines_and_paragraphs() -> None:
+    output = tsv(
+        [
+            (1, 1, 0, 0, 0, 0, 0, 0, 1000, 2000, -1, ""),
+            (2, 1, 1, 0, 0, 0, 100, 100, 500, 100, -1, ""),
+            (3, 1, 1, 1, 0, 0, 100, 100, 500, 100, -1, ""),
+            (4, 1, 1, 1, 1, 0, 100, 100, 400, 40, -1, ""),
+            (5, 1, 1, 1, 1, 1, 100, 100, 150, 40, 96.0, "Discharge"),
+            (5, 1, 1, 1, 1, 2, 300, 105, 200, 35, 90.0, "Summary"),
+            (4, 1, 1, 1, 2, 0, 100, 150, 100, 40, -1, ""),
+            (5, 1, 1, 1, 2, 1, 100, 150, 100, 40, 80.0, "Page"),
+            (5, 1, 1, 1, 2, 2, 210, 150, 10, 40, 50.0, " "),  # blank word: dropped
+            (3, 1, 1, 2, 0, 0, 100, 300, 500, 40, -1, ""),
+            (4, 1, 1, 2, 1, 0, 100, 300, 500, 40, -1, ""),
+            (5, 1, 1, 2, 1, 1, 100, 300, 500, 40, 70.0, "Plan"),
+            (2, 1, 2, 0, 0, 0, 100, 900, 500, 40, -1, ""),
+            (5, 1, 2, 1, 1, 1, 100, 900, 200, 40, 60.0, "Signed"),
+        ]
+    )
+
+    text = parse_tsv(output, page_number=4, duration_ms=12.5)
+
+    assert text.text == "Discharge Summary\nPage\n\nPlan\n\nSigned"
+    assert [line.text for line in text.lines] == ["Discharge Summary", "Page", "Plan", "Signed"]
+    assert [w.text for w in text.words] == ["Discharge", "Summary", "Page", "Plan", "Signed"]
+    first = text.words[0]
+    assert (first.box.x0, first.box.y0, first.box.x1, first.box.y1) == (0.1, 0.05, 0.25, 0.07)
+    assert first.confidence == pytest.approx(0.96)
+    line = text.lines[0]
+    assert (line.box.x0, line.box.y0, line.box.x1, line.box.y1) == (0.1, 0.05, 0.5, 0.07)
+    assert line.confidence == pytest.approx(0.93)
+    assert text.confidence == pytest.approx((0.96 + 0.90 + 0.80 + 0.70 + 0.60) / 5)
+    assert text.page_number == 4 and text.duration_ms == 12.5 and text.engine == "tesseract"
+
+
+def test_parse_tsv_without_a_page_row_fails() -> None:
+    with pytest.raises(OcrFailedError):
+        parse_tsv(tsv([(5, 1, 1, 1, 1, 1, 0, 0, 10, 10, 90.0, "word")]), page_number=1)
+
