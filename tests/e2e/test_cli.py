@@ -110,3 +110,30 @@ def test_submit_then_worker_on_a_configured_stack(local_stack, samples_dir):
     assert row.status.value == "completed" and row.page_count == 3
     assert all(deps.storage.exists(p.storage_key) for p in deps.db.pages(sfid))
     deps.db.close()
+
+
+def test_local_up_prints_a_working_environment(tmp_path):
+    """`docpipe local up` starts the stack, prints exports that work, and stops on SIGTERM."""
+    script = Path(sys.executable).with_name("docpipe")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "shared.cli"]
+    proc = subprocess.Popen([*cmd, "local", "up", "--data-dir", str(tmp_path / "stack")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        env = {}
+        for line in proc.stdout:
+            if line.startswith("# local stack up"):
+                break
+            key, _, value = line.removeprefix("export ").strip().partition("=")
+            env[key] = value.strip("'")
+        assert {"DATABASE_URL", "AWS_ENDPOINT_URL", "QUEUE_PREFIX"} <= set(env)
+        from shared.adapters.aws import SqsQueue
+        from shared.adapters.postgres import PostgresDb
+
+        db = PostgresDb(env["DATABASE_URL"])
+        assert db.query("select count(*) as n from shell_files")[0]["n"] == 0  # migrated
+        db.close()
+        queue = SqsQueue(env["QUEUE_PREFIX"], "us-east-1", env["AWS_ENDPOINT_URL"])
+        assert queue.depth("preprocess") == (0, 0) and queue.depth("ocr-dlq") == (0, 0)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
