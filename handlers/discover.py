@@ -26,7 +26,7 @@ def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> str | None:
         raise NotReadyError(f"{len(texts)} of {row.page_count} pages have text")
 
     discovery = deps.encounters.discover(texts)
-    manifest = Manifest.build(row.id, row.page_count, discovery)
+    manifest = Manifest.build(row.id, row.page_count, discovery, texts)
     written = deps.db.complete_discovery(manifest)
     logger.info(
         "encounters discovered",

@@ -61,12 +61,20 @@ def _storage(settings: Settings) -> Storage:
 
 
 def _ocr(settings: Settings) -> OcrEngine:
+    if settings.ocr_engine == "textract":
+        from shared.adapters.textract import TextractOcr
+
+        return TextractOcr.from_settings(settings)
     from shared.adapters.tesseract import TesseractOcr
 
     return TesseractOcr(settings.tesseract_cmd, settings.tesseract_lang, settings.ocr_timeout_s)
 
 
 def _encounters(settings: Settings) -> EncounterProvider:
+    if settings.encounter_provider == "openai":
+        from shared.encounters.openai import OpenAiEncounters
+
+        return OpenAiEncounters.from_settings(settings)
     from shared.encounters.heuristic import HeuristicEncounters
 
     return HeuristicEncounters()

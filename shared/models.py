@@ -237,6 +237,7 @@ class Manifest(BaseModel):
     page_count: int = Field(ge=1)
     encounters: list[Encounter]
     page_assignments: dict[int, int | None]  # page number -> index into encounters, or None
+    page_engines: dict[int, str] = Field(default_factory=dict)  # page number -> what read its text
     provider: str
     model: str | None = None
     input_tokens: int = 0
@@ -261,7 +262,9 @@ class Manifest(BaseModel):
         return self
 
     @classmethod
-    def build(cls, shell_file_id: uuid.UUID, page_count: int, discovery: Discovery) -> Manifest:
+    def build(
+        cls, shell_file_id: uuid.UUID, page_count: int, discovery: Discovery, pages: list[PageText] = ()
+    ) -> Manifest:
         assignments: dict[int, int | None] = {p: None for p in range(1, page_count + 1)}
         for index, encounter in enumerate(discovery.encounters):
             for page in encounter.pages():
@@ -271,6 +274,7 @@ class Manifest(BaseModel):
             page_count=page_count,
             encounters=discovery.encounters,
             page_assignments=assignments,
+            page_engines={p.page_number: p.engine for p in pages},
             **discovery.model_dump(exclude={"encounters"}),
         )
 

@@ -11,7 +11,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,11 +34,22 @@ class Settings(BaseSettings):
     storage_bucket: str = "docpipe"
     local_storage_dir: Path = Path(".docpipe/storage")
 
-    # --- engines
-    ocr_engine: Literal["tesseract"] = "tesseract"
-    encounter_provider: Literal["heuristic"] = "heuristic"
+    # --- OCR
+    ocr_engine: Literal["tesseract", "textract"] = "tesseract"
     tesseract_cmd: str = "tesseract"
     tesseract_lang: str = "eng"
+    textract_endpoint_url: str | None = Field(default=None, description="override Textract's endpoint (tests)")
+    textract_max_attempts: int = Field(default=8, ge=1, le=20, description="adaptive retries per page")
+
+    # --- encounter discovery (Pass 0.5)
+    encounter_provider: Literal["heuristic", "openai"] = "heuristic"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = Field(default=None, description="any OpenAI-compatible server")
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = Field(default=60.0, gt=0)
+    llm_pages_per_window: int = Field(default=20, ge=1, le=200)
+    llm_input_usd_per_mtok: float = Field(default=0.15, ge=0)
+    llm_output_usd_per_mtok: float = Field(default=0.60, ge=0)
 
     # --- rendering
     render_dpi: int = Field(default=200, ge=50, le=600)

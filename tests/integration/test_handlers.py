@@ -114,3 +114,12 @@ def test_invalid_messages_are_acknowledged(stack_deps, body):
     assert discover.lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
     run = stack_deps.db.query("select outcome, error_code from pipeline_runs order by id desc limit 1")[0]
     assert run == {"outcome": "failed", "error_code": "invalid_message"}
+
+
+def test_manifest_records_the_engine_of_every_page(stack_deps, samples_dir):
+    sfid = submit(stack_deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    take(stack_deps, "preprocess")
+    preprocess.lambda_handler(event_for("preprocess", sfid), LocalContext())
+    take(stack_deps, "discover")
+    discover.lambda_handler(event_for("discover", sfid), LocalContext())
+    assert stack_deps.db.manifest(sfid).page_engines == {1: "native", 2: "native", 3: "native"}
