@@ -37,19 +37,23 @@ def build_deps(settings: Settings | None = None, **overrides) -> Deps:
     if "storage" not in parts:
         parts["storage"] = _storage(settings)
     if "db" not in parts:
-        from shared.adapters.postgres import PostgresDb
-
-        url = settings.database_url
-        if not url and settings.database_url_parameter:
-            from shared.adapters.aws import read_secure_parameter
-
-            url = read_secure_parameter(settings.database_url_parameter, settings.aws_region)
-        parts["db"] = PostgresDb(url)
+        parts["db"] = build_db(settings)
     if "ocr" not in parts:
         parts["ocr"] = _ocr(settings)
     if "encounters" not in parts:
         parts["encounters"] = _encounters(settings)
     return Deps(settings=settings, **parts)
+
+
+def build_db(settings: Settings) -> Database:
+    from shared.adapters.postgres import PostgresDb
+
+    url = settings.database_url
+    if not url and settings.database_url_parameter:
+        from shared.adapters.aws import read_secure_parameter
+
+        url = read_secure_parameter(settings.database_url_parameter, settings.aws_region)
+    return PostgresDb(url)
 
 
 def _storage(settings: Settings) -> Storage:

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path(".docpipe"), help="local stack data (default ./.docpipe)")
     p.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--concurrency", type=int, default=min(2, os.cpu_count() or 1), help="children at once")
 
     p = sub.add_parser("local", help="the local stack (moto SQS+S3, embedded Postgres)")
     p.add_argument("action", choices=["up"])
@@ -56,11 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--patient-id", type=_uuid, required=True)
 
-    p = sub.add_parser("worker", help="serve the stage queues")
+    p = sub.add_parser("worker", help="serve the stage queues, a fresh child process per message")
     p.add_argument("--burst", action="store_true", help="drain the queues, then exit")
     p.add_argument("--stages", default="preprocess,ocr,discover")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--max-messages", type=int, default=None)
+    p.add_argument("--concurrency", type=int, default=None, help="children at once (WORKER_CONCURRENCY)")
+    p.add_argument("--max-messages", type=int, default=None, help="exit after starting this many")
+    p.add_argument("--isolation", choices=["forkserver", "spawn"], default=None, help="WORKER_ISOLATION")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run handlers inside this process (no isolation: the old worker's design; for comparison)",
+    )
 
     p = sub.add_parser("samples", help="write the generated sample documents")
     p.add_argument("dest", type=Path)
@@ -132,18 +139,39 @@ def cmd_submit(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from shared.bootstrap import build_deps, install
-    from shared.runtime.worker import Worker
+    settings = _settings_or_exit()
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    if args.concurrency is not None and args.concurrency < 1:
+        _err("docpipe: --concurrency must be at least 1")
+        return EXIT_USAGE
+    if args.in_process:
+        from shared.bootstrap import build_deps, install
+        from shared.runtime.worker import Worker
 
-    deps = build_deps(_settings_or_exit())
-    install(deps)
+        deps = build_deps(settings)
+        install(deps)
+        try:
+            worker = Worker(deps, stages=stages)
+        except ValueError as exc:
+            _err(f"docpipe: {exc}")
+            return EXIT_USAGE
+        handled = worker.run(burst=args.burst, max_messages=args.max_messages)
+        _err(f"handled {handled} message(s) in process")
+        return EXIT_OK
+
+    # The parent builds only its queue client: no database driver, no PDF or OCR library.
+    from shared.adapters.aws import SqsQueue
+    from shared.runtime.supervisor import Supervisor
+
+    queue = SqsQueue(settings.queue_prefix, settings.aws_region, settings.sqs_endpoint)
     try:
-        worker = Worker(deps, stages=[s.strip() for s in args.stages.split(",") if s.strip()], batch_size=args.batch_size)
+        supervisor = Supervisor(settings, queue, stages=stages, concurrency=args.concurrency, isolation=args.isolation)
     except ValueError as exc:
         _err(f"docpipe: {exc}")
         return EXIT_USAGE
-    handled = worker.run(burst=args.burst, max_messages=args.max_messages)
-    _err(f"handled {handled} message(s)")
+    finished = supervisor.run(burst=args.burst, max_messages=args.max_messages, restore_signals=False)
+    ok = sum(f.outcome == "succeeded" for f in finished)
+    _err(f"handled {len(finished)} message(s): {ok} succeeded, {len(finished) - ok} to be retried or dead-lettered")
     return EXIT_OK
 
 
@@ -185,25 +213,32 @@ def cmd_process(args) -> int:
         _err("docpipe: no such file: " + ", ".join(str(p) for p in missing))
         return EXIT_USAGE
 
-    from shared.bootstrap import build_deps, install
-    from shared.observability import logger
+    if args.concurrency < 1:
+        _err("docpipe: --concurrency must be at least 1")
+        return EXIT_USAGE
+
+    from shared.bootstrap import build_deps
     from shared.report import file_report, summary_line
     from shared.runtime.localstack import LocalStack
-    from shared.runtime.worker import Worker
+    from shared.runtime.supervisor import Supervisor
     from shared.submit import provision, submit
 
+    env = {}
     if not os.environ.get("POWERTOOLS_LOG_LEVEL"):
-        logger.setLevel("ERROR")  # progress lines and the summary are the user's view; logs for crashes
+        env["POWERTOOLS_LOG_LEVEL"] = "ERROR"  # progress lines and the summary are the user's view
     with LocalStack(args.data_dir, storage="local") as stack:
-        _use_environment(stack.env())
-        deps = build_deps(_settings_or_exit())
-        install(deps)
+        _use_environment({**stack.env(), **env})
+        from shared.observability import logger
+
+        logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+        settings = _settings_or_exit()
+        deps = build_deps(settings)
         provision(deps)
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
         progress = _Progress(deps.db, files, enabled=not args.quiet)
-        Worker(deps, on_batch=progress.update).run(burst=True)
+        # The same runtime as the container: a fresh child process per message.
+        Supervisor(settings, deps.queue, concurrency=args.concurrency, on_finish=progress.update).run(burst=True)
         reports = [file_report(deps.db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
-        install(None)
     for report in reports:
         if args.json:
             print(json.dumps(report, ensure_ascii=False))
@@ -223,7 +258,7 @@ class _Progress:
         self.seen: dict[uuid.UUID, str] = {}
         self.total = len(files)
 
-    def update(self, queue, messages, failed) -> None:
+    def update(self, finished) -> None:
         if not self.enabled:
             return
         for index, (path, sfid) in enumerate(self.files, 1):

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=120, ge=1)
     max_receive_count: int = Field(default=3, ge=1)
 
+    # --- container worker (a fresh child process per message)
+    worker_concurrency: int = Field(default=1, ge=1, le=64, description="children at once")
+    worker_isolation: Literal["forkserver", "spawn"] = "forkserver"
+    worker_poll_wait_s: int = Field(default=10, ge=0, le=20, description="SQS long poll while idle")
+    stage_timeout_s: float = Field(default=600.0, gt=0, description="a child running longer is killed")
+    child_memory_mb: int = Field(default=1024, ge=64, description="a child above this RSS is killed")
+    shutdown_grace_s: float = Field(default=25.0, ge=0, description="SIGTERM: time running children get")
+    worker_tmp_dir: Path | None = Field(default=None, description="parent of the per-child temp dirs")
+
     @property
     def sqs_endpoint(self) -> str | None:
         return self.sqs_endpoint_url or self.aws_endpoint_url

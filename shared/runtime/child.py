@@ -1,0 +1,80 @@
+"""What runs inside the fresh child process the container worker starts for each message.
+
+The module is the fork server's preload: importing it loads the pure-Python part of docpipe
+(boto3, psycopg, Powertools, the discover/ocr/failures handlers) once, so a forked child
+starts warm. It deliberately does not import ``handlers.preprocess``: PyMuPDF and its native
+allocator are loaded by the child that needs them and die with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import resource
+import signal
+import sys
+import tempfile
+
+# Preloaded for the fork server; each is pure Python apart from the compiled pieces of
+# pydantic and psycopg, which keep no pools between messages.
+import handlers.discover  # noqa: F401
+import handlers.failures  # noqa: F401
+import handlers.ocr  # noqa: F401
+import shared.adapters.aws  # noqa: F401
+import shared.adapters.postgres  # noqa: F401
+import shared.adapters.tesseract  # noqa: F401
+from shared import bootstrap
+from shared.observability import logger
+from shared.runtime.events import LocalContext, sqs_event
+from shared.runtime.jobs import EXIT_CRASHED, EXIT_OK, EXIT_RECORD_FAILED, Job, write_result
+from shared.settings import Settings
+
+
+def _warm_boto() -> None:
+    """Load the SQS and S3 service models into boto3's default session once, in the fork
+    server, so each child's clients are built from memory instead of parsing JSON again."""
+    import boto3
+
+    boto3.setup_default_session()
+    for service in ("sqs", "s3"):
+        boto3.DEFAULT_SESSION._session.get_service_model(service)
+
+
+_warm_boto()
+
+
+def run_job(job: Job) -> None:
+    """Child entry point: one Lambda-shaped, one-record event through the stage's handler."""
+    # Own process group: the parent can kill this child and anything it started (Tesseract)
+    # with one killpg, and a Ctrl-C at the terminal reaches the parent only.
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Every temp file of this message, ours and Tesseract's, goes under the parent's dir for
+    # this child, which the parent removes however the child ends.
+    tempfile.tempdir = job.tmpdir
+    os.environ["TMPDIR"] = job.tmpdir
+    code = EXIT_CRASHED
+    try:
+        bootstrap.install(bootstrap.build_deps(job.settings))
+        handler = importlib.import_module(job.handler_module).lambda_handler
+        event = sqs_event([job.message], job.queue_arn, job.settings.aws_region)
+        context = LocalContext(function_name=f"docpipe-{job.queue}", timeout_s=job.timeout_s)
+        response = handler(event, context)
+        code = EXIT_RECORD_FAILED if response.get("batchItemFailures") else EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - never let a traceback (which may quote data) print
+        logger.error("child crashed", extra={"error": type(exc).__name__, "queue": job.queue})
+    finally:
+        write_result(job.tmpdir, code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)
+
+
+def record_abnormal_end(settings: Settings, run) -> None:
+    """Write the pipeline_runs row of a child that could not write its own (killed, crashed)."""
+    db = bootstrap.build_db(settings)
+    try:
+        db.record_run(run)
+    finally:
+        db.close()

@@ -1,0 +1,60 @@
+"""The light half of the parent/child contract: the job a child gets and its entry point.
+
+The parent imports only this module; the trampoline defers to ``shared.runtime.child``, which
+the fork server has preloaded (and which the parent must never import: it pulls in the
+handlers and their dependencies).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from shared.ports import QueueMessage
+from shared.settings import Settings
+
+EXIT_OK = 0
+EXIT_RECORD_FAILED = 3  # the handler reported the record in batchItemFailures
+EXIT_CRASHED = 4  # the handler raised past Powertools
+
+RESULT_FILE = ".docpipe-result.json"  # the child's last words, in its own temp dir
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything a child needs, passed by value (pickled), never through globals."""
+
+    queue: str
+    handler_module: str
+    message: QueueMessage
+    queue_arn: str
+    settings: Settings
+    tmpdir: str
+    timeout_s: float
+
+
+def run_job(job: Job) -> None:
+    from shared.runtime.child import run_job as run
+
+    run(job)
+
+
+def record_abnormal_end(settings: Settings, run) -> None:
+    from shared.runtime.child import record_abnormal_end as record
+
+    record(settings, run)
+
+
+def write_result(tmpdir: str, exitcode: int, maxrss_kb: int) -> None:
+    try:
+        Path(tmpdir, RESULT_FILE).write_text(json.dumps({"exit": exitcode, "maxrss_kb": maxrss_kb}))
+    except OSError:
+        pass
+
+
+def read_result(tmpdir: str) -> dict | None:
+    try:
+        return json.loads(Path(tmpdir, RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,362 @@
+"""The container worker: a small parent that polls, a fresh child process per message.
+
+Modelled on rq's worker. The parent only receives messages and watches children; it never
+imports PyMuPDF, an OCR engine or an LLM client, so nothing native accumulates in it. Each
+message runs in a child forked from a fork server that has only pure-Python docpipe
+preloaded (or spawned afresh), which builds a one-record SQS event and calls the stage's
+own ``lambda_handler``, exactly as Lambda would, then exits: its memory, native pools and
+temp files go with it.
+
+While a child runs, the parent keeps its message invisible (heartbeat), and kills the child's
+process group when it runs past STAGE_TIMEOUT_S or above CHILD_MEMORY_MB; the message is then
+released for redelivery. Success deletes the message; any other end (a failed record, a
+crash, SIGKILL, the OOM killer) leaves it to SQS's redelivery and, in the end, the DLQ.
+
+Signals (Render sends SIGTERM, then SIGKILL after its grace period):
+- first SIGTERM/SIGINT: stop receiving; running children get SHUTDOWN_GRACE_S to finish;
+  whatever is still running then is killed and its message released at once;
+- second SIGTERM/SIGINT: kill every child's process group now and release their messages.
+Nothing is lost either way: a message is deleted only after its child succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from shared.errors import PipelineError
+from shared.models import PipelineRun, Stage
+from shared.observability import logger
+from shared.ports import Queue, QueueMessage, dlq_name
+from shared.runtime.events import queue_arn
+from shared.runtime.jobs import EXIT_OK, Job, read_result, record_abnormal_end, run_job
+from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS, backoff_s
+from shared.settings import Settings
+
+_TICK_S = 0.2
+
+
+@dataclasses.dataclass
+class Finished:
+    """What the parent saw of one child: for progress lines, benches and tests."""
+
+    queue: str
+    message_id: str
+    shell_file_id: str | None
+    exitcode: int
+    outcome: str  # succeeded | failed | killed:<reason>
+    duration_s: float
+    peak_rss_kb: int
+
+
+@dataclasses.dataclass
+class _Running:
+    job: Job
+    process: multiprocessing.Process
+    started: float
+    started_at: dt.datetime
+    extend_at: float
+    peak_kb: int = 0
+    killed_for: str | None = None
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue,
+        stages: Iterable[str] = ("preprocess", "ocr", "discover"),
+        concurrency: int | None = None,
+        isolation: str | None = None,
+        include_dlqs: bool = True,
+        on_finish: Callable[[Finished], None] | None = None,
+    ) -> None:
+        stages = list(stages)
+        unknown = set(stages) - set(STAGE_HANDLERS)
+        if unknown:
+            raise ValueError(f"unknown stages: {sorted(unknown)}")
+        order = [s for s in ("discover", "ocr", "preprocess") if s in stages]
+        self.queues = order + ([dlq_name(s) for s in order] if include_dlqs else [])
+        self.settings = settings
+        self.queue = queue
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.isolation = isolation or settings.worker_isolation
+        self.ctx = multiprocessing.get_context(self.isolation)
+        if self.isolation == "forkserver":
+            self.ctx.set_forkserver_preload(["shared.runtime.child"])
+        self.on_finish = on_finish
+        self.running: dict[int, _Running] = {}
+        self.finished: list[Finished] = []
+        self._aux: list[multiprocessing.Process] = []
+        self._signals = 0
+        self._grace_deadline = 0.0
+        self._rotation = 0
+        self._tmp_root: Path | None = None
+
+    # --- the loop --------------------------------------------------------------------
+
+    def run(self, burst: bool = False, max_messages: int | None = None, restore_signals: bool = True) -> list[Finished]:
+        """Serve until signalled; with ``burst``, until every queue is empty and settled.
+
+        ``restore_signals=False`` (the CLI) keeps this worker's handlers after the loop, so a
+        late SIGTERM during exit is counted, not fatal."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._tmp_root = Path(tempfile.mkdtemp(prefix="docpipe-worker-", dir=self.settings.worker_tmp_dir))
+        started = 0
+        try:
+            while True:
+                self._reap()
+                self._watch()
+                if self._signals:
+                    if not self.running:
+                        break
+                    if time.monotonic() >= self._grace_deadline:
+                        self._kill_all("shutdown")
+                    self._wait(_TICK_S)
+                    continue
+                budget = self.concurrency - len(self.running)
+                if max_messages is not None:
+                    budget = min(budget, max_messages - started)
+                got = self._receive_and_start(budget, long_poll=not burst and not self.running) if budget > 0 else 0
+                started += got
+                if max_messages is not None and started >= max_messages and not self.running:
+                    break
+                if got == 0:
+                    if not self.running and burst and self._idle():
+                        break
+                    self._wait(_TICK_S if self.running else 0.5)
+        finally:
+            self._kill_all("shutdown")
+            while self.running:
+                self._reap()
+                self._wait(_TICK_S)
+            for proc in self._aux:
+                proc.join(timeout=30)
+            if restore_signals:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            shutil.rmtree(self._tmp_root, ignore_errors=True)
+        return self.finished
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self._grace_deadline = time.monotonic() + self.settings.shutdown_grace_s
+            logger.warning("shutting down: no new messages", extra={"signal": signum, "running": len(self.running)})
+        else:
+            # Second signal: no more grace. The loop releases the messages as it reaps.
+            self._kill_all("shutdown")
+
+    def _receive_and_start(self, budget: int, long_poll: bool) -> int:
+        started = 0
+        order = self.queues[self._rotation :] + self.queues[: self._rotation]
+        self._rotation = (self._rotation + 1) % len(self.queues)
+        for index, queue in enumerate(order):
+            if budget - started <= 0 or self._signals:
+                break
+            # Long-poll only the last queue of an idle round: cheap on SQS, quick to react.
+            wait = self.settings.worker_poll_wait_s if long_poll and index == len(order) - 1 else 0
+            try:
+                messages = self.queue.receive(
+                    queue, max_messages=budget - started, wait_s=wait, visibility_s=self.settings.visibility_timeout_s
+                )
+            except PipelineError as exc:
+                logger.warning("receive failed", extra={"queue": queue, "error_code": exc.code})
+                time.sleep(1.0)
+                continue
+            for message in messages:
+                self._start(queue, message)
+                started += 1
+        return started
+
+    def _start(self, queue: str, message: QueueMessage) -> None:
+        tmpdir = tempfile.mkdtemp(prefix=f"{queue}-", dir=self._tmp_root)
+        module = STAGE_HANDLERS.get(queue, FAILURES_HANDLER)
+        job = Job(
+            queue=queue,
+            handler_module=module,
+            message=message,
+            queue_arn=queue_arn(self.settings.aws_region, f"{self.settings.queue_prefix}-{queue}"),
+            settings=self.settings,
+            tmpdir=tmpdir,
+            timeout_s=self.settings.stage_timeout_s,
+        )
+        process = self.ctx.Process(target=run_job, args=(job,), name=f"docpipe-{queue}")
+        try:
+            process.start()
+        except Exception as exc:  # noqa: BLE001 - the fork server can die; the message must not
+            logger.error("could not start a child", extra={"queue": queue, "error": type(exc).__name__})
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            self._release(queue, message, 1)
+            return
+        now = time.monotonic()
+        self.running[process.pid] = _Running(
+            job=job,
+            process=process,
+            started=now,
+            started_at=dt.datetime.now(dt.timezone.utc),
+            extend_at=now + self.settings.visibility_timeout_s / 3,
+        )
+
+    # --- watching children -----------------------------------------------------------
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        cap_kb = self.settings.child_memory_mb * 1024
+        for pid, run in list(self.running.items()):
+            rss_kb, hwm_kb = _rss_kb(pid)
+            run.peak_kb = max(run.peak_kb, hwm_kb)
+            if run.killed_for:
+                continue
+            if now - run.started > self.settings.stage_timeout_s:
+                self._kill(run, "timeout")
+            elif rss_kb > cap_kb:
+                self._kill(run, "memory")
+            elif now >= run.extend_at:
+                # Heartbeat: keep the message invisible while its child works.
+                try:
+                    self.queue.release(run.job.queue, run.job.message.receipt_handle, self.settings.visibility_timeout_s)
+                except PipelineError as exc:
+                    logger.warning("heartbeat failed", extra={"queue": run.job.queue, "error_code": exc.code})
+                run.extend_at = now + self.settings.visibility_timeout_s / 3
+
+    def _kill(self, run: _Running, reason: str) -> None:
+        run.killed_for = run.killed_for or reason
+        pid = run.process.pid
+        run.peak_kb = max(run.peak_kb, _rss_kb(pid)[1])
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signal.SIGKILL)  # not yet in its own group
+            except ProcessLookupError:
+                pass
+
+    def _kill_all(self, reason: str) -> None:
+        for run in list(self.running.values()):
+            if run.process.exitcode is None:
+                self._kill(run, reason)
+
+    def _wait(self, timeout: float) -> None:
+        sentinels = [run.process.sentinel for run in self.running.values()]
+        if sentinels:
+            multiprocessing.connection.wait(sentinels, timeout)
+        else:
+            time.sleep(timeout)
+
+    def _reap(self) -> None:
+        for pid, run in list(self.running.items()):
+            if run.process.is_alive():
+                continue
+            run.process.join()
+            del self.running[pid]
+            self._finish(run, run.process.exitcode)
+            run.process.close()
+        self._aux = [p for p in self._aux if p.is_alive()]
+
+    def _finish(self, run: _Running, exitcode: int) -> None:
+        job, message = run.job, run.job.message
+        result = read_result(job.tmpdir)
+        peak_kb = max(run.peak_kb, (result or {}).get("maxrss_kb", 0))
+        shutil.rmtree(job.tmpdir, ignore_errors=True)
+        duration = time.monotonic() - run.started
+        if exitcode == EXIT_OK and not run.killed_for:
+            outcome = "succeeded"
+            try:
+                self.queue.delete(job.queue, message.receipt_handle)
+            except PipelineError as exc:
+                # Redelivered later; the handlers are idempotent, so that costs a skip.
+                logger.warning("delete failed", extra={"queue": job.queue, "error_code": exc.code})
+        else:
+            outcome = f"killed:{run.killed_for}" if run.killed_for else ("crashed" if exitcode < 0 else "failed")
+            delay = 0 if run.killed_for == "shutdown" else backoff_s(message.receive_count)
+            self._release(job.queue, message, delay)
+            if run.killed_for or exitcode < 0 or result is None:
+                self._record_abnormal(run, exitcode, peak_kb, duration)
+        finished = Finished(
+            queue=job.queue,
+            message_id=message.message_id,
+            shell_file_id=_shell_file_id(message.body),
+            exitcode=exitcode,
+            outcome=outcome,
+            duration_s=duration,
+            peak_rss_kb=peak_kb,
+        )
+        self.finished.append(finished)
+        log = logger.info if outcome == "succeeded" else logger.warning
+        log("child finished", extra={"queue": job.queue, "message_id": message.message_id, "outcome": outcome,
+                                     "exitcode": exitcode, "duration_ms": round(duration * 1000, 1),
+                                     "peak_rss_kb": peak_kb})
+        if self.on_finish:
+            self.on_finish(finished)
+
+    def _release(self, queue: str, message: QueueMessage, delay_s: int) -> None:
+        try:
+            self.queue.release(queue, message.receipt_handle, delay_s)
+        except PipelineError as exc:
+            # Still safe: the visibility timeout runs out and SQS delivers it again.
+            logger.warning("release failed", extra={"queue": queue, "error_code": exc.code})
+
+    def _record_abnormal(self, run: _Running, exitcode: int, peak_kb: int, duration: float) -> None:
+        """A child that was killed could not write its pipeline_runs row: a short-lived helper
+        process does (the parent keeps no database driver loaded)."""
+        code = {"timeout": "timeout", "memory": "memory_cap", "shutdown": "shutdown"}.get(run.killed_for or "", None)
+        code = code or ("killed" if exitcode < 0 else "crash")
+        stage = run.job.queue.removesuffix("-dlq")
+        pipeline_run = PipelineRun(
+            stage=Stage(stage),
+            shell_file_id=_shell_file_id(run.job.message.body),
+            message_id=run.job.message.message_id,
+            attempt=run.job.message.receive_count,
+            outcome="retry",
+            error_code=code,
+            started_at=run.started_at,
+            duration_ms=duration * 1000,
+            peak_rss_kb=peak_kb,
+        )
+        proc = self.ctx.Process(target=record_abnormal_end, args=(self.settings, pipeline_run), name="docpipe-ledger")
+        try:
+            proc.start()
+            self._aux.append(proc)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not record an abnormal end", extra={"error": type(exc).__name__})
+
+    def _idle(self) -> bool:
+        try:
+            return all(sum(self.queue.depth(q)) == 0 for q in self.queues)
+        except PipelineError:
+            return False
+
+
+def _rss_kb(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of a process in KiB from /proc; zeros once it is gone."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith(b"VmHWM:"):
+                    hwm = int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return rss, hwm
+
+
+def _shell_file_id(body: str) -> str | None:
+    import json
+
+    try:
+        return str(uuid.UUID(str(json.loads(body).get("shell_file_id"))))
+    except (ValueError, TypeError, AttributeError):
+        return None
