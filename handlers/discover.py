@@ -1,14 +1,21 @@
 """Discover ("Pass 0.5"): the page texts of a file -> its healthcare encounters and manifest,
-written as a set in one transaction; the file is then completed."""
+written as a set in one transaction; the file is then completed.
+
+Never paid twice: a completed file is skipped, and the provider's answer is saved
+(``discovery_cache``) before the write, so a delivery after a crash in between reuses it."""
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.bootstrap import Deps
 from shared.errors import FileNotFoundInDbError, NotReadyError
-from shared.models import DiscoverMessage, FileStatus, Manifest, Stage
+from shared.models import DiscoverMessage, FileStatus, Manifest, PageText, Stage
 from shared.observability import logger
+from shared.ports import EncounterProvider
 from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
 
@@ -25,19 +32,41 @@ def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> str | None:
     if len(texts) < row.page_count:
         raise NotReadyError(f"{len(texts)} of {row.page_count} pages have text")
 
-    discovery = deps.encounters.discover(texts)
+    # Never paid twice: the provider's answer is saved before anything else is written, so a
+    # delivery after a crash (or a lost acknowledgement) between the model call and the write
+    # reuses it. The fingerprint ties it to the provider, model and these exact page texts.
+    fingerprint = discovery_fingerprint(deps.encounters, texts)
+    discovery = deps.db.saved_discovery(row.id, fingerprint)
+    reused = discovery is not None
+    if discovery is None:
+        discovery = deps.encounters.discover(texts)
+        deps.db.save_discovery(row.id, fingerprint, discovery)
     manifest = Manifest.build(row.id, row.page_count, discovery, texts)
     written = deps.db.complete_discovery(manifest)
     logger.info(
         "encounters discovered",
         extra={
             "provider": discovery.provider,
+            "model": discovery.model,
             "encounters": len(manifest.encounters),
             "pages": row.page_count,
+            "reused": reused,
+            "input_tokens": discovery.input_tokens,
+            "output_tokens": discovery.output_tokens,
             "written": written,
         },
     )
     return None if written else "skipped"
+
+
+def discovery_fingerprint(provider: EncounterProvider, texts: list[PageText]) -> str:
+    """sha256 of what a discovery depends on: the provider, its model, every page's text."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([provider.name, getattr(provider, "model", None)]).encode())
+    for text in sorted(texts, key=lambda t: t.page_number):
+        digest.update(f"\x00{text.page_number}\x00{len(text.text)}\x00".encode())
+        digest.update(text.text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def record_handler(record: SQSRecord) -> None:

@@ -60,7 +60,8 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> str | None:
                         )
                     )
         finally:
-            release_native_caches()
+            if deps.settings.release_native_caches:
+                release_native_caches()
     logger.info(
         "preprocessed",
         extra={"kind": kind.value, "bytes": size, "pages": page_count, "pages_for_ocr": len(needs_ocr)},

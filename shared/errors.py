@@ -32,6 +32,11 @@ class RetryableError(PipelineError):
 
     code = "retryable"
     retryable = True
+    retry_after_s: float | None = None  # the dependency's own hint (Retry-After), when it gave one
+
+    def __init__(self, message: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ThrottledError(RetryableError):
@@ -149,3 +154,15 @@ class RetriesExhaustedError(PermanentError):
     """The message failed on every delivery and reached the dead-letter queue."""
 
     code = "retries_exhausted"
+
+
+class ModelAnswerInvalidError(PermanentError):
+    """The language model's answer could not be read as encounters, even when asked again."""
+
+    code = "llm_answer_invalid"
+
+
+class ModelRequestRejectedError(PermanentError):
+    """The language model endpoint rejected the request itself; sending it again will not help."""
+
+    code = "llm_request_rejected"

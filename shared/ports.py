@@ -149,6 +149,16 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def manifest(self, shell_file_id: uuid.UUID) -> Manifest | None: ...
 
+    @abc.abstractmethod
+    def save_discovery(self, shell_file_id: uuid.UUID, fingerprint: str, discovery: Discovery) -> None:
+        """Keep what the provider returned for the file (replacing any earlier one), before the
+        encounters are written: a redelivered message then reuses it instead of paying again."""
+
+    @abc.abstractmethod
+    def saved_discovery(self, shell_file_id: uuid.UUID, fingerprint: str) -> Discovery | None:
+        """The discovery saved for the file with this fingerprint (same provider, model and page
+        texts), or None."""
+
 
 class OcrEngine(abc.ABC):
     """Reads the text of one page image."""

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     jpeg_quality: int = Field(default=85, ge=30, le=100)
     native_text_min_chars: int = Field(default=20, ge=1, description="fewer real characters: OCR the page")
     ocr_pages_per_message: int = Field(default=1, ge=1, le=100)
+    release_native_caches: bool = Field(
+        default=True, description="shrink MuPDF's store and trim malloc after every record (off: the old worker)"
+    )
 
     # --- limits
     max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

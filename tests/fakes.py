@@ -87,6 +87,7 @@ class InMemoryDb(Database):
         self.texts: dict[tuple[uuid.UUID, int], PageText] = {}
         self.manifests: dict[uuid.UUID, Manifest] = {}
         self.runs: list[PipelineRun] = []
+        self.discoveries: dict[uuid.UUID, tuple[str, Discovery]] = {}
         self._lock = threading.Lock()
 
     def _set(self, sfid, **changes):
@@ -162,6 +163,13 @@ class InMemoryDb(Database):
 
     def manifest(self, sfid):
         return self.manifests.get(sfid)
+
+    def save_discovery(self, sfid, fingerprint, discovery):
+        self.discoveries[sfid] = (fingerprint, discovery.model_copy(deep=True))
+
+    def saved_discovery(self, sfid, fingerprint):
+        saved = self.discoveries.get(sfid)
+        return saved[1].model_copy(deep=True) if saved and saved[0] == fingerprint else None
 
 
 class CannedOcr(OcrEngine):

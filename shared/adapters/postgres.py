@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from shared.errors import DependencyUnavailableError
 from shared.models import (
+    Discovery,
     FileStatus,
     Manifest,
     PageText,
@@ -312,3 +313,32 @@ class PostgresDb(Database):
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         """Read-only helper for the CLI's status view and tests."""
         return self._execute(sql, params)
+
+    # --- the discovery cache ---------------------------------------------------------
+
+    def save_discovery(self, shell_file_id: uuid.UUID, fingerprint: str, discovery: Discovery) -> None:
+        self._execute(
+            "insert into discovery_cache (shell_file_id, fingerprint, provider, model, discovery, input_tokens,"
+            " output_tokens, cost_usd) values (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " on conflict (shell_file_id) do update set fingerprint = excluded.fingerprint,"
+            " provider = excluded.provider, model = excluded.model, discovery = excluded.discovery,"
+            " input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,"
+            " cost_usd = excluded.cost_usd, created_at = now()",
+            (
+                shell_file_id,
+                fingerprint,
+                discovery.provider,
+                discovery.model,
+                Jsonb(json.loads(discovery.model_dump_json())),
+                discovery.input_tokens,
+                discovery.output_tokens,
+                discovery.cost_usd,
+            ),
+        )
+
+    def saved_discovery(self, shell_file_id: uuid.UUID, fingerprint: str) -> Discovery | None:
+        rows = self._execute(
+            "select discovery from discovery_cache where shell_file_id = %s and fingerprint = %s",
+            (shell_file_id, fingerprint),
+        )
+        return Discovery.model_validate(rows[0]["discovery"]) if rows else None

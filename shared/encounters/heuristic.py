@@ -3,16 +3,18 @@
 ``HeuristicEncounters`` needs no network and no model, and gives the same manifest for the
 same page texts every time. It reads each page for cues, then walks the pages in order:
 
-- A page starts a new encounter when it says so: "Page 1 of N" again, a document title near
-  its top ("DISCHARGE SUMMARY", "Pathology Report", ...) of another kind than the current
-  encounter's, a different facility in its letterhead, or a visit/admission/collection date
-  outside the current encounter's dates. A page that says it continues ("Page 2 of 3",
+- A page starts a new encounter when it says so: "Page 1 of N" again (or the page before was
+  "Page N of N"), a document title near its top ("DISCHARGE SUMMARY", "Pathology Report",
+  ...) of another kind than the current encounter's, a salutation ("Dear Dr ...") opening a
+  letter, a different facility in its letterhead (or a letterhead after untitled pages that
+  had none), or a visit/admission/collection date outside the current encounter's dates. A page that says it continues ("Page 2 of 3",
   "continued", or the page before ended "continued over") always joins the current
   encounter, whatever else it shows; so does a page with no cue at all.
 - Blank pages (fewer than three words of three letters or more, e.g. an empty back side or
   unreadable OCR) belong to no encounter: their manifest assignment is None. They do not
   break the encounter around them, whose page ranges then skip them ([[1, 1], [3, 4]]).
-- The type comes from the first title found, else from counting keywords; OTHER when
+- The type comes from the first title found, else a referral letter when the first page
+  opens "Dear Dr ...", else from counting keywords; OTHER when
   nothing matches, so any readable page lands in some encounter.
 - Dates are read in ISO, numeric (day-first unless the document's own numeric dates show it
   is month-first) and month-name forms, with tolerance for spaces and O/0, l/1 confusions
@@ -45,6 +47,7 @@ HEADER_LINES = 10  # unlabelled letterhead dates are looked for in this many fir
 TITLE_LINES = 8  # a document title sits in the letterhead, within this many first lines
 LETTERHEAD_LINES = 4  # a facility change or a page marker must be this close to an edge
 LABEL_REACH = 50  # a label further than this many characters before a date is not its label
+SALUTATION_LINES = 16  # "Dear Dr ..." within this many first lines opens a letter
 MIN_WORDS = 3  # fewer words of 3+ letters than this: a blank page
 
 # --- page text helpers -------------------------------------------------------------------
@@ -143,7 +146,18 @@ _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
             r"medication\s+(?:list|summary|chart|profile)|list\s+of\s+(?:current\s+)?medications|medicines\s+list", re.I
         ),
     ),
-    (_ET.REFERRAL, re.compile(r"referral|letter\s+of\s+referral", re.I)),
+    (
+        _ET.REFERRAL,
+        re.compile(r"referral|letter\s+of\s+referral|letter\s+to\s+(?:the\s+|your\s+)?(?:GP|doctor|Dr\b)", re.I),
+    ),
+    (
+        _ET.ADMINISTRATIVE,
+        re.compile(
+            r"(?:registration|consent|claim|enrol?ment|request|authori[sz]ation)\s+form|insurance\s+(?:claim|form|letter)|"
+            r"patient\s+(?:details|information)\s+form|change\s+of\s+(?:address|details)|release\s+of\s+information",
+            re.I,
+        ),
+    ),
     (
         _ET.OUTPATIENT,
         re.compile(
@@ -171,13 +185,19 @@ _KEYWORDS: list[tuple[EncounterType, re.Pattern[str]]] = [
     (_ET.OUTPATIENT, re.compile(r"\bclinic\b|(?-i:\bGP\b)|consultation|\bvisit\b|follow-?\s?up|out-?patient", re.I)),
 ]
 
+# OCR leaves specks before a line, hence the punctuation allowed before "Dear".
+_SALUTATION = re.compile(r"^[ \t.,:;*'|\-]*dear\s+(?:dr\b|doctor\b|colleague|prof)", re.I | re.M)
+
 _APPOINTMENT = re.compile(r"appointment|you\s+have\s+been\s+booked|please\s+attend|scheduled\s+for", re.I)
+
+
+_ADDRESSEE = re.compile(r",\s*[A-Z][\w' ]*(?:Hospital|Clinic|Cent(?:re|er)|Practice|Surgery|Infirmary)\b")
 
 
 def _is_title_line(text: str) -> bool:
     words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
-    if not words:
-        return False
+    if not words or _ADDRESSEE.search(text):
+        return False  # "Cardiology Outpatients, Kingsbridge Hospital" addresses a letter, it is no title
     letters = "".join(words)
     return len(words) <= 6 or letters.isupper()
 
@@ -230,11 +250,12 @@ def _page_marker(lines: Sequence[_Line]) -> tuple[int, int | None] | None:
 
 _OCR_DIGITS = str.maketrans("OoIl|", "00111")
 _D = r"[0-9OoIl]"
+# A stray "-" that OCR puts before a date ("Visit date: -19/10/2023") is no part of a number.
 _NUM_DMY = re.compile(
-    rf"(?<![\w/.\-])({_D}{{1,2}})[ \t]*([/.\-])[ \t]*({_D}{{1,2}})[ \t]*\2[ \t]*({_D}{{4}}|{_D}{{2}})(?![\w/]|\.\d)"
+    rf"(?<![\w/.])(?<![\w/.]-)({_D}{{1,2}})[ \t]*([/.\-])[ \t]*({_D}{{1,2}})[ \t]*\2[ \t]*({_D}{{4}}|{_D}{{2}})(?![\w/]|\.\d)"
 )
 _NUM_YMD = re.compile(
-    rf"(?<![\w/.\-])({_D}{{4}})[ \t]*([/.\-])[ \t]*({_D}{{1,2}})[ \t]*\2[ \t]*({_D}{{1,2}})(?![\w/]|\.\d)"
+    rf"(?<![\w/.])(?<![\w/.]-)({_D}{{4}})[ \t]*([/.\-])[ \t]*({_D}{{1,2}})[ \t]*\2[ \t]*({_D}{{1,2}})(?![\w/]|\.\d)"
 )
 _MONTH = (
     r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
@@ -458,7 +479,7 @@ _NAME_STOP = frozenset(
 _FACILITY_SUFFIX = (
     r"(?:Hospital|Medical[ \t.\-]*Cent(?:re|er)|Health[ \t.\-]*Cent(?:re|er)|Health[ \t]+Service|"
     r"Medical[ \t]+Practice|Family[ \t]+Practice|General[ \t]+Practice|Clinic|Pathology|Radiology|Imaging|"
-    r"Infirmary|Laborator(?:y|ies)|Medical[ \t]+Group|Specialist[ \t]+Cent(?:re|er)|Surgery)"
+    r"Infirmary|Laborator(?:y|ies)|Medical[ \t]+Group|Specialist[ \t]+Cent(?:re|er)|Surgery|Community[ \t]+Health)"
 )
 _FACILITY = re.compile(rf"(?<![\w])((?:[A-Z][\w'&.\-]*[ \t]+){{1,5}}(?=[A-Z])(?i:{_FACILITY_SUFFIX}))\b")
 _FACILITY_LABELLED = re.compile(
@@ -554,6 +575,7 @@ class _Page:
     marker: tuple[int, int | None] | None
     continues: bool
     continues_next: bool
+    salutation: bool
     dates: list[_Date]
     providers: list[_Found]
     facilities: list[_Found]
@@ -578,6 +600,7 @@ def _read_page(page: PageText, month_first: bool) -> _Page:
         marker=_page_marker(lines),
         continues=any(_says_continued(line.text) for line in lines[:LETTERHEAD_LINES]),
         continues_next=any(_CONTINUED_BOTTOM.search(line.text) for line in lines[-LETTERHEAD_LINES:]),
+        salutation=any(_SALUTATION.match(line.text) for line in lines[:SALUTATION_LINES]),
         dates=_page_dates(page.page_number, text, lines, month_first),
         providers=_providers(page.page_number, text, lines),
         facilities=_facilities(page.page_number, text, lines),
@@ -611,14 +634,20 @@ def _starts_new(group: _Group, page: _Page) -> bool:
     last = group.pages[-1]
     if page.continues or last.continues_next:
         return False
+    if last.marker and last.marker[1] and last.marker[0] >= last.marker[1]:
+        return True  # the page before was "Page N of N": its document ended there
     if page.marker:
         # "Page 1 of N" starts a document; "Page k of N" continues one.
         return page.marker[0] == 1
     if page.title and (group.title is None or page.title[0] != group.title[0]):
         return True
+    if page.salutation:
+        return True  # "Dear Dr ..." near the top opens a letter
     facility, previous = page.letterhead_facility, group.letterhead_facility
     if facility and previous and not _same_facility(facility, previous):
         return True
+    if facility and previous is None and not group.title:
+        return True  # a letterhead after pages that had none (a form, an untitled note) is a new document
     anchor, span = page.anchor, group.span()
     if anchor and span:
         first, last_day = span
@@ -641,6 +670,12 @@ def _classify(group: _Group) -> tuple[EncounterType, _Span | None, bool]:
     title = group.title
     if title:
         return title[0], title[1], True
+    # An untitled page that opens "Dear Dr ..." is a letter between clinicians, whatever it
+    # mentions (a referral names the clinic, the ED visit and the admission it is about).
+    first = group.pages[0]
+    salutation = _SALUTATION.search(first.text)
+    if salutation:
+        return _ET.REFERRAL, _Span(first.number, salutation.start(), salutation.end()), False
     best: tuple[int, int] = (0, 0)
     result: tuple[EncounterType, _Span | None] = (_ET.OTHER, None)
     for order, (kind, pattern) in enumerate(_KEYWORDS):

@@ -30,17 +30,26 @@ from shared.runtime.jobs import EXIT_CRASHED, EXIT_OK, EXIT_RECORD_FAILED, Job, 
 from shared.settings import Settings
 
 
-def _warm_boto() -> None:
-    """Load the SQS and S3 service models into boto3's default session once, in the fork
-    server, so each child's clients are built from memory instead of parsing JSON again."""
-    import boto3
+def _warm() -> None:
+    """Do once, in the fork server, the start-up work every child would otherwise repeat:
+    the SQS and S3 clients the environment's settings call for (30-50 ms each) and the
+    heuristic provider's compiled patterns (~45 ms). Children inherit them ready."""
+    from pydantic import ValidationError
 
-    boto3.setup_default_session()
-    for service in ("sqs", "s3"):
-        boto3.DEFAULT_SESSION._session.get_service_model(service)
+    from shared.adapters.aws import boto_client
+    from shared.encounters.heuristic import HeuristicEncounters
+    from shared.settings import get_settings
+
+    HeuristicEncounters()
+    try:
+        settings = get_settings()
+    except ValidationError:
+        return  # the child reports bad configuration with its own message
+    boto_client("sqs", settings.aws_region, settings.sqs_endpoint)
+    boto_client("s3", settings.aws_region, settings.s3_endpoint)
 
 
-_warm_boto()
+_warm()
 
 
 def run_job(job: Job) -> None:

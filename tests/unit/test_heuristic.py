@@ -123,6 +123,51 @@ def test_a_new_document_title_splits() -> None:
     assert discovery.encounters[1].facility == "Harbour Pathology"
 
 
+def test_a_page_after_page_n_of_n_starts_a_new_encounter() -> None:
+    # The untitled form after a two-page note would otherwise join it: nothing on it says "new".
+    note = "Riverside Medical Centre\nCLINIC VISIT NOTE\nDate of visit: 05/03/2024\nBlood pressure reviewed.\nPage {} of 2\n"
+    form = "Name and address details held on file for the practice records team.\n"
+    discovery = _discover(note.format(1), note.format(2), form)
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+    assert discovery.encounters[1].date_start is None
+
+
+def test_a_salutation_opens_a_new_letter() -> None:
+    form = "Patient details held on file for the records team.\nAddress and next of kin confirmed.\n"
+    letter = (
+        "Date: 12 September 2023\n\nDr Hannah Reuben\n. Dear Dr Reuben,\n"
+        "Thank you for seeing this man who attended the emergency department with chest pain.\n"
+    )
+    discovery = _discover(form, letter)
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+    assert discovery.encounters[0].date_start is None  # the letter's date stays with the letter
+    assert discovery.encounters[1].encounter_type == ET.REFERRAL  # a letter, not the ED visit it mentions
+    assert discovery.encounters[1].date_start == dt.date(2023, 9, 12)
+
+
+def test_a_letterhead_after_untitled_pages_starts_a_new_document() -> None:
+    form = "Name, address and next of kin details are held on file here.\n"
+    note = "Millbrook Medical Practice\nReviewed knee pain, improving with physiotherapy.\n"
+    discovery = _discover(form, note)
+
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+
+
+def test_an_addressee_line_is_not_a_title() -> None:
+    letter = (
+        "Millbrook Medical Practice\nDate: 12 September 2023\nDr Hannah Reuben\n"
+        "Cardiology Outpatients, Kingsbridge Hospital\nDear Dr Reuben,\nI would value your opinion.\n"
+    )
+    assert _discover(letter).encounters[0].encounter_type == ET.REFERRAL
+
+
+def test_a_stray_dash_before_an_ocr_date_is_ignored() -> None:
+    discovery = _discover("GP VISIT\nVisit date: -19/10/2023\nKnee pain for three months.\n")
+    assert discovery.encounters[0].date_start == dt.date(2023, 10, 19)
+
+
 def test_a_change_of_facility_in_the_letterhead_splits() -> None:
     a = "Riverside Medical Centre\nNotes from the review today, blood pressure stable and well.\n"
     b = "Lakeside General Hospital\nNotes from the review today, blood pressure stable and well.\n"
@@ -381,6 +426,9 @@ def test_a_discharge_date_before_admission_is_dropped() -> None:
         ("Operation Note", ET.PROCEDURE),
         ("Medication List", ET.MEDICATION_LIST),
         ("Referral Letter", ET.REFERRAL),
+        ("Letter to the GP", ET.REFERRAL),
+        ("Patient Registration Form", ET.ADMINISTRATIVE),
+        ("Insurance Claim Form", ET.ADMINISTRATIVE),
     ],
 )
 def test_titles_decide_the_type(title: str, kind: EncounterType) -> None:

@@ -1,0 +1,196 @@
+"""What a fresh process per message costs, measured side by side in one run.
+
+1. Isolation overhead: the same tiny messages (a discover for an already-completed file:
+   one read, one ledger row) through the container worker's children (forkserver, and
+   spawn for comparison) and through the handlers called in-process. Per-message time is
+   the interval between consecutive finished messages; overhead = worker - in-process
+   (medians).
+2. Preprocess pages/s: image-only and text PDFs through the worker's preprocess child (open,
+   render, JPEG, store, native text, rows) against a bare PyMuPDF render + JPEG loop over
+   the same pages, alternated, best of the repetitions each.
+
+Prints a table, writes bench/results/throughput.{json,png}.
+
+    python bench/throughput.py [--tiny 100] [--pages 60] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._stack import RESULTS, new_prefix, scanned_pdf, stack_deps, start_stack, text_pdf, write_results  # noqa: E402
+
+
+def intervals(stamps: list[float]) -> list[float]:
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def tiny_messages(deps, sfid, n: int) -> None:
+    from shared.models import DiscoverMessage
+
+    for _ in range(n):
+        deps.queue.send("discover", DiscoverMessage(shell_file_id=sfid))
+
+
+def overhead(n: int) -> dict:
+    from shared.bootstrap import install
+    from shared.runtime.supervisor import Supervisor
+    from shared.runtime.worker import Worker
+    from shared.submit import submit
+
+    deps = stack_deps(new_prefix("ovh"))
+    install(deps)
+    work = Path(tempfile.mkdtemp())
+    sfid = submit(deps, text_pdf(work / "t.pdf", 1), uuid.uuid4())
+    Worker(deps).run(burst=True, idle_sleep_s=0.05)  # the file is completed: discover now skips
+
+    def supervised(isolation: str, count: int) -> list[float]:
+        stamps: list[float] = []
+        tiny_messages(deps, sfid, count)
+        Supervisor(deps.settings, deps.queue, stages=["discover"], concurrency=1, isolation=isolation,
+                   include_dlqs=False, on_finish=lambda f: stamps.append(time.perf_counter())).run(burst=True)
+        return intervals(stamps)
+
+    def in_process(count: int) -> list[float]:
+        stamps: list[float] = []
+        tiny_messages(deps, sfid, count)
+        Worker(deps, stages=["discover"], include_dlqs=False,
+               on_batch=lambda *a: stamps.append(time.perf_counter())).run(burst=True, idle_sleep_s=0.05)
+        return intervals(stamps)
+
+    supervised("forkserver", 3)  # start the fork server: a one-off cost, not a per-message one
+    runs = {"in-process": [], "forkserver": [], "spawn": []}
+    for _ in range(2):  # alternate, so drift on a noisy machine hits both
+        runs["in-process"] += in_process(n // 2)
+        runs["forkserver"] += supervised("forkserver", n // 2)
+    runs["spawn"] = supervised("spawn", max(6, n // 10))
+    deps.db.close()
+    med = {k: statistics.median(v) * 1000 for k, v in runs.items()}
+    return {
+        "messages": {k: len(v) + 1 for k, v in runs.items()},
+        "median_ms": {k: round(v, 1) for k, v in med.items()},
+        "p90_ms": {k: round(statistics.quantiles(v, n=10)[-1] * 1000, 1) for k, v in runs.items() if len(v) > 10},
+        "overhead_ms": {k: round(med[k] - med["in-process"], 1) for k in ("forkserver", "spawn")},
+        "per_message_ms": {k: [round(x * 1000, 2) for x in v] for k, v in runs.items()},
+    }
+
+
+def bare_loop(path: Path, dpi: int, max_edge: int, quality: int) -> float:
+    """The floor: PyMuPDF renders each page, Pillow encodes a JPEG, nothing else."""
+    import pymupdf
+    from PIL import Image
+
+    t0 = time.perf_counter()
+    doc = pymupdf.open(path)
+    for page in doc:
+        scale = min(dpi / 72, max_edge / max(page.rect.width, page.rect.height))
+        pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), colorspace=pymupdf.csRGB, alpha=False)
+        img = Image.frombuffer("RGB", (pix.width, pix.height), pix.samples_mv, "raw", "RGB", pix.stride, 1)
+        img.save(io.BytesIO(), "JPEG", quality=quality)
+        img = pix = None
+    pages = doc.page_count
+    doc.close()
+    return pages / (time.perf_counter() - t0)
+
+
+def worker_preprocess(path: Path) -> tuple[float, float]:
+    """pages/s of one file through a fresh preprocess child (from dequeue to exit)."""
+    from shared.runtime.supervisor import Supervisor
+    from shared.submit import submit
+
+    deps = stack_deps(new_prefix("tp"))
+    sfid = submit(deps, path, uuid.uuid4())
+    finished = Supervisor(deps.settings, deps.queue, stages=["preprocess"], include_dlqs=False).run(burst=True)
+    row = deps.db.get_shell_file(sfid)
+    deps.db.close()
+    assert row.status.value in ("ocr", "discovering"), row.status
+    return row.page_count / finished[0].duration_s, finished[0].peak_rss_kb / 1024
+
+
+def throughput(pages: int, reps: int) -> dict:
+    from shared.settings import get_settings
+
+    s = get_settings()
+    work = Path(tempfile.mkdtemp())
+    files = {"image-only PDF": scanned_pdf(work / "scan.pdf", pages, seed=7), "text PDF": text_pdf(work / "text.pdf", pages)}
+    out = {}
+    for kind, path in files.items():
+        bare, worker, peaks = [], [], []
+        for _ in range(reps):
+            bare.append(bare_loop(path, s.render_dpi, s.render_max_edge, s.jpeg_quality))
+            pps, peak = worker_preprocess(path)
+            worker.append(pps)
+            peaks.append(peak)
+        out[kind] = {
+            "pages": pages,
+            "bare_pages_per_s": round(max(bare), 2),
+            "worker_pages_per_s": round(max(worker), 2),
+            "ratio": round(max(worker) / max(bare), 3),
+            "all_bare": [round(x, 2) for x in bare],
+            "all_worker": [round(x, 2) for x in worker],
+            "child_peak_rss_mb": round(max(peaks), 1),
+        }
+    return out
+
+
+def plot(data: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    per = data["overhead"]["per_message_ms"]
+    a.boxplot([per["in-process"], per["forkserver"]], tick_labels=["in-process", "forkserver child"], showfliers=False)
+    a.set_ylabel("ms per tiny message")
+    a.set_title(f"isolation overhead: +{data['overhead']['overhead_ms']['forkserver']} ms median")
+    kinds = list(data["throughput"])
+    xs = range(len(kinds))
+    a_vals = [data["throughput"][k]["bare_pages_per_s"] for k in kinds]
+    w_vals = [data["throughput"][k]["worker_pages_per_s"] for k in kinds]
+    b.bar([x - 0.2 for x in xs], a_vals, width=0.4, label="bare PyMuPDF render + JPEG")
+    b.bar([x + 0.2 for x in xs], w_vals, width=0.4, label="docpipe worker preprocess")
+    b.set_xticks(list(xs), kinds)
+    b.set_ylabel("pages/s")
+    b.set_title("preprocess throughput")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", type=int, default=100)
+    parser.add_argument("--pages", type=int, default=60)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    stack = start_stack()
+    try:
+        data = {"overhead": overhead(args.tiny), "throughput": throughput(args.pages, args.reps)}
+    finally:
+        stack.stop()
+    o = data["overhead"]
+    print(f"\nisolation overhead (median per tiny message; n = {o['messages']}):")
+    for k, v in o["median_ms"].items():
+        extra = f"  overhead {o['overhead_ms'][k]:+.1f} ms" if k in o["overhead_ms"] else ""
+        print(f"  {k:11} {v:7.1f} ms{extra}")
+    print(f"\n{'preprocess':16} {'bare pages/s':>13} {'worker pages/s':>15} {'ratio':>6} {'child peak MB':>14}")
+    for k, v in data["throughput"].items():
+        print(f"{k:16} {v['bare_pages_per_s']:>13} {v['worker_pages_per_s']:>15} {v['ratio']:>6} {v['child_peak_rss_mb']:>14}")
+    path = write_results("throughput", data)
+    plot(data, RESULTS / "throughput.png")
+    print(f"\nwrote {path} and {RESULTS / 'throughput.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
