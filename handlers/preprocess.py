@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -39,29 +41,27 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> str | None:
         size = deps.storage.download(row.storage_key, original, max_bytes=deps.settings.max_file_bytes)
         kind = sniff(original)
         deps.db.set_file_facts(row.id, kind.mime, size, _sha256(original))
-        try:
-            with open_document(original, kind, limits) as document:
-                page_count = document.page_count
-                for page in document.pages():
-                    key = page_key(row.patient_id, row.id, page.page_number)
-                    deps.storage.put_bytes(key, page.jpeg, "image/jpeg")
-                    if page.native_text is not None:
-                        deps.db.upsert_text(row.id, page.native_text)
-                    else:
-                        needs_ocr.append(page.page_number)
-                    deps.db.upsert_page(
-                        ShellFilePage(
-                            shell_file_id=row.id,
-                            page_number=page.page_number,
-                            storage_key=key,
-                            width=page.width,
-                            height=page.height,
-                            text_source=TextSource.NATIVE if page.native_text is not None else TextSource.OCR,
-                        )
-                    )
-        finally:
-            if deps.settings.release_native_caches:
-                release_native_caches()
+        # MuPDF renders page N+1 on this thread while a writer thread encodes page N's JPEG
+        # and stores it with its rows (Pillow and the database/storage clients release the
+        # GIL). At most two pages' pixels are alive at once.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docpipe-pages") as writer:
+            pending: deque[Future] = deque()
+            try:
+                with open_document(original, kind, limits) as document:
+                    page_count = document.page_count
+                    for page in document.pages():
+                        if page.native_text is None:
+                            needs_ocr.append(page.page_number)
+                        if pending:
+                            pending.popleft().result()
+                        pending.append(writer.submit(_store_page, deps, row, page))
+                while pending:
+                    pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+                if deps.settings.release_native_caches:
+                    release_native_caches()
     logger.info(
         "preprocessed",
         extra={"kind": kind.value, "bytes": size, "pages": page_count, "pages_for_ocr": len(needs_ocr)},
@@ -73,6 +73,23 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> str | None:
         if not needs_ocr:
             deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
     return None
+
+
+def _store_page(deps: Deps, row, page) -> None:
+    key = page_key(row.patient_id, row.id, page.page_number)
+    deps.storage.put_bytes(key, page.jpeg, "image/jpeg")
+    if page.native_text is not None:
+        deps.db.upsert_text(row.id, page.native_text)
+    deps.db.upsert_page(
+        ShellFilePage(
+            shell_file_id=row.id,
+            page_number=page.page_number,
+            storage_key=key,
+            width=page.width,
+            height=page.height,
+            text_source=TextSource.NATIVE if page.native_text is not None else TextSource.OCR,
+        )
+    )
 
 
 def fan_out_missing(deps: Deps, shell_file_id) -> None:

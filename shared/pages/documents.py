@@ -102,13 +102,40 @@ class Limits:
         )
 
 
-@dataclasses.dataclass
 class RenderedPage:
-    page_number: int  # 1-based
-    jpeg: bytes
-    width: int  # of the JPEG, px
-    height: int
-    native_text: PageText | None  # None: no usable text layer, the page needs OCR
+    """One rendered page: its size, its native text, and its JPEG.
+
+    A PDF page arrives with its pixels and is encoded on first access to ``jpeg``, in
+    whatever thread asks (the preprocess stage encodes and stores in a writer thread while
+    the next page renders); the pixels are dropped once encoded.
+    """
+
+    __slots__ = ("page_number", "width", "height", "native_text", "_jpeg", "_image", "_encode")
+
+    def __init__(
+        self,
+        page_number: int,
+        width: int,
+        height: int,
+        native_text: PageText | None,
+        jpeg: bytes | None = None,
+        image: Image.Image | None = None,
+        encode: Callable[[Image.Image], bytes] | None = None,
+    ) -> None:
+        if jpeg is None and (image is None or encode is None):
+            raise ValueError("a page needs its JPEG or its pixels and an encoder")
+        self.page_number = page_number  # 1-based
+        self.width = width  # of the JPEG, px
+        self.height = height
+        self.native_text = native_text  # None: no usable text layer, the page needs OCR
+        self._jpeg, self._image, self._encode = jpeg, image, encode
+
+    @property
+    def jpeg(self) -> bytes:
+        if self._jpeg is None:
+            self._jpeg = self._encode(self._image)
+            self._image = self._encode = None
+        return self._jpeg
 
 
 class Document(abc.ABC):
@@ -252,27 +279,33 @@ class _PdfDocument(Document):
         scale = min(limits.render_dpi / 72, limits.render_max_edge / max(rect.width, rect.height))
         _check_pixels(number, math.ceil(rect.width * scale) + 1, math.ceil(rect.height * scale) + 1, limits)
 
-        pix = image = None
+        pix = None
         try:
             pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), colorspace=pymupdf.csRGB, alpha=False)
             width, height = pix.width, pix.height
-            # Pillow's libjpeg-turbo encodes a page about ten times faster than MuPDF's
-            # encoder; the image shares the pixmap's memory instead of copying it.
-            image = Image.frombuffer("RGB", (width, height), pix.samples_mv, "raw", "RGB", pix.stride, 1)
-            dpi = round(72 * scale)
-            jpeg = _encode_jpeg(image, limits, {"dpi": (dpi, dpi)})
+            # The pixels are copied out of MuPDF (~2 ms) so the pixmap is freed here, in the
+            # thread that owns MuPDF's context; encoding the copy can then happen anywhere.
+            # Pillow's libjpeg-turbo encodes a page about ten times faster than MuPDF's.
+            image = Image.frombytes("RGB", (width, height), pix.samples_mv, "raw", "RGB", pix.stride, 1)
         except Exception as exc:
             raise UnreadableDocumentError(f"page {number} could not be rendered") from exc
         finally:
-            image = None  # it points into the pixmap's memory: drop it first
             pix = None
+        dpi = round(72 * scale)
+
+        def encode(pixels: Image.Image) -> bytes:
+            try:
+                return _encode_jpeg(pixels, limits, {"dpi": (dpi, dpi)})
+            except Exception as exc:
+                raise UnreadableDocumentError(f"page {number} could not be encoded") from exc
 
         return RenderedPage(
             page_number=number,
-            jpeg=jpeg,
             width=width,
             height=height,
             native_text=_native_text(page, number, images, limits),
+            image=image,
+            encode=encode,
         )
 
 
