@@ -3,7 +3,7 @@ FROM python:3.12-slim-bookworm
 
 # Tesseract from Debian (5.3) for local OCR; OMP_THREAD_LIMIT=1 is set per call by the adapter.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
  && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

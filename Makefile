@@ -14,11 +14,11 @@ SAMPLES ?= build/samples
 setup: system-deps $(VENV)/.installed
 
 system-deps:
-	@if ! command -v tesseract >/dev/null 2>&1; then \
+	@if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx osd; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
-	    echo "Tesseract is missing: install tesseract-ocr and tesseract-ocr-eng (apt), then re-run."; exit 1; fi; \
+	    echo "Tesseract is missing: install tesseract-ocr, tesseract-ocr-eng and tesseract-ocr-osd (apt), then re-run."; exit 1; fi; \
 	  echo "installing Tesseract (apt)"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd >/dev/null; \
 	fi
 	@tesseract --version 2>&1 | head -n 1
 

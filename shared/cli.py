@@ -5,6 +5,7 @@
   docpipe migrate                   apply supabase/migrations to DATABASE_URL
   docpipe submit FILE --patient-id  upload, create the row, enqueue (configured stack)
   docpipe worker [--burst]          serve the queues (configured stack)
+  docpipe invoke STAGE --event FILE run a stage's lambda_handler on a Lambda-shaped event
   docpipe samples DIR               write the generated sample documents
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
@@ -68,6 +69,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run handlers inside this process (no isolation: the old worker's design; for comparison)",
     )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="deliver N-record events (1-10), as Lambda's SQS event source mapping does, so partial batch "
+        "failures happen locally; N > 1 serves in this process (a warm Lambda), not a child per message",
+    )
+
+    p = sub.add_parser("invoke", help="run a stage's lambda_handler once on a Lambda-shaped event (no Docker)")
+    p.add_argument("stage", choices=["preprocess", "ocr", "discover", "failures"])
+    p.add_argument("--event", type=Path, required=True, metavar="FILE", help="an SQS event JSON ('-' for stdin)")
+    p.add_argument(
+        "--shell-file-id",
+        type=_uuid,
+        default=None,
+        help="replace {{shell_file_id}} in the event (the placeholder tests/events/*.json use)",
+    )
+    p.add_argument("--timeout", type=float, default=None, help="the context's time limit, s (STAGE_TIMEOUT_S)")
 
     p = sub.add_parser("samples", help="write the generated sample documents")
     p.add_argument("dest", type=Path)
@@ -83,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "submit": cmd_submit,
         "worker": cmd_worker,
+        "invoke": cmd_invoke,
         "samples": cmd_samples,
     }[args.command]
     try:
@@ -144,19 +165,24 @@ def cmd_worker(args) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         _err("docpipe: --concurrency must be at least 1")
         return EXIT_USAGE
-    if args.in_process:
+    if not 1 <= args.batch_size <= 10:
+        _err("docpipe: --batch-size must be between 1 and 10 (SQS receives at most 10 messages)")
+        return EXIT_USAGE
+    # A batch is one handler call over several records in one process, as on a warm Lambda;
+    # the child-per-message supervisor delivers one record per child by design.
+    if args.in_process or args.batch_size > 1:
         from shared.bootstrap import build_deps, install
         from shared.runtime.worker import Worker
 
         deps = build_deps(settings)
         install(deps)
         try:
-            worker = Worker(deps, stages=stages)
+            worker = Worker(deps, stages=stages, batch_size=args.batch_size, on_batch=_report_batch)
         except ValueError as exc:
             _err(f"docpipe: {exc}")
             return EXIT_USAGE
         handled = worker.run(burst=args.burst, max_messages=args.max_messages)
-        _err(f"handled {handled} message(s) in process")
+        _err(f"handled {handled} message(s) in process, in batches of up to {args.batch_size}")
         return EXIT_OK
 
     # The parent builds only its queue client: no database driver, no PDF or OCR library.
@@ -170,9 +196,51 @@ def cmd_worker(args) -> int:
         _err(f"docpipe: {exc}")
         return EXIT_USAGE
     finished = supervisor.run(burst=args.burst, max_messages=args.max_messages, restore_signals=False)
+    # Every message is deleted or released by now; a late SIGTERM must not turn a clean
+    # exit into a kill (Python restores default handlers while it shuts down).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ok = sum(f.outcome == "succeeded" for f in finished)
     _err(f"handled {len(finished)} message(s): {ok} succeeded, {len(finished) - ok} to be retried or dead-lettered")
     return EXIT_OK
+
+
+def _report_batch(queue: str, messages, failed: set[str]) -> None:
+    if len(messages) > 1 or failed:
+        _err(f"{queue}: batch of {len(messages)}, {len(failed)} reported in batchItemFailures")
+
+
+def cmd_invoke(args) -> int:
+    """What `sam local invoke` does, without Docker: this environment's settings, the event as
+    given, a Lambda-shaped context; the handler's response on stdout."""
+    from shared.runtime.events import LocalContext
+
+    if str(args.event) == "-":
+        text = sys.stdin.read()
+    elif args.event.is_file():
+        text = args.event.read_text()
+    else:
+        _err(f"docpipe: no such file: {args.event}")
+        return EXIT_USAGE
+    if args.shell_file_id is not None:
+        text = text.replace("{{shell_file_id}}", str(args.shell_file_id))
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        _err(f"docpipe: the event is not JSON: {exc}")
+        return EXIT_USAGE
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list) or not event["Records"]:
+        _err("docpipe: the event must be an SQS event: an object with a non-empty 'Records' list")
+        return EXIT_USAGE
+    settings = _settings_or_exit()
+    module = "handlers.failures" if args.stage == "failures" else f"handlers.{args.stage}"
+    import importlib
+
+    handler = importlib.import_module(module).lambda_handler
+    timeout = args.timeout if args.timeout is not None else settings.stage_timeout_s
+    response = handler(event, LocalContext(function_name=f"docpipe-{args.stage}", timeout_s=timeout))
+    print(json.dumps(response))
+    return EXIT_FAILED if response.get("batchItemFailures") else EXIT_OK
 
 
 def cmd_local(args) -> int:
@@ -226,6 +294,8 @@ def cmd_process(args) -> int:
     env = {}
     if not os.environ.get("POWERTOOLS_LOG_LEVEL"):
         env["POWERTOOLS_LOG_LEVEL"] = "ERROR"  # progress lines and the summary are the user's view
+    if not os.environ.get("POWERTOOLS_METRICS_DISABLED"):
+        env["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines are for CloudWatch, not a terminal
     with LocalStack(args.data_dir, storage="local") as stack:
         _use_environment({**stack.env(), **env})
         from shared.observability import logger

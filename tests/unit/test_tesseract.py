@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pymupdf
@@ -235,3 +236,173 @@ def test_parse_tsv_without_a_page_row_fails() -> None:
     with pytest.raises(OcrFailedError):
         parse_tsv(tsv([(5, 1, 1, 1, 1, 1, 0, 0, 10, 10, 90.0, "word")]), page_number=1)
 
+
+# --- orientation ---------------------------------------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "ocr" / "tesseract_test"
+
+
+def _has_osd() -> bool:
+    if shutil.which("tesseract") is None:
+        return False
+    done = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, check=False)
+    return "osd" in (done.stdout + done.stderr).split()
+
+
+needs_osd = pytest.mark.skipif(not _has_osd(), reason="tesseract's OSD data (tesseract-ocr-osd) is not installed")
+
+
+@pytest.fixture(scope="module")
+def letter_upright(tmp_path_factory: pytest.TempPathFactory):
+    """A letter page as a 200 dpi image, and Tesseract's reading of it upright."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    for i, line in enumerate(LETTER_TEXT):
+        page.insert_text((72, 100 + 24 * i), line, fontsize=12)
+    pix = page.get_pixmap(dpi=200, colorspace=pymupdf.csRGB, alpha=False)
+    image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+    path = tmp_path_factory.mktemp("letter") / "upright.jpg"
+    image.save(path, "JPEG", quality=85, dpi=(200, 200))
+    return image, TesseractOcr().read(path, page_number=1)
+
+
+@needs_osd
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_page_scanned_sideways_or_upside_down_reads_upright(tmp_path: Path, letter_upright, degrees: int) -> None:
+    # Given a letter page turned (anticlockwise) as a scanner might have fed it
+    image, upright = letter_upright
+    turned_path = tmp_path / f"turned-{degrees}.jpg"
+    image.rotate(degrees, expand=True).save(turned_path, "JPEG", quality=85, dpi=(200, 200))
+
+    # When it is read
+    turned = TesseractOcr().read(turned_path, page_number=1)
+
+    # Then it reads as the upright page does, with boxes on the upright page
+    expected = "\n".join(LETTER_TEXT)
+    assert cer(upright.text, expected) < 0.02
+    assert cer(turned.text, expected) < 0.02
+    assert [line.text for line in turned.lines] == [line.text for line in upright.lines]
+    for word in ("Discharge", "ceftriaxone", "practitioner"):
+        a = next(w.box for w in upright.words if w.text == word)
+        b = next(w.box for w in turned.words if w.text == word)
+        for edge in ("x0", "y0", "x1", "y1"):
+            assert getattr(b, edge) == pytest.approx(getattr(a, edge), abs=0.01)
+    assert turned.duration_ms > 0
+
+
+@pytest.fixture(scope="module")
+def phototest_upright_cer() -> float:
+    text = TesseractOcr().read(CORPUS / "phototest.tif", page_number=1).text
+    return cer(text, (CORPUS / "phototest.txt").read_text())
+
+
+@needs_osd
+@pytest.mark.skipif(not (CORPUS / "phototest.tif").is_file(), reason=f"no Tesseract test pages in {CORPUS}")
+@pytest.mark.parametrize("name", ["phototest-rotated-180.png", "phototest-rotated-L.png", "phototest-rotated-R.png"])
+def test_tesseracts_own_rotated_test_pages(name: str, phototest_upright_cer: float) -> None:
+    # The issue's bar: 2% on phototest, and its rotated copies within twice that.
+    turned = cer(TesseractOcr().read(CORPUS / name, page_number=1).text, (CORPUS / "phototest.txt").read_text())
+    assert phototest_upright_cer <= 0.02
+    assert turned <= max(2 * phototest_upright_cer, 0.005)
+
+
+def osd_stand_in(tmp_path: Path, rotate: int, first_conf: float, turned_conf: float, osd_exit: int = 0) -> str:
+    """A ``tesseract`` that reads any page at ``first_conf``, a turned TIFF at ``turned_conf``,
+    answers ``--psm 0`` with a turn of ``rotate`` degrees, and logs its calls."""
+
+    def page(conf: float) -> Path:
+        path = tmp_path / f"tsv-{conf}.tsv"
+        path.write_text(
+            tsv(
+                [
+                    (1, 1, 0, 0, 0, 0, 0, 0, 400, 200, -1, ""),
+                    (5, 1, 1, 1, 1, 1, 10, 10, 120, 30, conf, "Discharge"),
+                    (5, 1, 1, 1, 1, 2, 140, 10, 100, 30, conf, "Summary"),
+                ]
+            )
+        )
+        return path
+
+    (tmp_path / "osd.txt").write_text(
+        f"Page number: 0\nOrientation in degrees: 0\nRotate: {rotate}\nOrientation confidence: 9.50\nScript: Latin\n"
+    )
+    return fake_tesseract(
+        tmp_path,
+        f'echo "$@" >> {tmp_path / "calls.txt"}\n'
+        f'case " $* " in\n'
+        f'  *" --psm 0 "*) cat {tmp_path / "osd.txt"}; exit {osd_exit} ;;\n'
+        f'  *) case "$1" in\n'
+        f'       *.tif) cp "$1" {tmp_path / "seen.tif"}; cat {page(turned_conf)} ;;\n'
+        f'       *) cat {page(first_conf)} ;;\n'
+        f"     esac ;;\n"
+        f"esac",
+    )
+
+
+def marked_page(tmp_path: Path) -> Path:
+    """A 40x20 page, white but for its top-left pixel."""
+    image = Image.new("L", (40, 20), 255)
+    image.putpixel((0, 0), 0)
+    path = tmp_path / "page.png"
+    image.save(path, dpi=(300, 150))
+    return path
+
+
+def calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "calls.txt").read_text().splitlines()
+
+
+def test_an_upright_page_is_read_once(tmp_path: Path) -> None:
+    cmd = osd_stand_in(tmp_path, rotate=180, first_conf=93.0, turned_conf=96.0)
+    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    assert len(calls(tmp_path)) == 1
+    assert text.confidence == pytest.approx(0.93)
+
+
+# The marked pixel starts top-left; turned clockwise it lands top-right, bottom-right, bottom-left.
+@pytest.mark.parametrize(
+    ("rotate", "corner", "size", "dpi"),
+    [
+        (90, (19, 0), (20, 40), (150, 300)),
+        (180, (39, 19), (40, 20), (300, 150)),
+        (270, (0, 39), (20, 40), (150, 300)),
+    ],
+)
+def test_a_page_that_reads_badly_is_turned_as_osd_says(tmp_path: Path, rotate, corner, size, dpi) -> None:
+    # Given a page whose first reading is poor, and OSD saying it must turn clockwise by `rotate`
+    cmd = osd_stand_in(tmp_path, rotate=rotate, first_conf=38.0, turned_conf=95.0)
+
+    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+
+    # Then it was read, asked about, turned and read again; the upright reading is kept
+    assert [line.split()[-1] for line in calls(tmp_path)] == ["tsv", "0", "tsv"]
+    assert text.confidence == pytest.approx(0.95)
+    with Image.open(tmp_path / "seen.tif") as seen:
+        assert seen.size == size and seen.getpixel(corner) == 0
+        assert tuple(round(v) for v in seen.info["dpi"]) == dpi
+
+
+def test_a_turn_that_reads_worse_is_not_kept(tmp_path: Path) -> None:
+    cmd = osd_stand_in(tmp_path, rotate=90, first_conf=45.0, turned_conf=20.0)
+    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    assert len(calls(tmp_path)) == 3
+    assert text.confidence == pytest.approx(0.45)
+
+
+def test_without_osd_the_first_reading_stands(tmp_path: Path) -> None:
+    # Given OSD that fails (no osd.traineddata, or too few characters to tell)
+    cmd = osd_stand_in(tmp_path, rotate=180, first_conf=38.0, turned_conf=95.0, osd_exit=1)
+    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    assert len(calls(tmp_path)) == 2
+    assert text.confidence == pytest.approx(0.38)
+
+
+def test_words_standing_on_end_ask_for_orientation(tmp_path: Path) -> None:
+    # Given a confident reading whose words are all taller than wide (a page read sideways)
+    tall = tmp_path / "tall.tsv"
+    rows = [(5, 1, 1, 1, 1, i, 10, 10 + 60 * i, 20, 50, 96.0, "word") for i in range(1, 5)]
+    tall.write_text(tsv([(1, 1, 0, 0, 0, 0, 0, 0, 200, 400, -1, ""), *rows]))
+    log = tmp_path / "calls.txt"
+    cmd = fake_tesseract(tmp_path, f'echo "$@" >> {log}\ncase " $* " in *" --psm 0 "*) exit 1 ;; esac\ncat {tall}')
+    TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    assert [line.split()[-1] for line in calls(tmp_path)] == ["tsv", "0"]
