@@ -1,6 +1,7 @@
 # docpipe: two commands for a fresh machine.
 #   make demo   set up, then run `docpipe process` on generated sample documents
 #   make test   set up, then run the whole test suite
+#   make sam    the Lambda deployment: `sam validate --lint`, `sam build` (zip, no Docker), its size
 # Both install what they need: a virtualenv with docpipe, and Tesseract through apt when it is
 # missing and we may (root, or passwordless sudo).
 
@@ -8,8 +9,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SAMPLES ?= build/samples
+# SAM CLI lives in a virtualenv of its own (its pins are not docpipe's); `sam build` needs the
+# Lambda runtime's Python, 3.12, to resolve wheels such as PyMuPDF's.
+SAM_VENV ?= build/sam-cli
+PYTHON312 ?= $(shell ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1 || true)
+PYTHON312 := $(or $(PYTHON312),$(shell command -v python3.12 2>/dev/null))
+LAMBDA_LIMIT_BYTES := 262144000
 
-.PHONY: setup system-deps demo test test-fast clean
+.PHONY: setup system-deps demo test bench clean sam lambda-requirements
 
 setup: system-deps $(VENV)/.installed
 
@@ -36,5 +43,35 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade pip
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli
+	touch $@
+
+sam: $(SAM_VENV)/.installed
+	@test -n "$(PYTHON312)" || { echo "sam build needs python3.12 (Lambda's runtime) on PATH or under pyenv"; exit 1; }
+	PATH="$(dir $(PYTHON312)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint
+	PATH="$(dir $(PYTHON312)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	@for fn in .aws-sam/build/*Function; do \
+	  size=$$(du -sb $$fn | cut -f1); \
+	  echo "$$(basename $$fn): $$size bytes unzipped ($$((size / 1048576)) MiB), Lambda's zip limit $(LAMBDA_LIMIT_BYTES)"; \
+	  test $$size -lt $(LAMBDA_LIMIT_BYTES) || { echo "over Lambda's unzipped limit: package as a container image"; exit 1; }; \
+	  if find $$fn/tests $$fn/bench -maxdepth 0 2>/dev/null | grep -q .; then echo "tests or bench in the zip"; exit 1; fi; \
+	done
+
+# deploy/lambda/requirements.txt is pyproject.toml's runtime dependencies, for `sam build`.
+lambda-requirements:
+	$(PYTHON) -c 'import tomllib, pathlib; deps = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]["dependencies"]; \
+	  head = "".join(l + "\n" for l in pathlib.Path("deploy/lambda/requirements.txt").read_text().splitlines() if l.startswith("#")); \
+	  pathlib.Path("deploy/lambda/requirements.txt").write_text(head + "\n".join(deps) + "\n")'
+
+bench: setup
+	$(BIN)/pip install -q -e '.[local,dev,bench]'
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python -m bench.ocr_eval
+	$(BIN)/python bench/encounters_eval.py
+
 clean:
-	rm -rf $(VENV) build .docpipe .pytest_cache
+	rm -rf $(VENV) build .docpipe .pytest_cache .aws-sam
