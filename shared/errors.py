@@ -96,6 +96,12 @@ class OriginalMissingError(PermanentError):
     code = "original_missing"
 
 
+class StorageKeyError(PermanentError, ValueError):
+    """A storage key points outside docpipe's storage (a tampered row)."""
+
+    code = "invalid_storage_key"
+
+
 class EmptyFileError(PermanentError):
     """The uploaded file is empty (zero bytes)."""
 

@@ -22,6 +22,7 @@ from shared.errors import (
     FileTooLargeError,
     OriginalMissingError,
     PipelineError,
+    StorageKeyError,
     ThrottledError,
 )
 from shared.ports import STAGE_QUEUES, Queue, QueueMessage, Storage, dlq_name
@@ -252,7 +253,7 @@ class LocalStorage(Storage):
     def path(self, key: str) -> Path:
         target = (self._root / key).resolve()
         if not target.is_relative_to(self._root):
-            raise ValueError("storage key escapes the storage root")
+            raise StorageKeyError("the storage key points outside the storage root")
         return target
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:

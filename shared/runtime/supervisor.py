@@ -260,6 +260,12 @@ class Supervisor:
                 continue
             run.process.join()
             del self.running[pid]
+            # Anything the child started and left behind (a Tesseract it did not reap when it
+            # was killed) is in its process group: end it with the child.
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             self._finish(run, run.process.exitcode)
             run.process.close()
         self._aux = [p for p in self._aux if p.is_alive()]

@@ -1,0 +1,148 @@
+"""Operator views and actions behind `docpipe redrive` and `docpipe status`.
+
+Both read and move ids, counts, codes and durations only: no message body is printed, no
+file name, no text. They take the deps the CLI builds, so they run against any stack the
+settings point at (local, or SQS + Supabase).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+from shared.ports import STAGE_QUEUES, Queue, dlq_name
+
+# The state a file re-enters when its stage's message is redriven: the state that stage
+# expects to find (preprocess starts from queued; OCR's fan-in flips ocr -> discovering).
+_REOPEN_STATUS = {"preprocess": "queued", "ocr": "ocr", "discover": "discovering"}
+
+
+def redrive(queue: Queue, stage: str | None = None, db=None, max_messages: int = 10_000) -> int:
+    """Move the messages of a stage's DLQ (every stage's when ``stage`` is None) back to the
+    stage's queue; return how many moved.
+
+    Each message is sent to its queue before it is deleted from the DLQ, so a crash between
+    the two duplicates a message (the handlers are idempotent) rather than losing one. With
+    ``db``, a file the failures handler already marked failed is reopened to the state its
+    stage expects, so the redriven message does real work instead of a skip.
+
+    A worker that serves the DLQs (the default) marks dead letters failed and acknowledges
+    them; run this while it is stopped or serving without DLQs, or the DLQ may be empty.
+    """
+    stages = [stage] if stage else list(STAGE_QUEUES)
+    unknown = set(stages) - set(STAGE_QUEUES)
+    if unknown:
+        raise ValueError(f"unknown stage: {sorted(unknown)[0]} (one of {', '.join(STAGE_QUEUES)})")
+    moved = 0
+    for name in stages:
+        dlq = dlq_name(name)
+        while moved < max_messages:
+            # A long visibility: a message in hand is not received twice by this loop.
+            batch = queue.receive(dlq, max_messages=10, wait_s=0, visibility_s=300)
+            if not batch:
+                break
+            for message in batch:
+                if db is not None:
+                    _reopen(db, message.body, name)
+                queue.send_raw(name, message.body)
+                queue.delete(dlq, message.receipt_handle)
+                moved += 1
+    return moved
+
+
+def _reopen(db, body: str, stage: str) -> None:
+    try:
+        shell_file_id = uuid.UUID(str(json.loads(body).get("shell_file_id")))
+    except (ValueError, TypeError, AttributeError):
+        return  # an invalid message goes back as is; its stage rejects it again
+    db.query(
+        "update shell_files set status = %s, error_code = null, error_message = null, updated_at = now()"
+        " where id = %s and status = 'failed' returning id",
+        (_REOPEN_STATUS[stage], shell_file_id),
+    )
+
+
+def status(deps, window_hours: float = 24.0, failure_limit: int = 10) -> dict:
+    """A snapshot for operators: queue depths (DLQs included), files by status, recent
+    failures by error code, and per-stage durations and peak RSS from pipeline_runs, all over
+    the last ``window_hours`` where time matters. JSON-serialisable."""
+    queues = {}
+    for name in [*STAGE_QUEUES, *(dlq_name(q) for q in STAGE_QUEUES)]:
+        visible, in_flight = deps.queue.depth(name)
+        queues[name] = {"visible": visible, "in_flight": in_flight}
+    db = deps.db
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=window_hours)
+    files = {r["status"]: r["n"] for r in db.query("select status, count(*) as n from shell_files group by status")}
+    failures = db.query(
+        "select coalesce(error_code, 'unknown') as error_code, count(*) as files, max(updated_at) as last_at"
+        " from shell_files where status = 'failed' and updated_at >= %s"
+        " group by 1 order by files desc, last_at desc limit %s",
+        (since, failure_limit),
+    )
+    stages = db.query(
+        "select stage, count(*) as runs,"
+        " count(*) filter (where outcome = 'succeeded') as succeeded,"
+        " count(*) filter (where outcome = 'failed') as failed,"
+        " count(*) filter (where outcome = 'retry') as retried,"
+        " count(*) filter (where outcome = 'skipped') as skipped,"
+        " percentile_cont(0.5) within group (order by duration_ms) as p50_ms,"
+        " percentile_cont(0.95) within group (order by duration_ms) as p95_ms,"
+        " max(duration_ms) as max_ms,"
+        " percentile_cont(0.5) within group (order by peak_rss_kb) as p50_rss_kb,"
+        " max(peak_rss_kb) as max_rss_kb"
+        " from pipeline_runs where started_at >= %s group by stage order by stage",
+        (since,),
+    )
+    return {
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "window_hours": window_hours,
+        "queues": queues,
+        "files": files,
+        "recent_failures": [
+            {"error_code": r["error_code"], "files": r["files"], "last_at": r["last_at"].isoformat()} for r in failures
+        ],
+        "stages": {
+            r["stage"]: {
+                "runs": r["runs"], "succeeded": r["succeeded"], "failed": r["failed"], "retried": r["retried"],
+                "skipped": r["skipped"],
+                "p50_ms": _round(r["p50_ms"]), "p95_ms": _round(r["p95_ms"]), "max_ms": _round(r["max_ms"]),
+                "p50_peak_rss_mb": _mb(r["p50_rss_kb"]), "max_peak_rss_mb": _mb(r["max_rss_kb"]),
+            }
+            for r in stages
+        },
+    }
+
+
+def format_status(snapshot: dict) -> str:
+    """The human view of ``status()`` (`docpipe status` without --json)."""
+    lines = ["queues            visible  in flight"]
+    for name, d in snapshot["queues"].items():
+        flag = "  <- dead letters" if name.endswith("-dlq") and d["visible"] + d["in_flight"] else ""
+        lines.append(f"  {name:16}{d['visible']:>7}{d['in_flight']:>11}{flag}")
+    files = snapshot["files"]
+    lines.append("files             " + (", ".join(f"{k}={v}" for k, v in sorted(files.items())) or "none"))
+    lines.append(f"failures, last {snapshot['window_hours']:g} h")
+    for f in snapshot["recent_failures"] or [{"error_code": "none", "files": 0, "last_at": ""}]:
+        lines.append(f"  {f['error_code']:24}{f['files']:>6}  {f['last_at'][:19]}")
+    lines.append(f"stages, last {snapshot['window_hours']:g} h   runs   ok fail retry skip   p50 ms   p95 ms   "
+                 "max ms  p50 MB  max MB")
+    for stage, s in snapshot["stages"].items():
+        lines.append(
+            f"  {stage:18}{s['runs']:>6}{s['succeeded']:>5}{s['failed']:>5}{s['retried']:>6}{s['skipped']:>5}"
+            f"{_cell(s['p50_ms']):>9}{_cell(s['p95_ms']):>9}{_cell(s['max_ms']):>9}"
+            f"{_cell(s['p50_peak_rss_mb']):>8}{_cell(s['max_peak_rss_mb']):>8}"
+        )
+    return "\n".join(lines)
+
+
+def _round(value) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
+def _mb(kb) -> float | None:
+    return None if kb is None else round(float(kb) / 1024, 1)
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:g}"
