@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from shared.bootstrap import Deps
 from shared.errors import FileNotFoundInDbError, NotReadyError
 from shared.models import DiscoverMessage, FileStatus, Manifest, PageText, Stage
-from shared.observability import logger
+from shared.observability import logger, metrics, tracer
 from shared.ports import EncounterProvider
 from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
@@ -73,6 +73,8 @@ def record_handler(record: SQSRecord) -> None:
     handle_record(Stage.DISCOVER, record, run)
 
 
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     return process_sqs_batch(event, context, record_handler)

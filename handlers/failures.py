@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from shared.bootstrap import get_deps
 from shared.errors import RetriesExhaustedError
 from shared.models import Stage
-from shared.observability import logger
+from shared.observability import logger, metrics, tracer
 from shared.ports import DLQ_SUFFIX
 from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import shell_file_id_of
@@ -42,6 +42,8 @@ def record_handler(record: SQSRecord) -> None:
     logger.warning("dead letter recorded", extra={"error_code": code, "marked": marked})
 
 
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     return process_sqs_batch(event, context, record_handler)

@@ -13,7 +13,7 @@ from shared.bootstrap import Deps
 from shared.errors import FileNotFoundInDbError
 from shared.keys import page_key
 from shared.models import DiscoverMessage, FileStatus, OcrMessage, Stage
-from shared.observability import logger
+from shared.observability import logger, metrics, tracer
 from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
 
@@ -69,6 +69,8 @@ def record_handler(record: SQSRecord) -> None:
     handle_record(Stage.OCR, record, run)
 
 
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     return process_sqs_batch(event, context, record_handler)

@@ -61,6 +61,15 @@ def _storage(settings: Settings) -> Storage:
 
     if settings.storage_backend == "local":
         return LocalStorage(settings.local_storage_dir)
+    if settings.storage_backend == "supabase":
+        from shared.adapters.supabase_storage import SupabaseStorage
+
+        key = settings.supabase_service_role_key.get_secret_value() if settings.supabase_service_role_key else ""
+        if not key and settings.supabase_service_role_key_parameter:
+            from shared.adapters.aws import read_secure_parameter
+
+            key = read_secure_parameter(settings.supabase_service_role_key_parameter, settings.aws_region)
+        return SupabaseStorage(settings.supabase_url or "", key, settings.storage_bucket, settings.supabase_timeout_s)
     return S3Storage(settings.storage_bucket, settings.aws_region, settings.s3_endpoint)
 
 

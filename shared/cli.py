@@ -14,6 +14,7 @@ Exit status: 0 success, 1 when any file failed, 2 on usage errors.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -234,8 +235,6 @@ def cmd_invoke(args) -> int:
         return EXIT_USAGE
     settings = _settings_or_exit()
     module = "handlers.failures" if args.stage == "failures" else f"handlers.{args.stage}"
-    import importlib
-
     handler = importlib.import_module(module).lambda_handler
     timeout = args.timeout if args.timeout is not None else settings.stage_timeout_s
     response = handler(event, LocalContext(function_name=f"docpipe-{args.stage}", timeout_s=timeout))

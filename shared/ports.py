@@ -112,6 +112,13 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def upsert_text(self, shell_file_id: uuid.UUID, text: PageText) -> None: ...
 
+    def upsert_pages(self, shell_file_id: uuid.UUID, pages: list[ShellFilePage], texts: list[PageText]) -> None:
+        """Texts then pages, as one write where the adapter can."""
+        for text in texts:
+            self.upsert_text(shell_file_id, text)
+        for page in pages:
+            self.upsert_page(page)
+
     @abc.abstractmethod
     def finish_preprocess(self, shell_file_id: uuid.UUID, page_count: int, needs_ocr: bool) -> bool:
         """preprocessing -> ocr (or -> discovering); True only for the call that moved it."""

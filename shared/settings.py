@@ -30,9 +30,15 @@ class Settings(BaseSettings):
     queue_prefix: str = "docpipe"
 
     # --- storage
-    storage_backend: Literal["s3", "local"] = "s3"
+    storage_backend: Literal["s3", "local", "supabase"] = "s3"
     storage_bucket: str = "docpipe"
     local_storage_dir: Path = Path(".docpipe/storage")
+    supabase_url: str | None = Field(default=None, description="https://<project>.supabase.co (STORAGE_BACKEND=supabase)")
+    supabase_service_role_key: SecretStr | None = Field(default=None, description="service-role key for Storage")
+    supabase_service_role_key_parameter: str | None = Field(
+        default=None, description="SSM SecureString holding SUPABASE_SERVICE_ROLE_KEY (Lambda); read once at start"
+    )
+    supabase_timeout_s: float = Field(default=60.0, gt=0, description="one Storage HTTP request")
 
     # --- OCR
     ocr_engine: Literal["tesseract", "textract"] = "tesseract"

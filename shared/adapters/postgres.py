@@ -37,6 +37,38 @@ _MIGRATION_LOCK = 0x646F6370  # "docp": one migrator at a time
 _ACTIVE = ("queued", "preprocessing", "ocr", "discovering")
 
 
+_UPSERT_PAGE = (
+    "insert into shell_file_pages (shell_file_id, page_number, storage_key, width, height, text_source)"
+    " values (%s, %s, %s, %s, %s, %s)"
+    " on conflict (shell_file_id, page_number) do update set storage_key = excluded.storage_key,"
+    " width = excluded.width, height = excluded.height, text_source = excluded.text_source"
+)
+_UPSERT_TEXT = (
+    "insert into ocr_text_extractions (shell_file_id, page_number, engine, text, lines, words,"
+    " confidence, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " on conflict (shell_file_id, page_number) do update set engine = excluded.engine,"
+    " text = excluded.text, lines = excluded.lines, words = excluded.words,"
+    " confidence = excluded.confidence, duration_ms = excluded.duration_ms"
+)
+
+
+def _page_params(page: ShellFilePage) -> tuple:
+    return (page.shell_file_id, page.page_number, page.storage_key, page.width, page.height, page.text_source.value)
+
+
+def _text_params(shell_file_id: uuid.UUID, text: PageText) -> tuple:
+    return (
+        shell_file_id,
+        text.page_number,
+        text.engine,
+        text.text,
+        Jsonb([line.model_dump() for line in text.lines]),
+        Jsonb([word.model_dump() for word in text.words]),
+        text.confidence,
+        text.duration_ms,
+    )
+
+
 class PostgresDb(Database):
     def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
         if not url:
@@ -140,39 +172,18 @@ class PostgresDb(Database):
         )
 
     def upsert_page(self, page: ShellFilePage) -> None:
-        self._execute(
-            "insert into shell_file_pages (shell_file_id, page_number, storage_key, width, height, text_source)"
-            " values (%s, %s, %s, %s, %s, %s)"
-            " on conflict (shell_file_id, page_number) do update set storage_key = excluded.storage_key,"
-            " width = excluded.width, height = excluded.height, text_source = excluded.text_source",
-            (
-                page.shell_file_id,
-                page.page_number,
-                page.storage_key,
-                page.width,
-                page.height,
-                page.text_source.value,
-            ),
-        )
+        self.upsert_pages(page.shell_file_id, [page], [])
 
     def upsert_text(self, shell_file_id: uuid.UUID, text: PageText) -> None:
-        self._execute(
-            "insert into ocr_text_extractions (shell_file_id, page_number, engine, text, lines, words,"
-            " confidence, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)"
-            " on conflict (shell_file_id, page_number) do update set engine = excluded.engine,"
-            " text = excluded.text, lines = excluded.lines, words = excluded.words,"
-            " confidence = excluded.confidence, duration_ms = excluded.duration_ms",
-            (
-                shell_file_id,
-                text.page_number,
-                text.engine,
-                text.text,
-                Jsonb([line.model_dump() for line in text.lines]),
-                Jsonb([word.model_dump() for word in text.words]),
-                text.confidence,
-                text.duration_ms,
-            ),
-        )
+        self.upsert_pages(shell_file_id, [], [text])
+
+    def upsert_pages(self, shell_file_id: uuid.UUID, pages: list[ShellFilePage], texts: list[PageText]) -> None:
+        # One transaction (one commit, one WAL flush) for a run of pages instead of two per page.
+        with self._tx() as conn, conn.cursor() as cur:
+            if texts:
+                cur.executemany(_UPSERT_TEXT, [_text_params(shell_file_id, t) for t in texts])
+            if pages:
+                cur.executemany(_UPSERT_PAGE, [_page_params(p) for p in pages])
 
     def finish_preprocess(self, shell_file_id: uuid.UUID, page_count: int, needs_ocr: bool) -> bool:
         rows = self._execute(

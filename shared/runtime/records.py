@@ -9,7 +9,9 @@ taxonomy into queue behaviour:
   ``batchItemFailures`` and SQS delivers it again (then the DLQ).
 
 Every invocation leaves a ``pipeline_runs`` row (best effort: a database that is down must
-not turn a retry into a crash).
+not turn a retry into a crash) and its metrics: pages, duration, peak and current RSS, and
+``errors`` by code (figures and codes only, flushed once per invocation by the handler's
+``@metrics.log_metrics``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 from shared.bootstrap import Deps, get_deps
 from shared.errors import InvalidMessageError, PermanentError, PipelineError
 from shared.models import MAX_MESSAGE_BYTES, MESSAGE_MODELS, PipelineRun, Stage
-from shared.observability import logger, peak_rss_kb
+from shared.observability import count_error, logger, peak_rss_kb, record_metrics, rss_kb, set_stage_dimension
 
 StageRun = Callable[..., str | None]  # run(msg, deps, attempt) -> outcome note ("skipped") or None
 
@@ -66,7 +68,9 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     logger.append_keys(stage=stage.value, message_id=record.message_id, attempt=attempt)
+    set_stage_dimension(stage.value)
     shell_file_id: uuid.UUID | None = None
+    msg = None
     outcome, error_code = "succeeded", None
     try:
         try:
@@ -96,8 +100,35 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
     finally:
         duration_ms = (time.perf_counter() - t0) * 1000
         _record_run(deps, stage, shell_file_id, record.message_id, attempt, outcome, error_code, started_at, duration_ms)
-        logger.info("stage finished", extra={"outcome": outcome, "duration_ms": round(duration_ms, 1)})
+        pages = _pages(deps, stage, msg) if outcome == "succeeded" else None
+        peak_kb, now_kb = peak_rss_kb(), rss_kb()
+        record_metrics(pages, duration_ms, peak_kb, now_kb)
+        if error_code is not None:
+            count_error(stage.value, error_code)
+        logger.info(
+            "stage finished",
+            extra={
+                "outcome": outcome,
+                "duration_ms": round(duration_ms, 1),
+                "pages": pages,
+                "peak_rss_mb": round(peak_kb / 1024, 1),
+                "rss_mb": round(now_kb / 1024, 1) if now_kb is not None else None,
+            },
+        )
         logger.remove_keys(list(_LOG_KEYS))
+
+
+def _pages(deps: Deps, stage: Stage, msg) -> int | None:
+    """How many pages the record was about: the message's for OCR, the file's otherwise."""
+    if msg is None:
+        return None
+    if stage == Stage.OCR:
+        return len(msg.page_numbers)
+    try:
+        row = deps.db.get_shell_file(msg.shell_file_id)
+    except Exception:  # noqa: BLE001 - a figure must not fail a record that succeeded
+        return None
+    return row.page_count if row else None
 
 
 def _record_run(deps: Deps, stage: Stage, shell_file_id, message_id, attempt, outcome, error_code, started_at, duration_ms):

@@ -1,0 +1,238 @@
+"""template.yaml read as CloudFormation: what the Lambda deployment promises, checked."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+from shared.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Tag:
+    """A CloudFormation intrinsic (!Ref, !GetAtt, !Sub, !If, ...) kept as data."""
+
+    def __init__(self, name: str, value) -> None:
+        self.name, self.value = name, value
+
+    def __repr__(self) -> str:
+        return f"!{self.name} {self.value!r}"
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> _Tag:
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return _Tag(suffix, value)
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CloudFormationLoader)
+
+
+def resources(template, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def functions(template) -> dict[str, dict]:
+    return resources(template, "AWS::Serverless::Function")
+
+
+def sqs_events(function: dict) -> list[dict]:
+    return [e["Properties"] for e in function["Properties"].get("Events", {}).values() if e["Type"] == "SQS"]
+
+
+def queue_of(event: dict) -> str:
+    ref = event["Queue"]
+    assert isinstance(ref, _Tag) and ref.name == "GetAtt" and ref.value[1] == "Arn", ref
+    return ref.value[0]
+
+
+def prop(template, function: dict, name: str):
+    return function["Properties"].get(name, template["Globals"]["Function"].get(name))
+
+
+def literal_statements(function: dict) -> list[dict]:
+    """Policy statements, with !If [cond, statement, NoValue] unwrapped to the statement."""
+    out = []
+    for policy in function["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []):
+            if isinstance(statement, _Tag) and statement.name == "If":
+                statement = statement.value[1]
+            out.append(statement)
+    return out
+
+
+# --- item 2: batch item failures, DLQs, visibility ------------------------------------
+
+
+def test_every_function_with_an_sqs_event_reports_batch_item_failures(template):
+    events = [e for f in functions(template).values() for e in sqs_events(f)]
+    assert len(events) >= 6  # three stages, three DLQs
+    for event in events:
+        assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert 1 <= event["BatchSize"] <= 10
+        assert "MaximumBatchingWindowInSeconds" in event
+        assert event["ScalingConfig"]["MaximumConcurrency"]
+
+
+def test_every_queue_has_a_dead_letter_queue(template):
+    queues = resources(template, "AWS::SQS::Queue")
+    consumed = {queue_of(e) for f in functions(template).values() for e in sqs_events(f)}
+    alarmed = {
+        a["Properties"]["Dimensions"][0]["Value"].value[0]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    for name, queue in queues.items():
+        redrive = queue["Properties"].get("RedrivePolicy")
+        if redrive is None:
+            # The end of the line: no function consumes it (so nothing retries it forever),
+            # and a person is told the moment anything lands there.
+            assert name not in consumed, f"{name} is consumed but has no DLQ"
+            assert name in alarmed, f"{name} has no DLQ and no depth alarm"
+            assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
+            continue
+        target = redrive["deadLetterTargetArn"]
+        assert target.name == "GetAtt" and target.value[0] in queues and target.value[0] != name
+        assert 1 <= redrive["maxReceiveCount"] <= 10
+    # Every stage queue and every stage DLQ is consumed by a function.
+    assert {f"{s}{suffix}" for s in ("Preprocess", "Ocr", "Discover") for suffix in ("Queue", "DLQ")} <= consumed
+
+
+def test_visibility_is_at_least_six_times_the_functions_timeout(template):
+    queues = resources(template, "AWS::SQS::Queue")
+    for name, function in functions(template).items():
+        timeout = prop(template, function, "Timeout")
+        assert timeout, f"{name} has no Timeout"
+        for event in sqs_events(function):
+            visibility = queues[queue_of(event)]["Properties"]["VisibilityTimeout"]
+            needed = 6 * timeout + event["MaximumBatchingWindowInSeconds"]
+            assert visibility >= needed, f"{queue_of(event)}: {visibility} s < 6 x {timeout} s + window"
+
+
+# --- the rest of the issue's template ---------------------------------------------------
+
+
+def test_runtime_handlers_and_sizes(template):
+    assert template["Globals"]["Function"]["Runtime"] == "python3.12"
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+    handlers = set()
+    for name, function in functions(template).items():
+        module, attr = function["Properties"]["Handler"].rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), attr)), name
+        handlers.add(module)
+        assert function["Properties"]["MemorySize"], f"{name}: MemorySize per stage"
+        assert function["Properties"]["Timeout"], f"{name}: Timeout per stage"
+    assert handlers == {"handlers.preprocess", "handlers.ocr", "handlers.discover", "handlers.failures"}
+
+
+def test_concurrency_caps_for_textract_and_the_llm(template):
+    caps = {name: sqs_events(f)[0]["ScalingConfig"]["MaximumConcurrency"] for name, f in functions(template).items()}
+    assert (caps["OcrFunction"].name, caps["OcrFunction"].value) == ("Ref", "OcrMaxConcurrency")
+    assert (caps["DiscoverFunction"].name, caps["DiscoverFunction"].value) == ("Ref", "DiscoverMaxConcurrency")
+    assert template["Parameters"]["OcrMaxConcurrency"]["Default"] <= 10  # Textract's 10 TPS
+
+
+def test_environment_is_named_as_the_settings_model_names_it(template):
+    fields = {name.upper() for name in Settings.model_fields}
+    blocks = [template["Globals"]["Function"]["Environment"]["Variables"]]
+    blocks += [f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions(template).values()]
+    names = {name for block in blocks for name in block}
+    assert names, "no environment"
+    assert {n for n in names if not n.startswith("POWERTOOLS_")} <= fields
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["OCR_ENGINE"] == "textract"
+
+
+def test_secrets_come_from_parameters_never_literals(template):
+    secretish = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL)$")
+    for block in [template["Globals"]["Function"]["Environment"]["Variables"]] + [
+        f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions(template).values()
+    ]:
+        for name, value in block.items():
+            if secretish.search(name):
+                # Only a Secrets Manager reference, resolved by CloudFormation.
+                assert isinstance(value, _Tag), f"{name} is a literal"
+                text = repr(value)
+                assert "resolve:secretsmanager:" in text or "resolve:ssm" in text, f"{name}: {text}"
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert "DATABASE_URL" not in env and env["DATABASE_URL_PARAMETER"].value == "DatabaseUrlParameter"
+    for name, parameter in template["Parameters"].items():
+        if secretish.search(name.upper()):
+            pytest.fail(f"parameter {name} would carry a secret as a literal")
+
+
+def test_least_privilege(template):
+    for name, function in functions(template).items():
+        for statement in literal_statements(function):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in a for a in actions), f"{name}: wildcard action {actions}"
+            res = statement["Resource"]
+            resources_ = res if isinstance(res, list) else [res]
+            for resource in resources_:
+                if resource == "*":
+                    assert actions == ["textract:DetectDocumentText"], f"{name}: {actions} on *"
+                elif isinstance(resource, _Tag) and resource.name == "Sub" and ":s3:::" in resource.value:
+                    # The bucket's prefixes only, or the bucket itself for a prefix-bound list.
+                    if resource.value.endswith("}"):
+                        assert actions == ["s3:ListBucket"] and "Condition" in statement
+                    else:
+                        assert re.search(r"\}/(originals|processed)/\*$", resource.value), resource.value
+    ocr_actions = {a for s in literal_statements(functions(template)["OcrFunction"]) for a in _actions(s)}
+    assert "textract:DetectDocumentText" in ocr_actions and "s3:PutObject" not in ocr_actions
+    discover_actions = {a for s in literal_statements(functions(template)["DiscoverFunction"]) for a in _actions(s)}
+    assert not any(a.startswith(("s3:", "textract:")) for a in discover_actions)
+
+
+def _actions(statement) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def test_alarms_on_dlq_depth_and_oldest_message_age(template):
+    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    by_metric: dict[str, set[str]] = {}
+    for alarm in alarms:
+        p = alarm["Properties"]
+        assert p["Namespace"] == "AWS/SQS"
+        by_metric.setdefault(p["MetricName"], set()).add(p["Dimensions"][0]["Value"].value[0])
+    dlqs = {n for n in resources(template, "AWS::SQS::Queue") if n.endswith("DLQ") or "DeadLetters" in n}
+    assert dlqs <= by_metric["ApproximateNumberOfMessagesVisible"]
+    assert {"PreprocessQueue", "OcrQueue", "DiscoverQueue"} <= by_metric["ApproximateAgeOfOldestMessage"]
+
+
+# --- packaging: what `sam build` zips -----------------------------------------------------
+
+
+def test_the_zip_holds_the_handlers_and_shared_only():
+    code = ROOT / "deploy" / "lambda"
+    assert {p.name for p in code.iterdir()} == {"handlers", "shared", "requirements.txt"}
+    assert (code / "handlers").resolve() == ROOT / "handlers"
+    assert (code / "shared").resolve() == ROOT / "shared"
+
+
+def test_lambda_requirements_are_pyprojects_runtime_dependencies():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = (ROOT / "deploy" / "lambda" / "requirements.txt").read_text().splitlines()
+    assert [line for line in lines if line and not line.startswith("#")] == deps, "run `make lambda-requirements`"
+    assert any(d.startswith("aws-lambda-powertools[tracer]") for d in deps)
+    assert any(d.startswith("supabase") for d in deps)
