@@ -79,6 +79,20 @@ def _parser() -> argparse.ArgumentParser:
         "failures happen locally; N > 1 serves in this process (a warm Lambda), not a child per message",
     )
 
+    p.add_argument(
+        "--no-dlqs",
+        action="store_true",
+        help="leave the dead-letter queues alone (by default the worker marks their files failed), "
+        "so their messages can be inspected and moved back with `docpipe redrive`",
+    )
+
+    p = sub.add_parser("redrive", help="move dead-letter messages back to their stage queues")
+    p.add_argument("--stage", choices=["preprocess", "ocr", "discover"], default=None, help="one stage only")
+
+    p = sub.add_parser("status", help="queue depths, files by status, recent failures, stage figures")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--hours", type=float, default=24.0, help="window for failures and stage figures")
+
     p = sub.add_parser("invoke", help="run a stage's lambda_handler once on a Lambda-shaped event (no Docker)")
     p.add_argument("stage", choices=["preprocess", "ocr", "discover", "failures"])
     p.add_argument("--event", type=Path, required=True, metavar="FILE", help="an SQS event JSON ('-' for stdin)")
@@ -105,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "submit": cmd_submit,
         "worker": cmd_worker,
         "invoke": cmd_invoke,
+        "redrive": cmd_redrive,
+        "status": cmd_status,
         "samples": cmd_samples,
     }[args.command]
     try:
@@ -178,7 +194,9 @@ def cmd_worker(args) -> int:
         deps = build_deps(settings)
         install(deps)
         try:
-            worker = Worker(deps, stages=stages, batch_size=args.batch_size, on_batch=_report_batch)
+            worker = Worker(
+                deps, stages=stages, batch_size=args.batch_size, include_dlqs=not args.no_dlqs, on_batch=_report_batch
+            )
         except ValueError as exc:
             _err(f"docpipe: {exc}")
             return EXIT_USAGE
@@ -192,7 +210,14 @@ def cmd_worker(args) -> int:
 
     queue = SqsQueue(settings.queue_prefix, settings.aws_region, settings.sqs_endpoint)
     try:
-        supervisor = Supervisor(settings, queue, stages=stages, concurrency=args.concurrency, isolation=args.isolation)
+        supervisor = Supervisor(
+            settings,
+            queue,
+            stages=stages,
+            concurrency=args.concurrency,
+            isolation=args.isolation,
+            include_dlqs=not args.no_dlqs,
+        )
     except ValueError as exc:
         _err(f"docpipe: {exc}")
         return EXIT_USAGE
@@ -240,6 +265,25 @@ def cmd_invoke(args) -> int:
     response = handler(event, LocalContext(function_name=f"docpipe-{args.stage}", timeout_s=timeout))
     print(json.dumps(response))
     return EXIT_FAILED if response.get("batchItemFailures") else EXIT_OK
+
+
+def cmd_redrive(args) -> int:
+    from shared import ops
+    from shared.bootstrap import build_deps
+
+    deps = build_deps(_settings_or_exit())
+    moved = ops.redrive(deps.queue, args.stage, db=deps.db)
+    _err(f"moved {moved} message(s) back to their stage queues")
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from shared import ops
+    from shared.bootstrap import build_deps
+
+    snapshot = ops.status(build_deps(_settings_or_exit()), window_hours=args.hours)
+    print(json.dumps(snapshot, default=str) if args.json else ops.format_status(snapshot))
+    return EXIT_OK
 
 
 def cmd_local(args) -> int:

@@ -137,3 +137,33 @@ def test_local_up_prints_a_working_environment(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_status_and_redrive_on_a_configured_stack(local_stack, samples_dir):
+    """A dead letter held by `worker --no-dlqs` is shown by `status`, moved back by `redrive`,
+    and completes on the next burst."""
+    env = {**local_stack.env(), "QUEUE_PREFIX": f"ops{uuid.uuid4().hex[:8]}", "STORAGE_BUCKET": "docpipe-ops",
+           "MAX_RECEIVE_COUNT": "1"}
+    from shared.bootstrap import build_deps
+    from shared.models import PreprocessMessage
+    from shared.settings import Settings
+    from shared.submit import provision, submit
+
+    settings = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
+    deps = build_deps(settings)
+    provision(deps)
+    sfid = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    [msg] = deps.queue.receive("preprocess")  # a delivery that never finished: next receive dead-letters it
+    deps.queue.release("preprocess", msg.receipt_handle, 0)
+    assert deps.queue.receive("preprocess") == []
+    assert deps.queue.depth("preprocess-dlq") == (1, 0)
+    assert docpipe("worker", "--burst", "--no-dlqs", env=env).returncode == 0
+    shown = docpipe("status", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    snapshot = json.loads(shown.stdout)
+    assert "preprocess-dlq" in json.dumps(snapshot["queues"])
+    moved = docpipe("redrive", env=env)
+    assert moved.returncode == 0 and "moved 1" in moved.stderr
+    assert docpipe("worker", "--burst", env=env).returncode == 0
+    assert deps.db.get_shell_file(sfid).status.value == "completed"
+    deps.db.close()
