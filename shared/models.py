@@ -186,6 +186,17 @@ class Timing(str, enum.Enum):
 PageRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
 
 
+def page_ranges(numbers) -> list[tuple[int, int]]:
+    """Sorted page numbers as runs: [1, 2, 3, 5] -> [(1, 3), (5, 5)]."""
+    ranges: list[tuple[int, int]] = []
+    for n in numbers:
+        if ranges and n == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], n)
+        else:
+            ranges.append((n, n))
+    return ranges
+
+
 class Evidence(BaseModel):
     """Where a field's value was read: page and the character span in that page's text."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import shutil
 import threading
 import uuid
 from pathlib import Path

@@ -40,7 +40,7 @@ import difflib
 import re
 from collections.abc import Iterable, Sequence
 
-from shared.models import Discovery, Encounter, EncounterType, Evidence, PageText, Timing
+from shared.models import Discovery, Encounter, EncounterType, Evidence, PageText, Timing, page_ranges
 from shared.ports import EncounterProvider
 
 HEADER_LINES = 10  # unlabelled letterhead dates are looked for in this many first lines
@@ -656,16 +656,6 @@ def _starts_new(group: _Group, page: _Page) -> bool:
     return False
 
 
-def _ranges(numbers: Sequence[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for n in numbers:
-        if ranges and n == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], n)
-        else:
-            ranges.append((n, n))
-    return ranges
-
-
 def _classify(group: _Group) -> tuple[EncounterType, _Span | None, bool]:
     title = group.title
     if title:
@@ -750,7 +740,7 @@ def _encounter(group: _Group) -> Encounter:
         date_end=end.value if end else None,
         provider=provider.value if provider else None,
         facility=facility.value if facility else None,
-        page_ranges=_ranges([p.number for p in group.pages]),
+        page_ranges=page_ranges([p.number for p in group.pages]),
         confidence=round(confidence, 2),
         evidence=evidence,
     )

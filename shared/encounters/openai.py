@@ -57,7 +57,7 @@ from shared.errors import (
     RetryableError,
     ThrottledError,
 )
-from shared.models import Discovery, Encounter, EncounterType, Evidence, Manifest, PageText, Timing
+from shared.models import Discovery, Encounter, EncounterType, Evidence, Manifest, PageText, Timing, page_ranges
 from shared.observability import logger
 from shared.ports import EncounterProvider
 
@@ -240,7 +240,7 @@ class _Draft:
             date_end=end,
             provider=self.fields.get("provider", (None, None))[0],
             facility=self.fields.get("facility", (None, None))[0],
-            page_ranges=_ranges(sorted(self.pages)),
+            page_ranges=page_ranges(sorted(self.pages)),
             confidence=round(min(1.0, max(0.0, self.confidence)), 3),
             evidence=_unique(evidence),
         )
@@ -264,18 +264,8 @@ def _unique(evidence: list[Evidence]) -> list[Evidence]:
     return out
 
 
-def _ranges(numbers: Sequence[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for n in numbers:
-        if ranges and n == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], n)
-        else:
-            ranges.append((n, n))
-    return ranges
-
-
 def _ranges_text(numbers: Sequence[int]) -> str:
-    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(numbers))
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in page_ranges(numbers))
 
 
 def _readable(text: str) -> bool:

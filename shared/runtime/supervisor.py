@@ -37,10 +37,10 @@ from pathlib import Path
 from shared.errors import PipelineError
 from shared.models import PipelineRun, Stage
 from shared.observability import logger
-from shared.ports import Queue, QueueMessage, dlq_name
+from shared.ports import Queue, QueueMessage
 from shared.runtime.events import queue_arn
 from shared.runtime.jobs import EXIT_OK, Job, read_result, record_abnormal_end, run_job
-from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS, backoff_s
+from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS, backoff_s, serving_order
 from shared.settings import Settings
 
 _TICK_S = 0.2
@@ -81,12 +81,7 @@ class Supervisor:
         include_dlqs: bool = True,
         on_finish: Callable[[Finished], None] | None = None,
     ) -> None:
-        stages = list(stages)
-        unknown = set(stages) - set(STAGE_HANDLERS)
-        if unknown:
-            raise ValueError(f"unknown stages: {sorted(unknown)}")
-        order = [s for s in ("discover", "ocr", "preprocess") if s in stages]
-        self.queues = order + ([dlq_name(s) for s in order] if include_dlqs else [])
+        self.queues = serving_order(stages, include_dlqs)
         self.settings = settings
         self.queue = queue
         self.concurrency = concurrency or settings.worker_concurrency

@@ -28,6 +28,17 @@ FAILURES_HANDLER = "handlers.failures"
 OnBatch = Callable[[str, list[QueueMessage], set[str]], None]
 
 
+def serving_order(stages: Iterable[str], include_dlqs: bool) -> list[str]:
+    """The queues a worker serves: downstream stages first, so documents already under way
+    finish before new ones start, then their dead-letter queues."""
+    stages = list(stages)
+    unknown = set(stages) - set(STAGE_HANDLERS)
+    if unknown:
+        raise ValueError(f"unknown stages: {sorted(unknown)}")
+    order = [s for s in ("discover", "ocr", "preprocess") if s in stages]
+    return order + ([dlq_name(s) for s in order] if include_dlqs else [])
+
+
 def backoff_s(receive_count: int) -> int:
     """Visibility delay before a failed message is tried again: 1, 2, 4, ... capped at 60 s."""
     return min(60, 2 ** max(0, receive_count - 1))
@@ -43,13 +54,7 @@ class Worker:
         on_batch: OnBatch | None = None,
     ) -> None:
         self.deps = deps
-        stages = list(stages)
-        unknown = set(stages) - set(STAGE_HANDLERS)
-        if unknown:
-            raise ValueError(f"unknown stages: {sorted(unknown)}")
-        # Downstream stages first, so documents already under way finish before new ones start.
-        order = [s for s in ("discover", "ocr", "preprocess") if s in stages]
-        self.queues = order + ([dlq_name(s) for s in order] if include_dlqs else [])
+        self.queues = serving_order(stages, include_dlqs)
         self.batch_size = batch_size
         self.on_batch = on_batch
         self.handled = 0

@@ -9,7 +9,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import needs_tesseract
 
@@ -145,7 +144,6 @@ def test_status_and_redrive_on_a_configured_stack(local_stack, samples_dir):
     env = {**local_stack.env(), "QUEUE_PREFIX": f"ops{uuid.uuid4().hex[:8]}", "STORAGE_BUCKET": "docpipe-ops",
            "MAX_RECEIVE_COUNT": "1"}
     from shared.bootstrap import build_deps
-    from shared.models import PreprocessMessage
     from shared.settings import Settings
     from shared.submit import provision, submit
 

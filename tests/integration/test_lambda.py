@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import botocore.exceptions
-import pytest
 
 from handlers import preprocess
 from shared.models import FileStatus

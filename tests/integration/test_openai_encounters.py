@@ -35,7 +35,7 @@ from shared.errors import (
     PermanentError,
     ThrottledError,
 )
-from shared.models import EncounterType, FileStatus, Manifest, PageText, ShellFile, Stage, Timing
+from shared.models import EncounterType, FileStatus, Manifest, PageText, ShellFile, Stage
 from shared.ports import QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
