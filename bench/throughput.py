@@ -94,7 +94,7 @@ def bare_loop(path: Path, dpi: int, max_edge: int, quality: int) -> float:
     for page in doc:
         scale = min(dpi / 72, max_edge / max(page.rect.width, page.rect.height))
         pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), colorspace=pymupdf.csRGB, alpha=False)
-        img = Image.frombuffer("RGB", (pix.width, pix.height), pix.samples_mv, "raw", "RGB", pix.stride, 1)
+        img = Image.frombuffer("RGB", (pix.width, pix.height), pix.samples_mv, "raw", "RGB", 0, 1)
         img.save(io.BytesIO(), "JPEG", quality=quality)
         img = pix = None
     pages = doc.page_count

@@ -299,7 +299,7 @@ class _PdfDocument(Document):
             # Pillow's libjpeg-turbo encodes a page about ten times faster than MuPDF's
             # encoder, straight from the pixmap's memory (no copy).
             try:
-                image = Image.frombuffer(mode, (width, height), pixmap.samples_mv, "raw", mode, pixmap.stride, 1)
+                image = Image.frombuffer(mode, (width, height), pixmap.samples_mv, "raw", mode, 0, 1)
                 try:
                     return _encode_jpeg(image, limits, {"dpi": (dpi, dpi)})
                 finally:
