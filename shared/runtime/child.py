@@ -26,6 +26,7 @@ import shared.adapters.tesseract  # noqa: F401
 from shared import bootstrap
 from shared.observability import logger
 from shared.runtime.events import LocalContext, sqs_event
+from shared.runtime.records import retry_hint
 from shared.runtime.jobs import EXIT_CRASHED, EXIT_OK, EXIT_RECORD_FAILED, Job, write_result
 from shared.settings import Settings
 
@@ -74,7 +75,12 @@ def run_job(job: Job) -> None:
     except Exception as exc:  # noqa: BLE001 - never let a traceback (which may quote data) print
         logger.error("child crashed", extra={"error": type(exc).__name__, "queue": job.queue})
     finally:
-        write_result(job.tmpdir, code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        write_result(
+            job.tmpdir,
+            code,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            retry_hint(job.message.message_id),
+        )
         sys.stdout.flush()
         sys.stderr.flush()
     sys.exit(code)

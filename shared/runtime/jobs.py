@@ -46,9 +46,10 @@ def record_abnormal_end(settings: Settings, run) -> None:
     record(settings, run)
 
 
-def write_result(tmpdir: str, exitcode: int, maxrss_kb: int) -> None:
+def write_result(tmpdir: str, exitcode: int, maxrss_kb: int, retry_after_s: float | None = None) -> None:
+    result = {"exit": exitcode, "maxrss_kb": maxrss_kb, "retry_after_s": retry_after_s}
     try:
-        Path(tmpdir, RESULT_FILE).write_text(json.dumps({"exit": exitcode, "maxrss_kb": maxrss_kb}))
+        Path(tmpdir, RESULT_FILE).write_text(json.dumps(result))
     except OSError:
         pass
 

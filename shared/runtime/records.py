@@ -35,6 +35,15 @@ StageRun = Callable[..., str | None]  # run(msg, deps, attempt) -> outcome note 
 _LOG_KEYS = ("stage", "message_id", "shell_file_id", "attempt")
 
 
+# message id -> the dependency's own Retry-After hint, for the runtime that releases the message
+_retry_hints: dict[str, float] = {}
+
+
+def retry_hint(message_id: str) -> float | None:
+    """The Retry-After a dependency gave for this message's last failure here, if any (once)."""
+    return _retry_hints.pop(message_id, None)
+
+
 def parse_message(stage: Stage, body: str):
     """The stage's message model from a queue body, or ``InvalidMessageError``."""
     if len(body.encode("utf-8", "replace")) > MAX_MESSAGE_BYTES:
@@ -90,6 +99,8 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
             deps.db.mark_failed(shell_file_id, exc.code, exc.message)
     except PipelineError as exc:
         outcome, error_code = "retry", exc.code
+        if getattr(exc, "retry_after_s", None):
+            _retry_hints[record.message_id] = float(exc.retry_after_s)
         logger.warning("stage will be retried", extra={"error_code": exc.code, "error": type(exc).__name__})
         raise
     except Exception as exc:

@@ -280,7 +280,8 @@ class Supervisor:
                 logger.warning("delete failed", extra={"queue": job.queue, "error_code": exc.code})
         else:
             outcome = f"killed:{run.killed_for}" if run.killed_for else ("crashed" if exitcode < 0 else "failed")
-            delay = 0 if run.killed_for == "shutdown" else backoff_s(message.receive_count)
+            hint = (result or {}).get("retry_after_s")
+            delay = 0 if run.killed_for == "shutdown" else backoff_s(message.receive_count, hint)
             self._release(job.queue, message, delay)
             if run.killed_for or exitcode < 0 or result is None:
                 self._record_abnormal(run, exitcode, peak_kb, duration)

@@ -10,6 +10,7 @@ its deliveries marks its file failed instead of vanishing.
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -39,9 +40,16 @@ def serving_order(stages: Iterable[str], include_dlqs: bool) -> list[str]:
     return order + ([dlq_name(s) for s in order] if include_dlqs else [])
 
 
-def backoff_s(receive_count: int) -> int:
-    """Visibility delay before a failed message is tried again: 1, 2, 4, ... capped at 60 s."""
-    return min(60, 2 ** max(0, receive_count - 1))
+MAX_DELAY_S = 12 * 3600  # SQS's longest visibility timeout
+
+
+def backoff_s(receive_count: int, retry_after_s: float | None = None) -> int:
+    """Visibility delay before a failed message is tried again: 1, 2, 4, ... capped at 60 s,
+    or the dependency's own Retry-After when it asked for longer."""
+    delay = min(60, 2 ** max(0, receive_count - 1))
+    if retry_after_s:
+        delay = max(delay, math.ceil(retry_after_s))
+    return min(delay, MAX_DELAY_S)
 
 
 class Worker:
@@ -85,7 +93,10 @@ class Worker:
             failed = self._invoke(queue, messages)
             for m in messages:
                 if m.message_id in failed:
-                    self.deps.queue.release(queue, m.receipt_handle, backoff_s(m.receive_count))
+                    from shared.runtime.records import retry_hint  # the handlers' module: loaded by now
+
+                    delay = backoff_s(m.receive_count, retry_hint(m.message_id))
+                    self.deps.queue.release(queue, m.receipt_handle, delay)
                 else:
                     self.deps.queue.delete(queue, m.receipt_handle)
             handled += len(messages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from shared.adapters.tesseract import TesseractOcr
@@ -36,3 +37,27 @@ def test_a_dependency_that_stays_down_ends_in_the_dlq_and_a_failed_row(stack_dep
     )[0]["n"]
     assert attempts == stack_deps.settings.max_receive_count
     assert stack_deps.db.get_shell_file(good).status == FileStatus.COMPLETED
+
+
+def test_a_dependencys_retry_after_sets_the_redelivery_delay(stack_deps, samples_dir):
+    """A throttled OCR call that says Retry-After: 4 is not retried after the default 1 s."""
+    from shared.errors import ThrottledError
+    from shared.ports import OcrEngine
+
+    class Throttled(OcrEngine):
+        name = "throttled"
+
+        def read(self, image, page_number):
+            raise ThrottledError("slow down", retry_after_s=4)
+
+    stack_deps.ocr = Throttled()
+    install(stack_deps)
+    submit(stack_deps, samples_dir / "lab_photo.jpg", uuid.uuid4())
+    worker = Worker(stack_deps, include_dlqs=False)
+    worker.poll_once()  # preprocess
+    worker.poll_once()  # ocr: throttled, released with the hint
+    assert stack_deps.queue.depth("ocr") == (0, 1)
+    time.sleep(2.0)  # past the default 1 s backoff
+    assert stack_deps.queue.receive("ocr") == []
+    time.sleep(2.5)
+    assert len(stack_deps.queue.receive("ocr", wait_s=1)) == 1
