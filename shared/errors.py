@@ -150,6 +150,12 @@ class PageTooLargeError(PermanentError):
     code = "page_too_large"
 
 
+class PageRenderTooSlowError(PermanentError):
+    """A page took longer than MAX_RENDER_S_PER_PAGE to render."""
+
+    code = "render_too_slow"
+
+
 class OcrFailedError(PermanentError):
     """The OCR engine could not read a page image."""
 

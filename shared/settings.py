@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     max_pages: int = Field(default=1000, ge=1)
     max_page_pixels: int = Field(default=180_000_000, ge=1, description="decoded pixels per page image")
+    max_render_s_per_page: float = Field(default=30.0, gt=0, description="a page rendering longer fails the file")
     ocr_timeout_s: float = Field(default=120.0, gt=0)
 
     # --- queues

@@ -31,6 +31,7 @@ from PIL import Image
 from shared.errors import (
     EncryptedDocumentError,
     NoPagesError,
+    PageRenderTooSlowError,
     PageTooLargeError,
     PipelineError,
     TooManyPagesError,
@@ -89,6 +90,7 @@ class Limits:
     render_max_edge: int
     jpeg_quality: int
     native_text_min_chars: int
+    max_render_s: float
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
@@ -99,6 +101,7 @@ class Limits:
             render_max_edge=s.render_max_edge,
             jpeg_quality=s.jpeg_quality,
             native_text_min_chars=s.native_text_min_chars,
+            max_render_s=s.max_render_s_per_page,
         )
 
 
@@ -179,6 +182,22 @@ def open_document(path: Path, kind: DocumentKind, limits: Limits) -> Iterator[Do
 _STORE_CAP_BYTES = 32 * 1024 * 1024
 
 
+def _timed(limits: Limits, number: int, render: Callable[..., RenderedPage], *args) -> RenderedPage:
+    """Render one page; a page that took longer than MAX_RENDER_S_PER_PAGE fails the file.
+
+    A page cannot be interrupted inside MuPDF or Pillow: one that never finishes is the
+    runtime's to kill (STAGE_TIMEOUT_S). This catches the pathological page that does finish,
+    slowly, before the next one makes the file cost minutes of compute per page."""
+    started = time.perf_counter()
+    page = render(*args)
+    elapsed = time.perf_counter() - started
+    if elapsed > limits.max_render_s:
+        raise PageRenderTooSlowError(
+            f"page {number} took {elapsed:.1f} s to render; the limit is {limits.max_render_s:g} s"
+        )
+    return page
+
+
 def release_native_caches() -> None:
     """Give back what MuPDF keeps between documents, so a warm process stays flat."""
     pymupdf.TOOLS.store_shrink(100)
@@ -255,7 +274,7 @@ class _PdfDocument(Document):
 
     def pages(self) -> Iterator[RenderedPage]:
         for index in range(self.page_count):
-            yield self._render(index)
+            yield _timed(self._limits, index + 1, self._render, index)
             # MuPDF's store keeps each page's decoded images (up to 256 MB by default) in
             # case a later page reuses them; in a scan they never are, so a long scanned PDF
             # would fill it. Emptying it whenever the images decoded since the last time
@@ -496,7 +515,7 @@ class _ImageDocument(Document):
 
     def pages(self) -> Iterator[RenderedPage]:
         for number, frame in enumerate(self._frames, start=1):
-            yield self._render(number, frame)
+            yield _timed(self._limits, number, self._render, number, frame)
 
     def _render(self, number: int, frame: int) -> RenderedPage:
         limits = self._limits

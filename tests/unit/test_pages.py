@@ -123,6 +123,7 @@ def test_limits_follow_settings() -> None:
         "render_max_edge": settings.render_max_edge,
         "jpeg_quality": settings.jpeg_quality,
         "native_text_min_chars": settings.native_text_min_chars,
+        "max_render_s": settings.max_render_s_per_page,
     }
 
 
@@ -506,3 +507,20 @@ def test_image_header_with_garbage_after_it_is_unreadable(tmp_path: Path) -> Non
     path.write_bytes(b"\xff\xd8\xff\xe0" + b"\x13" * 500)
     with pytest.raises(UnreadableDocumentError):
         render(path)
+
+
+def test_a_page_that_renders_too_slowly_fails_the_file(tmp_path: Path) -> None:
+    import dataclasses
+
+    from shared.errors import PageRenderTooSlowError
+    from shared.settings import Settings
+
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "Clinic Visit Note " * 20)
+    path = tmp_path / "slow.pdf"
+    doc.save(path)
+    limits = dataclasses.replace(Limits.from_settings(Settings()), max_render_s=1e-9)
+    with pytest.raises(PageRenderTooSlowError) as caught:
+        with open_document(path, DocumentKind.PDF, limits) as document:
+            list(document.pages())
+    assert caught.value.code == "render_too_slow" and "page 1" in caught.value.message
