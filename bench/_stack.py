@@ -53,12 +53,18 @@ def stack_deps(prefix: str):
 # (multiprocessing does), and must not pay for libraries they do not use.
 
 
-def text_pdf(path: Path, pages: int, seed: int = 0) -> Path:
+def text_pdf(path: Path, pages: int, seed: int = 0, letterhead: bool = False) -> Path:
+    """A text PDF: black text, or with ``letterhead`` a clinic's colour header on every page
+    (a teal band, a red logo mark and white lettering), which makes each page render in RGB."""
     import pymupdf
 
     doc = pymupdf.open()
     for n in range(pages):
         page = doc.new_page()
+        if letterhead:
+            page.draw_rect(pymupdf.Rect(0, 0, page.rect.width, 48), color=None, fill=(0.0, 0.45, 0.5))
+            page.draw_circle((32, 24), 14, color=None, fill=(0.85, 0.1, 0.15))
+            page.insert_text((56, 30), "Riverside Medical Centre", fontsize=16, color=(1, 1, 1))
         y = 72
         for line in LINES:
             page.insert_text((72, y), f"{line} ({seed}.{n + 1})", fontsize=11)

@@ -21,11 +21,12 @@ from shared.errors import (
     UnsupportedTypeError,
 )
 from shared.models import Box
-from shared.pages.documents import Limits, RenderedPage, open_document, release_native_caches
+from shared.pages.documents import Limits, RenderedPage, _rasterise, open_document, release_native_caches
 from shared.pages.sniff import DocumentKind, sniff
 from shared.settings import Settings
 
 LETTER = (612, 792)  # points
+CORPUS_PDFS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdfs"
 NOTE = [
     "Discharge Summary",
     "Patient admitted with community acquired pneumonia.",
@@ -273,6 +274,123 @@ def test_scan_with_a_fax_header_still_needs_ocr(tmp_path: Path) -> None:
     header = "From Riverside Clinic Fax 555 0100 2024-03-01 10:31 Page 1 of 3"
     (page,) = render(write_scan_pdf(tmp_path / "fax.pdf", header=header))
     assert page.native_text is None
+
+
+def colour_pages_pdf(path: Path) -> Path:
+    """One page per case: black text, grey lines, navy text, a highlighted word, a grey
+    scan, a photo (RGB)."""
+    doc = pymupdf.open()
+    cases = []
+    for name in ("black text", "grey rule", "navy text", "highlight", "grey scan", "colour photo"):
+        page = doc.new_page(width=LETTER[0], height=LETTER[1])
+        cases.append(name)
+        if name == "grey scan":
+            png = io.BytesIO()
+            text_image(NOTE).convert("L").save(png, "PNG")
+            page.insert_image(page.rect, stream=png.getvalue())
+            continue
+        if name == "colour photo":
+            png = io.BytesIO()
+            Image.new("RGB", (64, 48), (40, 120, 200)).save(png, "PNG")
+            page.insert_image(pymupdf.Rect(72, 300, 300, 470), stream=png.getvalue())
+        page.insert_text((72, 90), NOTE[1], fontsize=13, color=(0, 0, 0.55) if name == "navy text" else (0, 0, 0))
+        if name == "grey rule":
+            page.draw_line((72, 100), (540, 100), color=(0.5, 0.5, 0.5), width=2)
+        if name == "highlight":
+            page.add_highlight_annot(page.search_for("pneumonia")[0])
+    doc.save(path)
+    doc.close()
+    return path
+
+
+def test_pages_without_colour_are_stored_grey_and_colour_is_kept(tmp_path: Path) -> None:
+    pages = render(colour_pages_pdf(tmp_path / "colours.pdf"))
+
+    modes = [decode(page).mode for page in pages]
+    assert modes == ["L", "L", "RGB", "RGB", "L", "RGB"]
+    # The colour pages keep their colour: the navy words are blue, the highlight yellow.
+    navy = decode(pages[2])
+    ink = navy.convert("L").point(lambda v: 255 if v < 160 else 0)
+    red, _, blue = ImageStat.Stat(navy, ink).mean
+    assert blue > red + 40  # the ink is navy, not black
+    highlight = decode(pages[3]).convert("RGB")
+    word = pages[3].native_text.words[[w.text for w in pages[3].native_text.words].index("pneumonia.")]
+    x = round((word.box.x0 + word.box.x1) / 2 * highlight.width)
+    y = round((word.box.y0 + 0.1 * (word.box.y1 - word.box.y0)) * highlight.height)
+    red, green, blue = highlight.getpixel((x, y))
+    assert red > 200 and green > 200 and blue < 120  # yellow, not grey
+
+
+def _overlapping_transparency_pdf() -> bytes:
+    content = (
+        b"0.2 0.2 0.2 rg BT /F1 24 Tf 30 150 Td (Grey text under glass) Tj ET"
+        b" 1 0 0 rg 20 20 100 100 re f /G1 gs 0 0 1 rg 60 60 100 100 re f"
+        b" /G2 gs 0 1 0 rg 40 80 120 40 re f"
+    )
+    return pdf_from_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R"
+            b" /Group << /S /Transparency /CS /DeviceRGB >>"
+            b" /Resources << /Font << /F1 5 0 R >> /ExtGState << /G1 6 0 R /G2 7 0 R >> >> >>",
+            b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            b"<< /Type /ExtGState /ca 0.5 /BM /Multiply >>",
+            b"<< /Type /ExtGState /ca 0.3 /BM /Screen >>",
+        ]
+    )
+
+
+def _as_rgb(pixmap: pymupdf.Pixmap) -> Image.Image:
+    """A pixmap as an RGB image, dropping the fourth byte of RGBX."""
+    mode = {3: "RGB", 4: "RGBX"}[pixmap.n]
+    return Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples).convert("RGB")
+
+
+def _check_against_pymupdf(page: pymupdf.Page, scale: float) -> str:
+    """Our raster of a page against PyMuPDF's own RGB render of it: a page we render grey has
+    no colour in RGB either, and an RGBX page is the same picture."""
+    ours = _rasterise(page.get_displaylist(), scale)
+    reference = _as_rgb(page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), colorspace=pymupdf.csRGB, alpha=False))
+    assert (ours.width, ours.height) == reference.size
+    if ours.n == 1:
+        red, green, blue = reference.split()
+        spread = max(ImageChops.difference(a, b).getextrema()[1] for a, b in ((red, green), (green, blue)))
+        assert spread <= 8, f"page {page.number + 1} rendered grey has colour (R, G, B apart by {spread})"
+        return "grey"
+    # Blending onto an opaque pixmap with an alpha channel may round one unit apart from
+    # blending onto one without: nothing a reader or OCR can see.
+    difference = max(high for _, high in ImageChops.difference(_as_rgb(ours), reference).getextrema())
+    assert difference <= 2, f"page {page.number + 1} differs by up to {difference}"
+    return "rgb"
+
+
+def test_rgbx_and_grey_pages_are_what_pymupdf_renders(tmp_path: Path) -> None:
+    # Opaque white under the page, then MuPDF's own draw device: transparency and blend
+    # modes composite as they do in a plain RGB pixmap.
+    transparent = pymupdf.open("pdf", _overlapping_transparency_pdf())
+    assert [_check_against_pymupdf(page, 2.0) for page in transparent] == ["rgb"]
+    colours = pymupdf.open(colour_pages_pdf(tmp_path / "colours.pdf"))
+    assert [_check_against_pymupdf(page, 1.0) for page in colours] == ["grey", "grey", "rgb", "rgb", "grey", "rgb"]
+
+
+@pytest.mark.skipif(not (CORPUS_PDFS / "manifest.csv").is_file(), reason="no ../shared/corpus here")
+def test_grey_and_rgbx_rendering_of_real_world_pdfs() -> None:
+    # The first page of every corpus PDF that opens (~130 of them).
+    seen = {"grey": 0, "rgb": 0}
+    for path in sorted(CORPUS_PDFS.glob("*.pdf")):
+        try:
+            doc = pymupdf.open(path)
+            if doc.needs_pass or doc.page_count == 0:
+                continue
+            page = doc.load_page(0)
+        except Exception:  # noqa: BLE001 - broken files are test_corpus's business
+            continue
+        if page.rect.width * page.rect.height > 4_000_000:
+            continue  # a poster-sized page: slow to render twice, nothing new
+        seen[_check_against_pymupdf(page, 1.0)] += 1
+    assert seen["grey"] >= 50 and seen["rgb"] >= 20, seen
 
 
 def test_too_little_text_needs_ocr(tmp_path: Path) -> None:
