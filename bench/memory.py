@@ -65,9 +65,13 @@ def run_mode(mode: str, docs: list[Path], timeout_s: float = 1800) -> dict:
 
     sampler = Sampler(proc.pid, done)
     sampler.start()
+    server: Sampler | None = None  # the worker's fork server, once it has started
     t0 = time.monotonic()
     ids.extend(submit(deps, d, patient) for d in docs)
     while time.monotonic() - t0 < timeout_s:
+        if server is None and mode == "worker" and (pid := fork_server_pid(proc.pid)):
+            server = Sampler(pid, done)
+            server.start()
         left = deps.db.query(
             "select count(*) as n from shell_files where id = any(%s) and status not in ('completed', 'failed')",
             (ids,),
@@ -78,6 +82,8 @@ def run_mode(mode: str, docs: list[Path], timeout_s: float = 1800) -> dict:
     elapsed = time.monotonic() - t0
     time.sleep(1.0)
     sampler.stop()
+    if server is not None:
+        server.stop()
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
     statuses = deps.db.query(
@@ -112,6 +118,35 @@ def run_mode(mode: str, docs: list[Path], timeout_s: float = 1800) -> dict:
             for stage in sorted({p["stage"] for p in peaks})
         },
         "samples": [(round(t, 2), rss, n) for t, rss, n in samples],
+        "fork_server": _fork_server_figures(server),
+    }
+
+
+def fork_server_pid(parent: int) -> int | None:
+    """The multiprocessing fork server the worker started (a child of the worker process)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"forkserver" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
+
+
+def _fork_server_figures(server: Sampler | None) -> dict | None:
+    """The fork server is long-lived too: its RSS after 10 messages and at the end."""
+    if server is None or not server.samples:
+        return None
+    after_10 = next((rss for _, rss, n in server.samples if n >= 10), server.samples[0][1])
+    final = server.samples[-1][1]
+    return {
+        "rss_after_10_mb": round(after_10 / 1024, 1),
+        "rss_final_mb": round(final / 1024, 1),
+        "growth_mb": round((final - after_10) / 1024, 1),
+        "libmupdf_mapped": server.mupdf_seen,
     }
 
 
@@ -206,6 +241,11 @@ def main() -> int:
         print(f"{r['mode']:8} {r['messages']:>5} {files:>18} {r['idle_rss_mb']:>8} {r['rss_after_10_mb']:>7} "
               f"{r['rss_final_mb']:>8} {r['growth_mb']:>+7} {r['rss_max_mb']:>7} {str(r['libmupdf_mapped']):>13} "
               f"{r['elapsed_s']:>7}  {r['stage_peak_rss_mb']}")
+    for r in results:
+        if r["fork_server"]:
+            fs = r["fork_server"]
+            print(f"\n{r['mode']} fork server: {fs['rss_after_10_mb']} MB after 10 messages, {fs['rss_final_mb']} MB at "
+                  f"the end ({fs['growth_mb']:+} MB), libmupdf mapped: {fs['libmupdf_mapped']}")
     if big:
         print(f"\nbig image-only PDF: {big['pages']} pages, {big['file_mb']} MB, {big['status']}, "
               f"child peak RSS {big['child_peak_rss_mb']} MB, preprocess {big['preprocess_s']} s "

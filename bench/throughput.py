@@ -11,9 +11,12 @@
    PyMuPDF render + Pillow JPEG loop (RGB, one thread) over the same pages, alternated, best
    of the repetitions each.
 
+3. A one-page document through the worker against the bare loop: the per-file cost of a
+   fresh child (start, import PyMuPDF), the rows, storage and the next stage's message.
+
 Prints a table, writes bench/results/throughput.{json,png}.
 
-    python bench/throughput.py [--tiny 100] [--pages 60] [--reps 3]
+    python bench/throughput.py [--tiny 100] [--pages 120] [--reps 3]
 """
 
 from __future__ import annotations
@@ -148,6 +151,18 @@ def throughput(pages: int, reps: int) -> dict:
     return out
 
 
+def fixed_cost(reps: int) -> dict:
+    """A one-page document: what a preprocess message costs beyond its page (the child's
+    start, importing PyMuPDF, the rows, the storage writes and the next stage's message)."""
+    from shared.settings import get_settings
+
+    s = get_settings()
+    path = text_pdf(Path(tempfile.mkdtemp()) / "one.pdf", 1, letterhead=True)
+    bare = [1000 / bare_loop(path, s.render_dpi, s.render_max_edge, s.jpeg_quality) for _ in range(reps)]
+    worker = [1000 / worker_preprocess(path)[0] for _ in range(reps)]
+    return {"bare_ms": round(statistics.median(bare), 1), "worker_ms": round(statistics.median(worker), 1)}
+
+
 def plot(data: dict, out: Path) -> None:
     import matplotlib
 
@@ -176,12 +191,16 @@ def plot(data: dict, out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", type=int, default=100)
-    parser.add_argument("--pages", type=int, default=60)
+    parser.add_argument("--pages", type=int, default=120)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     stack = start_stack()
     try:
-        data = {"overhead": overhead(args.tiny), "throughput": throughput(args.pages, args.reps)}
+        data = {
+            "overhead": overhead(args.tiny),
+            "throughput": throughput(args.pages, args.reps),
+            "one_page": fixed_cost(max(5, args.reps)),
+        }
     finally:
         stack.stop()
     o = data["overhead"]
@@ -192,6 +211,11 @@ def main() -> int:
     print(f"\n{'preprocess':28} {'bare pages/s':>13} {'worker pages/s':>15} {'ratio':>6} {'child peak MB':>14}")
     for k, v in data["throughput"].items():
         print(f"{k:28} {v['bare_pages_per_s']:>13} {v['worker_pages_per_s']:>15} {v['ratio']:>6} {v['child_peak_rss_mb']:>14}")
+    one = data["one_page"]
+    print(
+        f"\na 1-page document (medians): worker child {one['worker_ms']} ms from start to exit,"
+        f" bare render + JPEG {one['bare_ms']} ms"
+    )
     path = write_results("throughput", data)
     plot(data, RESULTS / "throughput.png")
     print(f"\nwrote {path} and {RESULTS / 'throughput.png'}")
