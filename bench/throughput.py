@@ -183,7 +183,7 @@ def plot(data: dict, out: Path) -> None:
     b.set_xticks(list(xs), [k.replace(", ", ",\n") for k in kinds])
     b.set_ylabel("pages/s")
     b.set_title("preprocess throughput")
-    b.legend()
+    b.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
