@@ -17,7 +17,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared.observability import metrics, set_stage_dimension
+from shared.bootstrap import get_deps
+from shared.observability import logger, metrics, set_stage_dimension
+from shared.runtime.records import attempt_of, retry_hint
+from shared.runtime.worker import backoff_s
 
 
 def process_sqs_batch(event: dict, context, record_handler: Callable[[SQSRecord], None]) -> dict:
@@ -26,7 +29,8 @@ def process_sqs_batch(event: dict, context, record_handler: Callable[[SQSRecord]
     A record whose handler returns is acknowledged (a ``PermanentError`` is recorded on the
     file and returns); one whose handler raises (``RetryableError``, any crash) is listed, so
     SQS delivers it again and, after maxReceiveCount, moves it to the DLQ. The others in the
-    batch are unaffected.
+    batch are unaffected. When the caller is Lambda itself (not a local runtime, which
+    releases its own messages), each listed record's retry is scheduled here.
 
     ``raise_on_entire_batch_failure=False``: a batch whose every record failed is still a
     partial response (all ids listed), not an exception whose text could quote a record.
@@ -37,8 +41,31 @@ def process_sqs_batch(event: dict, context, record_handler: Callable[[SQSRecord]
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+    if failed and not getattr(context, "releases_failed_messages", False):
+        schedule_retries(event, failed)
     metrics.add_metric(name="records", unit=MetricUnit.Count, value=len(event.get("Records") or []))
-    metrics.add_metric(
-        name="batch_item_failures", unit=MetricUnit.Count, value=len(response.get("batchItemFailures", []))
-    )
+    metrics.add_metric(name="batch_item_failures", unit=MetricUnit.Count, value=len(failed))
     return response
+
+
+def schedule_retries(event: dict, failed: set[str]) -> None:
+    """On Lambda: make each failed record visible again after the same backoff the local
+    runtimes use (1, 2, 4 ... s, or the dependency's Retry-After) instead of the queue's
+    visibility timeout, which is 6x the function's timeout (an hour for preprocess): a
+    Postgres blip must not hold a document back for hours. Best effort: if SQS refuses, the
+    visibility timeout applies as before. The receive count still grows, so a record that
+    keeps failing still reaches the DLQ after MAX_RECEIVE_COUNT deliveries."""
+    deps = get_deps()
+    prefix = f"{deps.settings.queue_prefix}-"
+    for raw in event.get("Records") or []:
+        record = SQSRecord(raw)
+        if record.message_id not in failed:
+            continue
+        physical = record.event_source_arn.rsplit(":", 1)[-1]
+        queue = physical.removeprefix(prefix)
+        delay = backoff_s(attempt_of(record), retry_hint(record.message_id))
+        try:
+            deps.queue.release(queue, record.receipt_handle, delay)
+        except Exception as exc:  # noqa: BLE001 - the visibility timeout is the fallback
+            logger.warning("could not schedule the retry", extra={"queue": queue, "error": type(exc).__name__})

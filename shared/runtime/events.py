@@ -52,6 +52,10 @@ class LocalContext:
     function_version: str = "$LATEST"
     log_group_name: str = "/docpipe/local"
     log_stream_name: str = "local"
+    # True: the local runtime that made the event deletes what succeeded and releases what
+    # failed itself, with backoff. Lambda's context has no such attribute: there the handler
+    # schedules a failed record's retry itself (shared.runtime.batch).
+    releases_failed_messages: bool = True
     _deadline: float = dataclasses.field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:

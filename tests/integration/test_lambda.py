@@ -157,6 +157,52 @@ def test_a_poison_that_crashes_every_delivery_is_listed_then_dead_lettered(stack
     assert all(deps.db.get_shell_file(f).status == FileStatus.DISCOVERING for f in good)
 
 
+def test_on_lambda_a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout(
+    stack_deps, samples_dir, monkeypatch
+):
+    """Lambda's context (no ``releases_failed_messages``): the handler itself makes each
+    listed record visible again after the local runtimes' backoff: 1 s on a first failure,
+    or the dependency's Retry-After when it gave one, instead of the queue's visibility
+    timeout (an hour for preprocess in template.yaml; 600 s at this receive)."""
+    from shared.errors import ThrottledError
+
+    deps = stack_deps
+    ok = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    blip = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    throttled = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    real_download = deps.storage.download
+
+    def download(key, dest, max_bytes=None):
+        if str(blip) in key:
+            raise botocore.exceptions.ReadTimeoutError(endpoint_url=deps.settings.s3_endpoint)
+        if str(throttled) in key:
+            raise ThrottledError("storage asked us to slow down", retry_after_s=4)
+        return real_download(key, dest, max_bytes=max_bytes)
+
+    monkeypatch.setattr(deps.storage, "download", download)
+    messages = []
+    deadline = time.monotonic() + 20
+    while len(messages) < 3 and time.monotonic() < deadline:  # as the event source mapping receives
+        messages += deps.queue.receive("preprocess", max_messages=3 - len(messages), wait_s=1, visibility_s=600)
+    ids = {json.loads(m.body)["shell_file_id"]: m.message_id for m in messages}
+    lambda_context = LocalContext(function_name="docpipe-preprocess", releases_failed_messages=False)
+
+    response = preprocess.lambda_handler(lambda_event(deps, "preprocess", messages), lambda_context)
+    returned = time.monotonic()
+
+    assert sorted(i["itemIdentifier"] for i in response["batchItemFailures"]) == sorted(
+        [ids[str(blip)], ids[str(throttled)]]
+    )
+    deps.queue.delete("preprocess", next(m for m in messages if m.message_id == ids[str(ok)]).receipt_handle)
+    back: dict[str, float] = {}
+    while len(back) < 2 and time.monotonic() - returned < 30:
+        for m in deps.queue.receive("preprocess", max_messages=10, wait_s=1, visibility_s=600):
+            back.setdefault(m.message_id, time.monotonic() - returned)
+    assert set(back) == {ids[str(blip)], ids[str(throttled)]}
+    assert back[ids[str(blip)]] < 4.0  # 1 s backoff (+ polling), not 600 s
+    assert 3.5 <= back[ids[str(throttled)]] < 9.0  # its Retry-After of 4 s
+
+
 def test_worker_batch_size_delivers_multi_record_events(stack_deps, samples_dir):
     """`docpipe worker --batch-size 10` is this Worker: one event of up to ten records per
     handler call, failures released for redelivery, the rest deleted."""

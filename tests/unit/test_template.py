@@ -204,6 +204,18 @@ def test_least_privilege(template):
     assert not any(a.startswith(("s3:", "textract:")) for a in discover_actions)
 
 
+def test_each_function_may_schedule_retries_on_its_own_queues_only(template):
+    # shared/runtime/batch.py sets a failed record's visibility to the backoff.
+    for name, function in functions(template).items():
+        consumed = {queue_of(event) for event in sqs_events(function)}
+        granted = set()
+        for statement in literal_statements(function):
+            if "sqs:ChangeMessageVisibility" in _actions(statement):
+                res = statement["Resource"]
+                granted |= {r.value[0] for r in (res if isinstance(res, list) else [res])}
+        assert granted == consumed, f"{name}: may change visibility on {granted}, consumes {consumed}"
+
+
 def _actions(statement) -> list[str]:
     return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
