@@ -181,7 +181,7 @@ def render(source: Path, out_dir: Path, stem: str) -> list[tuple[Path, object]]:
         for page in document.pages():
             path = out_dir / f"{stem}-{page.page_number:04d}.jpg"
             path.write_bytes(page.jpeg)
-            page.jpeg = b""
+            page.release()
             pages.append((path, page))
     return pages
 
