@@ -55,7 +55,8 @@ class TesseractOcr(OcrEngine):
     taller than wide) goes through Tesseract's orientation detection (``--psm 0``, which
     needs ``osd.traineddata``: Debian's ``tesseract-ocr-osd``). If it names a turn with
     enough confidence, the page is turned upright and read again, and the upright reading
-    is kept unless it is clearly worse; its boxes are then normalised to the upright page.
+    is kept unless it is clearly worse; its boxes are then mapped back onto the image as
+    stored, where a viewer of the page JPEG draws them (the text reads upright).
     Without the OSD data the first reading stands. ``timeout_s`` bounds the whole page.
     """
 
@@ -86,7 +87,9 @@ class TesseractOcr(OcrEngine):
             return None
         with tempfile.TemporaryDirectory(prefix="docpipe-osd-") as tmp:
             upright = _turned_copy(image, turn, Path(tmp))
-            return None if upright is None else self._recognise(binary, upright, page_number, deadline)[0]
+            if upright is None:
+                return None
+            return _boxes_onto_stored(self._recognise(binary, upright, page_number, deadline)[0], turn)
 
     def _recognise(self, binary: str, image: Path, page_number: int, deadline: float) -> tuple[PageText, bool]:
         """The page's text, and whether most of its words stand taller than they are wide."""
@@ -148,6 +151,30 @@ def _turned_copy(image: Path, degrees: int, directory: Path) -> Path | None:
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
     return out
+
+
+# A point (u, v) of the page turned upright, normalised, on the image as stored, which is the
+# upright page turned back (anticlockwise) by the degrees it was turned clockwise.
+_UNTURN = {
+    90: lambda u, v: (v, 1 - u),
+    180: lambda u, v: (1 - u, 1 - v),
+    270: lambda u, v: (1 - v, u),
+}
+
+
+def _boxes_onto_stored(text: PageText, turn: int) -> PageText:
+    """The upright reading with its word and line boxes on the image as stored."""
+
+    def back(box: Box) -> Box:
+        xs, ys = zip(*(_UNTURN[turn](u, v) for u in (box.x0, box.x1) for v in (box.y0, box.y1)))
+        return Box(x0=round(min(xs), 5), y0=round(min(ys), 5), x1=round(max(xs), 5), y1=round(max(ys), 5))
+
+    return text.model_copy(
+        update={
+            "words": [word.model_copy(update={"box": back(word.box)}) for word in text.words],
+            "lines": [line.model_copy(update={"box": back(line.box)}) for line in text.lines],
+        }
+    )
 
 
 _Rect = tuple[int, int, int, int]  # left, top, right, bottom in pixels
