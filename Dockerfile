@@ -12,11 +12,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
+# Pinned dependencies, every one checked against its hash (`make lock` regenerates the file
+# from pyproject.toml), in a layer of their own: a code change does not reinstall them.
+COPY deploy/container/requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY handlers ./handlers
 COPY shared ./shared
 COPY supabase ./supabase
-RUN pip install .
+RUN pip install --no-deps . && pip check
 
 RUN useradd --create-home --uid 10001 docpipe
 USER docpipe

@@ -16,7 +16,7 @@ PYTHON312 ?= $(shell ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/nu
 PYTHON312 := $(or $(PYTHON312),$(shell command -v python3.12 2>/dev/null))
 LAMBDA_LIMIT_BYTES := 262144000
 
-.PHONY: setup system-deps demo test bench clean sam lambda-requirements
+.PHONY: setup system-deps demo test bench clean sam lock container-check lambda-requirements
 
 setup: system-deps $(VENV)/.installed
 
@@ -59,6 +59,23 @@ sam: $(SAM_VENV)/.installed
 	  test $$size -lt $(LAMBDA_LIMIT_BYTES) || { echo "over Lambda's unzipped limit: package as a container image"; exit 1; }; \
 	  if find $$fn/tests $$fn/bench -maxdepth 0 2>/dev/null | grep -q .; then echo "tests or bench in the zip"; exit 1; fi; \
 	done
+
+# The container's pinned, hashed dependencies for Python 3.12 on any platform (Dockerfile).
+lock: $(VENV)/.installed
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.12 --universal --generate-hashes --no-header --quiet \
+	  -o deploy/container/requirements.lock
+
+# What the Dockerfile's pip steps do, without Docker: the lock installs with its hashes into a
+# fresh Python 3.12, docpipe on top of it with no further downloads, and every handler imports.
+container-check:
+	@test -n "$(PYTHON312)" || { echo "the container check needs python3.12"; exit 1; }
+	rm -rf build/container-check
+	$(PYTHON312) -m venv build/container-check
+	build/container-check/bin/pip install -q --require-hashes --no-deps -r deploy/container/requirements.lock
+	build/container-check/bin/pip install -q --no-deps .
+	build/container-check/bin/pip check
+	build/container-check/bin/python -c 'import handlers.preprocess, handlers.ocr, handlers.discover, handlers.failures, shared.cli'
 
 # deploy/lambda/requirements.txt is pyproject.toml's runtime dependencies, for `sam build`.
 lambda-requirements:
