@@ -76,7 +76,17 @@ class Settings(BaseSettings):
 
     # --- queues
     visibility_timeout_s: int = Field(default=120, ge=1)
-    max_receive_count: int = Field(default=3, ge=1)
+    # Five deliveries with the backoff below span about three minutes: long enough to ride out
+    # a database restart or a network blip, short enough that a document that crashes on
+    # every delivery is marked failed soon.
+    max_receive_count: int = Field(default=5, ge=1)
+    retry_delay_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=900,
+        description="wait before a failed message's second delivery; each later wait is 4x longer (up to "
+        "15 min), or the dependency's own Retry-After when longer",
+    )
 
     # --- container worker (a fresh child process per message)
     worker_concurrency: int = Field(default=1, ge=1, le=64, description="children at once")

@@ -46,6 +46,7 @@ def stack_settings(local_stack, tmp_path):
         queue_prefix=f"t{tag}",
         visibility_timeout_s=30,
         max_receive_count=3,
+        retry_delay_s=1,  # redeliveries after 1 and 4 s: tests wait less than production would
     )
 
 

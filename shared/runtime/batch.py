@@ -51,7 +51,7 @@ def process_sqs_batch(event: dict, context, record_handler: Callable[[SQSRecord]
 
 def schedule_retries(event: dict, failed: set[str]) -> None:
     """On Lambda: make each failed record visible again after the same backoff the local
-    runtimes use (1, 2, 4 ... s, or the dependency's Retry-After) instead of the queue's
+    runtimes use (2, 8, 32, 128 s by default, or the dependency's Retry-After) instead of the queue's
     visibility timeout, which is 6x the function's timeout (an hour for preprocess): a
     Postgres blip must not hold a document back for hours. Best effort: if SQS refuses, the
     visibility timeout applies as before. The receive count still grows, so a record that
@@ -64,7 +64,7 @@ def schedule_retries(event: dict, failed: set[str]) -> None:
             continue
         physical = record.event_source_arn.rsplit(":", 1)[-1]
         queue = physical.removeprefix(prefix)
-        delay = backoff_s(attempt_of(record), retry_hint(record.message_id))
+        delay = backoff_s(attempt_of(record), deps.settings.retry_delay_s, retry_hint(record.message_id))
         try:
             deps.queue.release(queue, record.receipt_handle, delay)
         except Exception as exc:  # noqa: BLE001 - the visibility timeout is the fallback

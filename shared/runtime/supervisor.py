@@ -281,7 +281,9 @@ class Supervisor:
         else:
             outcome = f"killed:{run.killed_for}" if run.killed_for else ("crashed" if exitcode < 0 else "failed")
             hint = (result or {}).get("retry_after_s")
-            delay = 0 if run.killed_for == "shutdown" else backoff_s(message.receive_count, hint)
+            delay = (
+                0 if run.killed_for == "shutdown" else backoff_s(message.receive_count, self.settings.retry_delay_s, hint)
+            )
             self._release(job.queue, message, delay)
             if run.killed_for or exitcode < 0 or result is None:
                 self._record_abnormal(run, exitcode, peak_kb, duration)

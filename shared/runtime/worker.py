@@ -41,12 +41,14 @@ def serving_order(stages: Iterable[str], include_dlqs: bool) -> list[str]:
 
 
 MAX_DELAY_S = 12 * 3600  # SQS's longest visibility timeout
+MAX_BACKOFF_S = 900
 
 
-def backoff_s(receive_count: int, retry_after_s: float | None = None) -> int:
-    """Visibility delay before a failed message is tried again: 1, 2, 4, ... capped at 60 s,
-    or the dependency's own Retry-After when it asked for longer."""
-    delay = min(60, 2 ** max(0, receive_count - 1))
+def backoff_s(receive_count: int, first_s: float, retry_after_s: float | None = None) -> int:
+    """Visibility delay before a failed message is tried again: ``first_s`` (RETRY_DELAY_S)
+    after its first delivery, 4x longer after each later one, at most 15 minutes; or the
+    dependency's own Retry-After when it asked for longer."""
+    delay = min(MAX_BACKOFF_S, math.ceil(first_s * 4 ** max(0, receive_count - 1)))
     if retry_after_s:
         delay = max(delay, math.ceil(retry_after_s))
     return min(delay, MAX_DELAY_S)
@@ -95,7 +97,7 @@ class Worker:
                 if m.message_id in failed:
                     from shared.runtime.records import retry_hint  # the handlers' module: loaded by now
 
-                    delay = backoff_s(m.receive_count, retry_hint(m.message_id))
+                    delay = backoff_s(m.receive_count, self.deps.settings.retry_delay_s, retry_hint(m.message_id))
                     self.deps.queue.release(queue, m.receipt_handle, delay)
                 else:
                     self.deps.queue.delete(queue, m.receipt_handle)

@@ -161,9 +161,10 @@ def test_on_lambda_a_failed_record_comes_back_after_its_backoff_not_the_visibili
     stack_deps, samples_dir, monkeypatch
 ):
     """Lambda's context (no ``releases_failed_messages``): the handler itself makes each
-    listed record visible again after the local runtimes' backoff: 1 s on a first failure,
-    or the dependency's Retry-After when it gave one, instead of the queue's visibility
-    timeout (an hour for preprocess in template.yaml; 600 s at this receive)."""
+    listed record visible again after the local runtimes' backoff: RETRY_DELAY_S (1 s in
+    these tests) after a first failure, or the dependency's Retry-After when it gave one,
+    instead of the queue's visibility timeout (an hour for preprocess in template.yaml;
+    600 s at this receive)."""
     from shared.errors import ThrottledError
 
     deps = stack_deps
