@@ -83,8 +83,9 @@ def _worker_env(settings, sqs_url: str, s3_url: str, tmp: Path) -> dict:
         "AWS_ENDPOINT_URL": sqs_url, "SQS_ENDPOINT_URL": sqs_url, "S3_ENDPOINT_URL": s3_url,
         "STORAGE_BACKEND": "s3", "STORAGE_BUCKET": settings.storage_bucket, "QUEUE_PREFIX": settings.queue_prefix,
         "VISIBILITY_TIMEOUT_S": "30", "MAX_RECEIVE_COUNT": "6", "WORKER_POLL_WAIT_S": "1",
-        # Time compressed like the outages (seconds, not minutes): redeliveries after 1, 2, 8 s...
-        "RETRY_DELAY_S": "0.5",
+        # Time compressed like the outages (seconds, not minutes): redeliveries after 1, 1, 2,
+        # 7, 26 s instead of 2, 8, 32, 128, 512 s.
+        "RETRY_DELAY_S": "0.1",
         "STAGE_TIMEOUT_S": "120", "WORKER_TMP_DIR": str(tmp), "SHUTDOWN_GRACE_S": "20",
         "POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_METRICS_DISABLED": "true",
     })
