@@ -51,12 +51,16 @@ def process_sqs_batch(event: dict, context, record_handler: Callable[[SQSRecord]
 
 def schedule_retries(event: dict, failed: set[str]) -> None:
     """On Lambda: make each failed record visible again after the same backoff the local
-    runtimes use (2, 8, 32, 128 s by default, or the dependency's Retry-After) instead of the queue's
-    visibility timeout, which is 6x the function's timeout (an hour for preprocess): a
+    runtimes use (2, 8, 32, 128 s by default, or the dependency's Retry-After) instead of the
+    queue's visibility timeout, which is 6x the function's timeout (an hour for preprocess): a
     Postgres blip must not hold a document back for hours. Best effort: if SQS refuses, the
     visibility timeout applies as before. The receive count still grows, so a record that
     keeps failing still reaches the DLQ after MAX_RECEIVE_COUNT deliveries."""
-    deps = get_deps()
+    try:
+        deps = get_deps()
+    except Exception as exc:  # noqa: BLE001 - the visibility timeout is the fallback
+        logger.warning("could not schedule the retries", extra={"error": type(exc).__name__})
+        return
     prefix = f"{deps.settings.queue_prefix}-"
     for raw in event.get("Records") or []:
         record = SQSRecord(raw)
