@@ -280,10 +280,8 @@ def colour_pages_pdf(path: Path) -> Path:
     """One page per case: black text, grey lines, navy text, a highlighted word, a grey
     scan, a photo (RGB)."""
     doc = pymupdf.open()
-    cases = []
     for name in ("black text", "grey rule", "navy text", "highlight", "grey scan", "colour photo"):
         page = doc.new_page(width=LETTER[0], height=LETTER[1])
-        cases.append(name)
         if name == "grey scan":
             png = io.BytesIO()
             text_image(NOTE).convert("L").save(png, "PNG")
