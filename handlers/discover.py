@@ -20,7 +20,7 @@ from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
 
 
-def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> str | None:
+def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.get_shell_file(msg.shell_file_id)
     if row is None:
         raise FileNotFoundInDbError()
@@ -56,7 +56,7 @@ def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> str | None:
             "written": written,
         },
     )
-    return None if written else "skipped"
+    return row.page_count if written else "skipped"
 
 
 def discovery_fingerprint(provider: EncounterProvider, texts: list[PageText]) -> str:

@@ -18,7 +18,7 @@ from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
 
 
-def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> str | None:
+def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.get_shell_file(msg.shell_file_id)
     if row is None:
         raise FileNotFoundInDbError()
@@ -53,7 +53,7 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> str | None:
         # The flip may have committed before a crash lost the send; a duplicate discover
         # message is harmless, a missing one would leave the file stuck.
         _send_discover(deps, row.id)
-    return None
+    return len(msg.page_numbers)
 
 
 def _status(deps: Deps, shell_file_id) -> FileStatus | None:

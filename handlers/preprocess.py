@@ -31,7 +31,7 @@ from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
 
 
-def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> str | None:
+def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.begin_preprocess(msg.shell_file_id)
     if row is None:
         raise FileNotFoundInDbError()
@@ -94,7 +94,7 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> str | None:
         _send_ocr(deps, row.id, needs_ocr)
         if not needs_ocr:
             deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
-    return None
+    return page_count
 
 
 _ROWS_PER_WRITE = 25

@@ -51,6 +51,19 @@ def stack_settings(local_stack, tmp_path):
 
 
 @pytest.fixture
+def stack_env(local_stack, stack_settings) -> dict[str, str]:
+    """The environment that points a docpipe subprocess at this test's database, queues and
+    bucket."""
+    return {
+        **os.environ,
+        **local_stack.env(),
+        "QUEUE_PREFIX": stack_settings.queue_prefix,
+        "STORAGE_BACKEND": "s3",
+        "STORAGE_BUCKET": stack_settings.storage_bucket,
+    }
+
+
+@pytest.fixture
 def stack_deps(stack_settings):
     """Real adapters on the local stack, provisioned, installed for handlers."""
     from shared.bootstrap import build_deps, install

@@ -30,7 +30,8 @@ from shared.errors import InvalidMessageError, PermanentError, PipelineError
 from shared.models import MAX_MESSAGE_BYTES, MESSAGE_MODELS, PipelineRun, Stage
 from shared.observability import count_error, logger, peak_rss_kb, record_metrics, rss_kb, set_stage_dimension
 
-StageRun = Callable[..., str | None]  # run(msg, deps, attempt) -> outcome note ("skipped") or None
+# run(msg, deps, attempt) -> the pages it handled (for the ``pages`` metric), "skipped", or None
+StageRun = Callable[..., int | str | None]
 
 _LOG_KEYS = ("stage", "message_id", "shell_file_id", "attempt")
 
@@ -79,8 +80,7 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
     logger.append_keys(stage=stage.value, message_id=record.message_id, attempt=attempt)
     set_stage_dimension(stage.value)
     shell_file_id: uuid.UUID | None = None
-    msg = None
-    outcome, error_code = "succeeded", None
+    outcome, error_code, pages = "succeeded", None, None
     try:
         try:
             msg = parse_message(stage, record.body)
@@ -92,6 +92,8 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
         note = run(msg, deps, attempt)
         if note == "skipped":
             outcome = "skipped"
+        elif isinstance(note, int):
+            pages = note
     except PermanentError as exc:
         outcome, error_code = "failed", exc.code
         logger.warning("stage failed permanently", extra={"error_code": exc.code, "error": type(exc).__name__})
@@ -111,7 +113,6 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
     finally:
         duration_ms = (time.perf_counter() - t0) * 1000
         _record_run(deps, stage, shell_file_id, record.message_id, attempt, outcome, error_code, started_at, duration_ms)
-        pages = _pages(deps, stage, msg) if outcome == "succeeded" else None
         peak_kb, now_kb = peak_rss_kb(), rss_kb()
         record_metrics(pages, duration_ms, peak_kb, now_kb)
         if error_code is not None:
@@ -127,19 +128,6 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
             },
         )
         logger.remove_keys(list(_LOG_KEYS))
-
-
-def _pages(deps: Deps, stage: Stage, msg) -> int | None:
-    """How many pages the record was about: the message's for OCR, the file's otherwise."""
-    if msg is None:
-        return None
-    if stage == Stage.OCR:
-        return len(msg.page_numbers)
-    try:
-        row = deps.db.get_shell_file(msg.shell_file_id)
-    except Exception:  # noqa: BLE001 - a figure must not fail a record that succeeded
-        return None
-    return row.page_count if row else None
 
 
 def _record_run(deps: Deps, stage: Stage, shell_file_id, message_id, attempt, outcome, error_code, started_at, duration_ms):

@@ -6,7 +6,6 @@ bench/corpus.py's job; this test skips when the corpus folder is absent."""
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import uuid
@@ -44,13 +43,11 @@ def _sample() -> list[tuple[str, Path]]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (CORPUS / "pdfs" / "manifest.csv").is_file(), reason="no ../shared/corpus here")
-def test_corpus_sample_ends_typed_and_the_worker_survives(local_stack, stack_deps, tmp_path):
+def test_corpus_sample_ends_typed_and_the_worker_survives(stack_env, stack_deps, tmp_path):
     sample = _sample()
     assert len(sample) >= 12
     ids = {submit(stack_deps, path, uuid.uuid4()): (category, path.name) for category, path in sample}
-    env = {**os.environ, **local_stack.env(), "QUEUE_PREFIX": stack_deps.settings.queue_prefix,
-           "STORAGE_BUCKET": stack_deps.settings.storage_bucket, "STORAGE_BACKEND": "s3",
-           "WORKER_TMP_DIR": str(tmp_path), "WORKER_POLL_WAIT_S": "1", "MAX_PAGES": str(MAX_PAGES),
+    env = {**stack_env, "WORKER_TMP_DIR": str(tmp_path), "WORKER_POLL_WAIT_S": "1", "MAX_PAGES": str(MAX_PAGES),
            "STAGE_TIMEOUT_S": "60", "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
     worker = subprocess.run(
         [sys.executable, "-m", "shared.cli", "worker", "--burst", "--concurrency", "2"],

@@ -4,7 +4,6 @@ process's memory, and logs and metrics free of patient data."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -157,6 +156,26 @@ def test_a_poison_that_crashes_every_delivery_is_listed_then_dead_lettered(stack
     assert all(deps.db.get_shell_file(f).status == FileStatus.DISCOVERING for f in good)
 
 
+def test_each_record_reports_the_pages_it_handled(stack_deps, samples_dir, caplog, capsys):
+    """The ``pages`` figure (log line and EMF metric) comes from the stage run itself: the
+    document's pages for preprocess and discover, the message's pages for OCR."""
+    from handlers import discover
+
+    deps = stack_deps
+    submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())  # 3 pages, all with a text layer
+    caplog.set_level("INFO", logger="docpipe")
+    for queue, handler in (("preprocess", preprocess), ("discover", discover)):
+        [message] = receive_all(deps, queue, 1)
+        assert handler.lambda_handler(lambda_event(deps, queue, [message]), LocalContext()) == {"batchItemFailures": []}
+        deps.queue.delete(queue, message.receipt_handle)
+
+    finished = [r for r in caplog.records if r.getMessage() == "stage finished"]
+    assert [(r.outcome, r.pages) for r in finished] == [("succeeded", 3), ("succeeded", 3)]
+    emf = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith('{"_aws"')]
+    pages = [(line["stage"], line["pages"]) for line in emf if "pages" in line]  # not the cold-start line
+    assert pages == [("preprocess", [3.0]), ("discover", [3.0])]
+
+
 def test_on_lambda_a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout(
     stack_deps, samples_dir, monkeypatch
 ):
@@ -243,17 +262,8 @@ def test_a_warm_container_keeps_one_pooler_safe_connection(stack_deps, samples_d
 # --- items 4 and 5: a warm process, in a subprocess of its own ---------------------------
 
 
-def run_warm_lambda(stack_settings, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "DATABASE_URL": stack_settings.database_url,
-        "AWS_ENDPOINT_URL": stack_settings.aws_endpoint_url,
-        "QUEUE_PREFIX": stack_settings.queue_prefix,
-        "STORAGE_BACKEND": "s3",
-        "STORAGE_BUCKET": stack_settings.storage_bucket,
-        "POWERTOOLS_METRICS_DISABLED": "false",
-        **(extra_env or {}),
-    }
+def run_warm_lambda(stack_env, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**stack_env, "POWERTOOLS_METRICS_DISABLED": "false", **(extra_env or {})}
     return subprocess.run(
         [sys.executable, "-m", "tests.integration.warm_lambda", *args],
         cwd=ROOT,
@@ -269,10 +279,10 @@ def report_of(result: subprocess.CompletedProcess) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_a_warm_process_serving_200_records_keeps_its_rss(stack_deps, stack_settings):
+def test_a_warm_process_serving_200_records_keeps_its_rss(stack_deps, stack_env):
     """Item 4: 200 records through lambda_handler in one process (preprocess, OCR and
     discover of text and scanned PDFs); RSS after record 200 within 30 MB of record 10."""
-    result = run_warm_lambda(stack_settings, "--records", "200", "--report-after", "10",
+    result = run_warm_lambda(stack_env, "--records", "200", "--report-after", "10",
                              extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"})
     report = report_of(result)
     print("warm lambda:", json.dumps(report))
@@ -281,13 +291,13 @@ def test_a_warm_process_serving_200_records_keeps_its_rss(stack_deps, stack_sett
     assert report["growth_mb"] is not None and report["growth_mb"] <= 30, report
 
 
-def test_logs_and_metrics_never_carry_the_canary(stack_deps, stack_settings):
+def test_logs_and_metrics_never_carry_the_canary(stack_deps, stack_env):
     """Item 5: a patient's name planted in every document's text, in what OCR reads and in
     the file names; all stages run through lambda_handler with DEBUG logs and metrics on.
     Everything the process wrote (stdout and stderr: logs, EMF metrics, warnings) has ids
     and figures, and never the name."""
     canary = "Zebediah Canarywood"
-    result = run_warm_lambda(stack_settings, "--records", "30", "--canary", canary, "--batch-size", "3",
+    result = run_warm_lambda(stack_env, "--records", "30", "--canary", canary, "--batch-size", "3",
                              extra_env={"POWERTOOLS_LOG_LEVEL": "DEBUG"})
     report = report_of(result)
     assert report["canary_in_page_texts"] is True  # it did go through the pipeline
@@ -309,49 +319,41 @@ def test_logs_and_metrics_never_carry_the_canary(stack_deps, stack_settings):
 # --- the CLI: `docpipe invoke` and `docpipe worker --batch-size` --------------------------
 
 
-def cli(stack_settings, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "DATABASE_URL": stack_settings.database_url,
-        "AWS_ENDPOINT_URL": stack_settings.aws_endpoint_url,
-        "QUEUE_PREFIX": stack_settings.queue_prefix,
-        "STORAGE_BACKEND": "s3",
-        "STORAGE_BUCKET": stack_settings.storage_bucket,
-    }
+def cli(stack_env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "shared.cli", *args], cwd=ROOT, env=stack_env, capture_output=True, text=True, timeout=120
     )
 
 
-def test_docpipe_invoke_runs_a_stage_on_an_event_file(stack_deps, stack_settings, samples_dir):
+def test_docpipe_invoke_runs_a_stage_on_an_event_file(stack_deps, stack_env, samples_dir):
     sfid = submit(stack_deps, samples_dir / "two_visits.pdf", uuid.uuid4())
     events = ROOT / "tests" / "events"
 
     # discover before preprocess: not ready, a retryable failure, listed; exit status 1.
-    early = cli(stack_settings, "invoke", "discover", "--event", str(events / "discover.json"), "--shell-file-id", str(sfid))
+    early = cli(stack_env, "invoke", "discover", "--event", str(events / "discover.json"), "--shell-file-id", str(sfid))
     assert early.returncode == 1, early.stderr[-2000:]
     assert json.loads(early.stdout) == {"batchItemFailures": [{"itemIdentifier": "059f36b4-87a3-44ab-83d2-661975830a7d"}]}
 
-    done = cli(stack_settings, "invoke", "preprocess", "--event", str(events / "preprocess.json"), "--shell-file-id", str(sfid))
+    done = cli(stack_env, "invoke", "preprocess", "--event", str(events / "preprocess.json"), "--shell-file-id", str(sfid))
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == {"batchItemFailures": []}
     assert stack_deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
 
     # A dead letter from the preprocess DLQ: the failures function marks the file failed.
-    dead = cli(stack_settings, "invoke", "failures", "--event", str(events / "failures.json"), "--shell-file-id", str(sfid))
+    dead = cli(stack_env, "invoke", "failures", "--event", str(events / "failures.json"), "--shell-file-id", str(sfid))
     assert dead.returncode == 0 and json.loads(dead.stdout) == {"batchItemFailures": []}
     row = stack_deps.db.get_shell_file(sfid)
     assert (row.status, row.error_code) == (FileStatus.FAILED, "not_ready")  # the last code its runs recorded
 
-    bad = cli(stack_settings, "invoke", "ocr", "--event", str(events / "no-such-event.json"))
+    bad = cli(stack_env, "invoke", "ocr", "--event", str(events / "no-such-event.json"))
     assert bad.returncode == 2
 
 
-def test_docpipe_worker_batch_size(stack_deps, stack_settings, samples_dir):
+def test_docpipe_worker_batch_size(stack_deps, stack_env, samples_dir):
     files = [submit(stack_deps, samples_dir / "two_visits.pdf", uuid.uuid4()) for _ in range(3)]
-    result = cli(stack_settings, "worker", "--burst", "--batch-size", "5", "--stages", "preprocess,discover")
+    result = cli(stack_env, "worker", "--burst", "--batch-size", "5", "--stages", "preprocess,discover")
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"preprocess: batch of [2-5]", result.stderr), result.stderr[-2000:]
     assert "in batches of up to 5" in result.stderr
     assert all(stack_deps.db.get_shell_file(f).status == FileStatus.COMPLETED for f in files)
-    assert cli(stack_settings, "worker", "--batch-size", "11").returncode == 2
+    assert cli(stack_env, "worker", "--batch-size", "11").returncode == 2

@@ -105,9 +105,8 @@ def test_timeout_and_memory_cap_kill_the_child_and_release_the_message(stack_dep
     assert stack_deps.db.get_shell_file(sfid).status != FileStatus.COMPLETED
 
 
-def test_the_parent_never_maps_mupdf(local_stack, stack_deps, samples_dir, tmp_path):
-    env = {**local_stack.env(), "QUEUE_PREFIX": stack_deps.settings.queue_prefix,
-           "STORAGE_BUCKET": stack_deps.settings.storage_bucket, "STORAGE_BACKEND": "s3", "WORKER_POLL_WAIT_S": "1"}
+def test_the_parent_never_maps_mupdf(stack_env, stack_deps, samples_dir, tmp_path):
+    env = {**stack_env, "WORKER_POLL_WAIT_S": "1"}
     sfid = submit(stack_deps, samples_dir / "two_visits.pdf", uuid.uuid4())
     worker = _worker(env)
     try:
@@ -122,7 +121,7 @@ def test_the_parent_never_maps_mupdf(local_stack, stack_deps, samples_dir, tmp_p
 
 def _worker(env, *args) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "worker", *args], cwd=REPO, env={**os.environ, **env},
+        [sys.executable, "-m", "shared.cli", "worker", *args], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -138,12 +137,10 @@ def _wait_for(predicate, timeout=60.0):
 
 @needs_tesseract()
 @pytest.mark.parametrize("signals", [1, 2])
-def test_sigterm_mid_run_loses_nothing(local_stack, stack_deps, samples_dir, tmp_path, signals):
+def test_sigterm_mid_run_loses_nothing(stack_env, stack_deps, samples_dir, tmp_path, signals):
     """SIGTERM while children run: one signal lets in-flight work finish, two kill it and
     release its messages. Either way a second worker completes every file, once."""
-    env = {**local_stack.env(), "QUEUE_PREFIX": stack_deps.settings.queue_prefix,
-           "STORAGE_BUCKET": stack_deps.settings.storage_bucket, "STORAGE_BACKEND": "s3",
-           "WORKER_TMP_DIR": str(tmp_path), "SHUTDOWN_GRACE_S": "60", "VISIBILITY_TIMEOUT_S": "30"}
+    env = {**stack_env, "WORKER_TMP_DIR": str(tmp_path), "SHUTDOWN_GRACE_S": "60", "VISIBILITY_TIMEOUT_S": "30"}
     ids = [submit(stack_deps, samples_dir / name, uuid.uuid4())
            for name in ("scanned_discharge.pdf", "fax_referral.tiff", "lab_photo.jpg")]
     worker = _worker(env, "--concurrency", "2")

@@ -51,12 +51,23 @@ def cer(found: str, expected: str) -> float:
     return previous[-1] / len(b)
 
 
-def write_letter_pdf(path: Path) -> Path:
+def letter_doc(height: float = 792, origin: tuple[float, float] = (72, 100), fontsize: float = 12) -> pymupdf.Document:
+    """One page of LETTER_TEXT, 612 points wide."""
     doc = pymupdf.open()
-    page = doc.new_page(width=612, height=792)
+    page = doc.new_page(width=612, height=height)
     for i, line in enumerate(LETTER_TEXT):
-        page.insert_text((72, 100 + 24 * i), line, fontsize=12)
-    doc.save(path)
+        page.insert_text((origin[0], origin[1] + 24 * i), line, fontsize=fontsize)
+    return doc
+
+
+def letter_image(**layout) -> Image.Image:
+    """``letter_doc(**layout)`` rendered at 200 dpi."""
+    pix = letter_doc(**layout)[0].get_pixmap(dpi=200, colorspace=pymupdf.csRGB, alpha=False)
+    return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+
+
+def write_letter_pdf(path: Path) -> Path:
+    letter_doc().save(path)
     return path
 
 
@@ -104,12 +115,7 @@ def test_reads_a_rendered_text_page(tmp_path: Path) -> None:
 @needs_tesseract
 def test_reads_an_exif_rotated_photo_after_opening(tmp_path: Path) -> None:
     # Given a text page photographed sideways (pixels turned 90 degrees, EXIF 6)
-    doc = pymupdf.open()
-    page = doc.new_page(width=612, height=400)
-    for i, line in enumerate(LETTER_TEXT):
-        page.insert_text((36, 60 + 24 * i), line, fontsize=13)
-    pix = page.get_pixmap(dpi=200, colorspace=pymupdf.csRGB, alpha=False)
-    upright = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+    upright = letter_image(height=400, origin=(36, 60), fontsize=13)
     exif = Image.Exif()
     exif[0x0112] = 6
     photo = tmp_path / "IMG_2001.jpg"
@@ -255,12 +261,7 @@ needs_osd = pytest.mark.skipif(not _has_osd(), reason="tesseract's OSD data (tes
 @pytest.fixture(scope="module")
 def letter_upright(tmp_path_factory: pytest.TempPathFactory):
     """A letter page as a 200 dpi image, and Tesseract's reading of it upright."""
-    doc = pymupdf.open()
-    page = doc.new_page(width=612, height=792)
-    for i, line in enumerate(LETTER_TEXT):
-        page.insert_text((72, 100 + 24 * i), line, fontsize=12)
-    pix = page.get_pixmap(dpi=200, colorspace=pymupdf.csRGB, alpha=False)
-    image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+    image = letter_image()
     path = tmp_path_factory.mktemp("letter") / "upright.jpg"
     image.save(path, "JPEG", quality=85, dpi=(200, 200))
     return image, TesseractOcr().read(path, page_number=1)
