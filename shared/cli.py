@@ -208,9 +208,10 @@ def _use_environment(env: dict[str, str]) -> None:
 
 
 def cmd_migrate(args) -> int:
-    from shared.adapters.postgres import PostgresDb
+    from shared.bootstrap import build_db
 
-    applied = PostgresDb(_settings_or_exit().database_url).migrate()
+    # DATABASE_URL, or the SSM parameter DATABASE_URL_PARAMETER names, as the functions read it.
+    applied = build_db(_settings_or_exit()).migrate()
     _err(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return EXIT_OK
 
