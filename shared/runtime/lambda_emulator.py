@@ -221,6 +221,9 @@ class ExecutionEnvironment:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGSTOP)
+            deadline = time.monotonic() + 1.0
+            while self.state() not in ("T", "t", "gone") and time.monotonic() < deadline:
+                time.sleep(0.001)  # the signal is delivered asynchronously
 
     def thaw(self) -> None:
         if self.alive:
