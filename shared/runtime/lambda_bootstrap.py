@@ -43,6 +43,15 @@ class Context:
 
 
 def _max_rss_kb() -> int:
+    """This process's peak resident memory since exec (VmHWM). Not ``ru_maxrss``: Linux keeps
+    that across exec, so a child would start with the peak of the process that forked it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
