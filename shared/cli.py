@@ -127,7 +127,7 @@ def _lambda_parsers(sub) -> None:
     common.add_argument(
         "--parameter-overrides",
         nargs="+",
-        type=_override,
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="template parameters, as `sam deploy --parameter-overrides` takes them",
@@ -152,7 +152,7 @@ def _lambda_parsers(sub) -> None:
     actions = p.add_subparsers(dest="lambda_action", required=True)
     actions.add_parser("up", parents=[common], help="serve until Ctrl-C; function logs and REPORT lines on stderr")
     q = actions.add_parser("process", parents=[common], help="submit files, drain, print what `docpipe process` prints")
-    q.add_argument("paths", nargs="+", type=Path, metavar="FILE")
+    q.add_argument("paths", nargs="*", type=Path, metavar="FILE")
     q.add_argument("--json", action="store_true", help="one JSON object per input file (JSON Lines)")
     q.add_argument("--with-text", action="store_true", help="include each page's text in --json output")
     q.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
@@ -367,7 +367,23 @@ def cmd_lambda(args) -> int:
     if not args.template.is_file():
         _err(f"docpipe: no such template: {args.template}")
         return EXIT_USAGE
-    paths = getattr(args, "paths", [])
+    # `--parameter-overrides A=1 B=2 scan.pdf`: argparse's nargs="+" takes the files too.
+    overrides, strays = [], []
+    for item in args.parameter_overrides:
+        (strays if strays or "=" not in item else overrides).append(item)
+    if strays and args.lambda_action != "process":
+        _err(f"docpipe: not Key=Value: {strays[0]!r}")
+        return EXIT_USAGE
+    try:
+        args.parameter_overrides = [_override(item) for item in overrides]
+    except argparse.ArgumentTypeError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_USAGE
+    paths = [Path(p) for p in strays] + list(getattr(args, "paths", []) or [])
+    args.paths = paths
+    if args.lambda_action == "process" and not paths:
+        _err("docpipe: lambda process needs at least one FILE")
+        return EXIT_USAGE
     missing = [p for p in paths if not p.is_file()]
     if missing:
         _err("docpipe: no such file: " + ", ".join(str(p) for p in missing))

@@ -87,3 +87,21 @@ def test_production_configuration_completes_every_sample(
                                 rf"Memory Size: \d+ MB\tMax Memory Used: \d+ MB", result.stderr, re.M)
         assert reports_of, function
     assert "Init Duration" in result.stderr and "GB-s" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--parameter-overrides", "NoSuchParameter=1"], "not in the template"),
+        (["--parameter-overrides", "EncounterProvider=openai"], "needs an OpenAI key"),
+        (["--parameter-overrides", "StorageBackend=supabase"], "needs SupabaseUrl"),
+        (["--parameter-overrides", "OcrMaxConcurrency=1"], "below its MinValue"),
+    ],
+)
+def test_a_configuration_that_cannot_run_is_a_usage_error(args, says, samples_dir, tmp_path):
+    result = docpipe(
+        "lambda", "process", "--data-dir", tmp_path / "lambda", *args, samples_dir / GOOD[0],
+        env={"OPENAI_API_KEY": "", "SUPABASE_SERVICE_ROLE_KEY": ""}, timeout=120,
+    )
+    assert result.returncode == 2 and says in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
