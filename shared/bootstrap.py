@@ -118,8 +118,6 @@ def _ocr(settings: Settings) -> OcrEngine:
 
 def _encounters(settings: Settings) -> EncounterProvider:
     if settings.encounter_provider == "openai":
-        from shared.encounters.openai import OpenAiEncounters
-
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
         if not key and settings.openai_api_key_secret:
             key = read_secret(settings, settings.openai_api_key_secret)
@@ -127,6 +125,8 @@ def _encounters(settings: Settings) -> EncounterProvider:
             raise MissingSettingError(
                 "OPENAI_API_KEY", "ENCOUNTER_PROVIDER=openai needs it, or OPENAI_API_KEY_SECRET, or OPENAI_BASE_URL"
             )
+        from shared.encounters.openai import OpenAiEncounters
+
         return OpenAiEncounters.from_settings(settings, api_key=key)
     from shared.encounters.heuristic import HeuristicEncounters
 
