@@ -105,3 +105,50 @@ def test_a_configuration_that_cannot_run_is_a_usage_error(args, says, samples_di
     )
     assert result.returncode == 2 and says in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_lambda_up_serves_until_sigterm_and_prints_the_summary(samples_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("docpipe")
+    err = open(tmp_path / "stderr.txt", "w")  # function logs stream here: never a full pipe
+    proc = subprocess.Popen(
+        [str(script), "lambda", "up", "--data-dir", str(tmp_path / "lambda"), "--parameter-overrides",
+         "PreprocessMaxConcurrency=2", "OcrMaxConcurrency=2", "DiscoverMaxConcurrency=2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
+    )
+    try:
+        env = {}
+        for line in proc.stdout:
+            if line.startswith("export "):
+                key, _, value = line[len("export "):].strip().partition("=")
+                env[key] = value.strip("'")
+            if line.startswith("# Lambda functions up"):
+                break
+        assert {"DATABASE_URL", "AWS_ENDPOINT_URL", "QUEUE_PREFIX", "STORAGE_BUCKET"} <= set(env), env
+        # A user submits with those exports, as an upload API would
+        submitted = docpipe("submit", samples_dir / GOOD[0], "--patient-id", str(uuid.uuid4()),
+                            env={**env, "POWERTOOLS_LOG_LEVEL": "ERROR"})
+        assert submitted.returncode == 0, submitted.stderr[-2000:]
+        sfid = submitted.stdout.strip()
+        deadline = time.monotonic() + 120
+        status = None
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+            while time.monotonic() < deadline and status != "completed":
+                status = conn.execute("select status from shell_files where id = %s", (sfid,)).fetchone()[0]
+                time.sleep(0.5)
+        assert status == "completed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        err.close()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert re.search(r"^PreprocessFunction REPORT RequestId: ", stderr, re.M)
+    assert "Lambda compute:" in stderr and "PreprocessFunction" in stderr.split("Lambda compute:")[0]
+    assert os.path.isdir(tmp_path / "lambda")
