@@ -7,6 +7,7 @@
   docpipe worker [--burst]          serve the queues (configured stack)
   docpipe invoke STAGE --event FILE run a stage's lambda_handler on a Lambda-shaped event
   docpipe samples DIR               write the generated sample documents
+  docpipe view [--data-dir DIR]     a read-only review page of the stored files (127.0.0.1)
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
 """
@@ -107,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("samples", help="write the generated sample documents")
     p.add_argument("dest", type=Path)
     p.add_argument("--bad", action="store_true", help="also the bad ones (empty, truncated, encrypted, ...)")
+
+    p = sub.add_parser("view", help="a local, read-only review page: files, page images, word boxes, encounters")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="what `docpipe process --data-dir DIR` stored (default: the environment's DATABASE_URL "
+                   "and storage, as the worker uses them; else ./.docpipe)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     return parser
 
 
@@ -122,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "redrive": cmd_redrive,
         "status": cmd_status,
         "samples": cmd_samples,
+        "view": cmd_view,
     }[args.command]
     try:
         return handler(args)
@@ -315,6 +324,36 @@ def cmd_samples(args) -> int:
         written.update(samples.write_bad_samples(args.dest))
     for path in written.values():
         print(path)
+    return EXIT_OK
+
+
+def cmd_view(args) -> int:
+    from shared.view.server import ViewServer, open_configured, open_data_dir
+
+    data_dir = args.data_dir
+    settings = None
+    if data_dir is None:
+        settings = _settings_or_exit()
+        if not (settings.database_url or settings.database_url_parameter):
+            data_dir = Path(".docpipe")  # where `docpipe process` keeps its data by default
+    try:
+        db, storage, close = open_data_dir(data_dir) if data_dir is not None else open_configured(settings)
+    except FileNotFoundError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_USAGE
+    try:
+        try:
+            server = ViewServer(db, storage, host=args.host, port=args.port, log=_err)
+        except OSError as exc:
+            _err(f"docpipe: cannot listen on {args.host}:{args.port}: {exc.strerror} (try --port)")
+            return EXIT_USAGE
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.httpd.shutdown).start())
+        _err(f"docpipe view: {server.url}/ (read-only; Ctrl-C to stop)")
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close()
     return EXIT_OK
 
 
