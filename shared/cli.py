@@ -289,9 +289,10 @@ def cmd_redrive(args) -> int:
 def cmd_status(args) -> int:
     from shared import ops
     from shared.bootstrap import build_deps
+    from shared.view import base_url
 
     snapshot = ops.status(build_deps(_settings_or_exit()), window_hours=args.hours)
-    print(json.dumps(snapshot, default=str) if args.json else ops.format_status(snapshot))
+    print(json.dumps(snapshot, default=str) if args.json else ops.format_status(snapshot, view_base=base_url()))
     return EXIT_OK
 
 
@@ -368,7 +369,7 @@ def cmd_process(args) -> int:
         return EXIT_USAGE
 
     from shared.bootstrap import build_deps
-    from shared.report import file_report, summary_line
+    from shared.report import file_report, summary_line, view_lines
     from shared.runtime.localstack import LocalStack
     from shared.runtime.supervisor import Supervisor
     from shared.submit import provision, submit
@@ -399,6 +400,9 @@ def cmd_process(args) -> int:
     failed = sum(r["status"] != "completed" for r in reports)
     if not args.json:
         print(f"{len(reports) - failed} completed, {failed} failed; data in {args.data_dir}")
+        print("\n".join(view_lines(reports, args.data_dir)))
+    elif not args.quiet:
+        _err(view_lines(reports, args.data_dir)[0])
     return EXIT_FAILED if failed else EXIT_OK
 
 
