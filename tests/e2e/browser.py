@@ -1,6 +1,7 @@
 """Debian's headless chromium through chromium-driver, for the review page's tests.
 
-``python -m tests.e2e.browser URL OUT.png`` saves a screenshot (how docs/view.png is made).
+``python -m tests.e2e.browser URL OUT.png [CSS]`` saves a screenshot, the pointer on the
+element CSS names if given (how docs/view.png is made).
 """
 
 from __future__ import annotations
@@ -38,18 +39,25 @@ def chromium(profile: Path | None = None):
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
-def screenshot(url: str, out: Path, width: int = 1400, height: int = 1000) -> None:
+def screenshot(url: str, out: Path, hover: str | None = None, width: int = 1400, height: int = 1000) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
     driver = chromium()
     try:
         driver.set_window_size(width, height)
         driver.get(url)
+        # The images in view (the others load lazily, when scrolled to).
         driver.execute_script(
-            "return Promise.all([...document.images].map(i => i.decode().catch(() => null)))"
+            "return Promise.all([...document.images].filter(i => i.getBoundingClientRect().top < innerHeight)"
+            ".map(i => i.decode().catch(() => null)))"
         )
+        if hover:
+            ActionChains(driver).move_to_element(driver.find_element(By.CSS_SELECTOR, hover)).perform()
         driver.save_screenshot(str(out))
     finally:
         driver.quit()
 
 
 if __name__ == "__main__":
-    screenshot(sys.argv[1], Path(sys.argv[2]), *map(int, sys.argv[3:5]))
+    screenshot(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:4])
