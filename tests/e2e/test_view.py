@@ -337,3 +337,59 @@ def test_view_refuses_a_data_dir_without_data(tmp_path):
     with pytest.raises(FileNotFoundError):
         open_data_dir(tmp_path)
     assert not (tmp_path / "pg").exists()  # nothing created: the view never writes
+
+
+@needs_tesseract()
+def test_the_view_connection_to_a_data_dir_cannot_write(viewed):
+    import psycopg
+
+    from shared.view.server import open_data_dir
+
+    # The same data dir the running `docpipe view` reads; pgserver shares its one server.
+    db, _, close = open_data_dir(Path(viewed["log"]).parent / "data")
+    try:
+        assert db.query("select count(*) as n from shell_files")[0]["n"] == len(viewed["ids"])
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            db.query("delete from shell_files")
+    finally:
+        close()
+    assert _get(viewed["base"] + "/") == 200  # and the view's own server is still up
+
+
+def test_the_view_reads_the_configured_stack_as_the_worker_does(stack_deps, stack_settings):
+    """Without --data-dir: the environment's Postgres and S3, through the adapters the worker builds."""
+    import io
+
+    from PIL import Image
+
+    from shared.keys import original_key, page_key
+    from shared.models import FileStatus, PageText, ShellFile, ShellFilePage, TextSource, Word, Box
+    from shared.view.server import ViewServer, open_configured
+
+    # Given a file whose page the stages stored (a row, its text with one word, its JPEG in S3)
+    sfid, patient = uuid.uuid4(), uuid.uuid4()
+    stack_deps.db.create_shell_file(ShellFile(id=sfid, patient_id=patient, storage_key=original_key(patient, sfid, "png"),
+                                              original_name="letter.png", status=FileStatus.QUEUED))
+    buf = io.BytesIO()
+    Image.new("L", (300, 400), 255).save(buf, format="JPEG")
+    stack_deps.storage.put_bytes(page_key(patient, sfid, 1), buf.getvalue(), "image/jpeg")
+    stack_deps.db.upsert_pages(sfid, [ShellFilePage(shell_file_id=sfid, page_number=1, storage_key=page_key(patient, sfid, 1),
+                                                    width=300, height=400, text_source=TextSource.OCR)],
+                               [PageText(page_number=1, text="Referral", engine="tesseract", confidence=0.5,
+                                         words=[Word(text="Referral", box=Box(x0=0.1, y0=0.1, x1=0.4, y1=0.15),
+                                                     confidence=0.5)])])
+    db, storage, close = open_configured(stack_settings)
+    log: list[str] = []
+    server = ViewServer(db, storage, port=0, log=log.append).start()
+    try:
+        with urllib.request.urlopen(f"{server.url}/files/{sfid}", timeout=10) as response:
+            page = response.read().decode()
+        assert "letter.png" in page and "data-word='Referral'" in page and "box c-lo" in page
+        with urllib.request.urlopen(f"{server.url}/files/{sfid}/pages/1.jpg", timeout=10) as response:
+            assert response.read() == buf.getvalue()
+        with urllib.request.urlopen(f"{server.url}/?status=queued", timeout=10) as response:
+            assert f"data-id='{sfid}'" in response.read().decode()
+    finally:
+        server.stop()
+        close()
+    assert log and all("letter" not in line and "Referral" not in line for line in log)
