@@ -9,6 +9,7 @@ highlights evidence while the pointer is on a field.
 from __future__ import annotations
 
 import html
+import itertools
 
 from shared.view import file_path
 from shared.view.data import STATUSES, word_offsets
@@ -151,7 +152,7 @@ def _marked_text(text: str, spans: list[tuple[int, int, str]]) -> str:
         return esc(text)
     edges = sorted({0, len(text), *(max(0, min(len(text), p)) for s, e, _ in spans for p in (s, e))})
     out = []
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         tokens = " ".join(t for s, e, t in spans if s <= a and b <= e)
         piece = esc(text[a:b])
         out.append(f"<span class=ev data-ev='{tokens}'>{piece}</span>" if tokens else piece)
@@ -188,26 +189,41 @@ def _flags(flags: dict) -> str:
     return "".join(chips)
 
 
-def _strip(page_count: int, encounters: list[dict]) -> str:
+def _strip(page_count: int, encounters: list[dict], shown: range) -> str:
+    def href(n: int) -> str:
+        return f"#p{n}" if n in shown else f"?start={_window_start(n)}#p{n}"
+
     cells = "".join(
-        f"<a class=cell href='#p{n}' data-page={n} style='grid-column:{n}'>{n}</a>" for n in range(1, page_count + 1)
+        f"<a class=cell href='{href(n)}' data-page={n} style='grid-column:{n}'>{n}</a>" for n in range(1, page_count + 1)
     )
     segments = []
     for index, encounter in enumerate(encounters):
         review, _ = _truthy_review(encounter)
+        dates = " – ".join(dict.fromkeys(d for d in (encounter.get("date_start"), encounter.get("date_end")) if d))
+        who = " · ".join(v for v in (encounter.get("provider"), encounter.get("facility")) if v)
         for first, last in encounter.get("page_ranges") or []:
             if not (1 <= first <= last <= page_count):
                 continue
-            dates = " – ".join(dict.fromkeys(d for d in (encounter.get("date_start"), encounter.get("date_end")) if d))
+            title = f"{encounter.get('encounter_type')} {dates} {who} pages {_fmt_range(first, last)}"
             segments.append(
                 f"<a class='seg k{index % 6}{' review' if review else ''}' href='#enc{index}' data-enc={index}"
-                f" data-first={first} data-last={last} style='grid-column:{first} / {last + 1}'>"
-                f"<b>{esc(encounter.get('encounter_type'))}</b> {esc(dates)}</a>"
+                f" data-first={first} data-last={last} title='{esc(title)}'"
+                f" style='grid-column:{first} / {last + 1}'>"
+                f"<b>{esc(encounter.get('encounter_type'))}</b> {esc(dates)} <span class=muted>{esc(who)}</span></a>"
             )
     return (
         f"<div class=strip style='grid-template-columns:repeat({max(page_count, 1)}, minmax(1.6em, 1fr))'>"
         f"{cells}{''.join(segments)}</div>"
     )
+
+
+# A long file's page shows this many pages at a time (their images, boxes and text); the
+# strip always covers them all and links into the other windows.
+PAGE_WINDOW = 40
+
+
+def _window_start(n: int) -> int:
+    return (n - 1) // PAGE_WINDOW * PAGE_WINDOW + 1
 
 
 def _encounter_card(index: int, e: dict) -> str:
@@ -242,7 +258,18 @@ def _encounter_card(index: int, e: dict) -> str:
     )
 
 
-def file_page(detail: dict) -> str:
+def _window_links(page_count: int, shown: range) -> str:
+    if page_count <= PAGE_WINDOW:
+        return ""
+    links = []
+    for first in range(1, page_count + 1, PAGE_WINDOW):
+        last = min(page_count, first + PAGE_WINDOW - 1)
+        label = f"pages {first}–{last}"
+        links.append(f"<b>{label}</b>" if first == shown.start else f"<a href='?start={first}'>{label}</a>")
+    return f"<nav class=windows>{' · '.join(links)}</nav>"
+
+
+def file_page(detail: dict, start: int = 1) -> str:
     f = detail["file"]
     manifest = detail["manifest"] or {}
     encounters = [e for e in manifest.get("encounters") or [] if isinstance(e, dict)]
@@ -276,9 +303,12 @@ def file_page(detail: dict) -> str:
     for run in detail["runs"]:
         stage_ms[run["stage"]] = stage_ms.get(run["stage"], 0.0) + float(run["duration_ms"])
     timings = ", ".join(f"{s} {_ms(ms)}" for s, ms in stage_ms.items()) or "no runs"
+    shown = range(_window_start(max(1, start)), _window_start(max(1, start)) + PAGE_WINDOW)
     pages_html = []
     for page in detail["pages"]:
         n = page["page_number"]
+        if n not in shown:
+            continue
         page_spans = spans.get(n, [])
         conf = page["confidence"]
         meta = f"{esc(page['engine'] or page['text_source'])}" + ("" if conf is None else f", confidence {conf:.2f}")
@@ -299,8 +329,9 @@ def file_page(detail: dict) -> str:
         "<div class=controls><label><input type=checkbox id=show-boxes checked> word boxes</label>"
         " <span class='key c-hi'>conf ≥ 0.9</span><span class='key c-mid'>0.7–0.9</span>"
         "<span class='key c-lo'>&lt; 0.7</span><span class='key c-native'>text layer</span></div>"
-        f"{_strip(page_count, encounters) if page_count else ''}"
+        f"{_strip(page_count, encounters, shown) if page_count else ''}"
         f"<div class=encounters>{''.join(_encounter_card(i, e) for i, e in enumerate(encounters))}</div>"
-        f"{''.join(pages_html)}</main>"
+        f"{_window_links(page_count, shown)}"
+        f"{''.join(pages_html)}{_window_links(page_count, shown)}</main>"
     )
     return _layout(f.get("original_name") or f["id"], body)

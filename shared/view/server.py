@@ -99,7 +99,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # http.server logs the request line and error details to stderr; a path or a query could
     # carry anything, so its log methods are silenced and _log writes ids and codes only.
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format, *args) -> None:
         pass
 
     def _log(self, route: str, status: int, started: float, file_id: uuid.UUID | None = None) -> None:
@@ -150,7 +150,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if path.startswith("/api/"):
                     self._send(200, json.dumps(detail, default=str).encode(), "application/json")
                 else:
-                    self._send(200, html.file_page(detail).encode(), "text/html; charset=utf-8")
+                    start = _one(query, "start") or "1"
+                    start = int(start) if start.isdigit() and len(start) < 7 else 1
+                    self._send(200, html.file_page(detail, start).encode(), "text/html; charset=utf-8")
             else:
                 route = "(unknown)"
                 raise _NotFound
