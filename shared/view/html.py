@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import re
 
 from shared.view import file_path
 from shared.view.data import STATUSES, word_offsets
@@ -17,6 +18,11 @@ from shared.view.data import STATUSES, word_offsets
 
 def esc(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _token(*parts) -> str:
+    """An evidence token (``e0-provider``): one word of safe characters, whatever a field is called."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(str(p) for p in parts))
 
 
 def _layout(title: str, body: str) -> str:
@@ -122,7 +128,7 @@ def _identity(identity, token_prefix: str) -> str:
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         parts.append(
-            f"<span class=f data-evref='{token_prefix}-identity-{esc(key)}'><i>{esc(key.replace('_', ' '))}</i> "
+            f"<span class=f data-evref='{_token(token_prefix, 'identity', key)}'><i>{esc(key.replace('_', ' '))}</i> "
             f"{esc(value)}</span>"
         )
     return f"<div class=identity>identity: {' '.join(parts)}</div>" if parts else ""
@@ -141,7 +147,7 @@ def _evidence_spans(encounters: list[dict]) -> dict[int, list[tuple[int, int, st
             for ev in evidence:
                 if not isinstance(ev, dict) or not isinstance(ev.get("page_number"), int):
                     continue
-                token = f"{prefix}-{ev.get('field', 'field')}"
+                token = _token(prefix, ev.get("field", "field"))
                 spans.setdefault(ev["page_number"], []).append((int(ev.get("start", 0)), int(ev.get("end", 0)), token))
     return spans
 
@@ -232,14 +238,14 @@ def _encounter_card(index: int, e: dict) -> str:
 
     def field(name: str, label: str, value) -> str:
         shown = esc(value) if value not in (None, "") else "<span class=muted>–</span>"
-        return f"<div class=f data-evref='e{index}-{name}'><i>{label}</i> {shown}</div>"
+        return f"<div class=f data-evref='{_token(f'e{index}', name)}'><i>{label}</i> {shown}</div>"
 
     known = {"encounter_type", "date_start", "date_end", "provider", "facility"}
     others = sorted({ev.get("field") for ev in e.get("evidence") or [] if isinstance(ev, dict)} - known - {None})
     conf = e.get("confidence")
     return (
         f"<article class='enc k{index % 6}{' review' if review else ''}' id=enc{index} data-enc={index}>"
-        f"<h3><span class=f data-evref='e{index}-encounter_type'>{esc(e.get('encounter_type'))}</span>"
+        f"<h3><span class=f data-evref='{_token(f'e{index}', 'encounter_type')}'>{esc(e.get('encounter_type'))}</span>"
         f" <span class=muted>{esc(e.get('timing') or '')}</span>"
         f" <span class=pages>page{'s' if len(e.get('page_ranges') or []) > 1 or '–' in ranges else ''} {esc(ranges)}</span></h3>"
         + field("date_start", "from", e.get("date_start"))

@@ -317,6 +317,12 @@ def test_review_flags_render_when_the_manifest_has_them_and_not_otherwise():
     assert "Jane Roe" in html and "1970-01-01" in html and "low confidence" in html
     assert "data-ev='e0-patient_name'" in html  # evidence of a field beyond the usual five
 
+    # What came from a document is text, never markup.
+    hostile = {**flagged, "file": {**file, "original_name": "<script>alert(1)</script>"},
+               "pages": [{**page, "page_number": 1, "text": "<img src=x onerror=alert(1)>"}]}
+    html = file_page(hostile)
+    assert "<script>alert" not in html and "<img src=x" not in html
+
 
 def test_status_links_each_failure_code_to_its_files():
     from shared import ops
