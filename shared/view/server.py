@@ -245,5 +245,5 @@ def open_configured(settings):
     """The database and storage the environment's settings name, as the worker builds them."""
     from shared.bootstrap import build_deps
 
-    deps = build_deps(settings, queue=None, ocr=None, encounters=None)
+    deps = build_deps(settings)  # its parts are built on first use: only the database and storage here
     return deps.db, deps.storage, getattr(deps.db, "close", lambda: None)

@@ -152,7 +152,7 @@ def test_fan_in_flips_exactly_once_under_a_race(stack_settings, stack_deps):
     flips = []
 
     def worker(n):
-        own = PostgresDb(stack_settings.database_url)
+        own = PostgresDb(stack_settings.database_url.get_secret_value())
         own.upsert_text(row.id, _text(n))
         barrier.wait()
         flips.append(own.try_start_discovery(row.id))
