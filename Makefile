@@ -1,6 +1,7 @@
 # docpipe: two commands for a fresh machine.
 #   make demo   set up, then run `docpipe process` on generated sample documents
 #   make test   set up, then run the whole test suite
+#   make browser-deps  Debian's chromium + chromium-driver for the review page's browser tests
 #   make sam    the Lambda deployment: `sam validate --lint`, `sam build` (zip, no Docker), its size
 # Both install what they need: a virtualenv with docpipe, and Tesseract through apt when it is
 # missing and we may (root, or passwordless sudo).
@@ -16,7 +17,7 @@ PYTHON312 ?= $(shell ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/nu
 PYTHON312 := $(or $(PYTHON312),$(shell command -v python3.12 2>/dev/null))
 LAMBDA_LIMIT_BYTES := 262144000
 
-.PHONY: setup system-deps demo test bench clean sam lock container-check lambda-requirements
+.PHONY: setup system-deps browser-deps demo test bench clean sam lock container-check lambda-requirements
 
 setup: system-deps $(VENV)/.installed
 
@@ -35,6 +36,16 @@ system-deps:
 	@tesseract --version 2>&1 | head -n 1
 	@pgbouncer --version 2>&1 | head -n 1
 
+# The review page's tests drive a real browser; without one (and no way to install it) they
+# skip, unless DOCPIPE_REQUIRE_BROWSER=1 (CI) makes that a failure.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+	    echo "no chromium/chromedriver: the browser tests will skip (apt install chromium chromium-driver)"; exit 0; fi; \
+	  echo "installing chromium and chromium-driver (apt)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -46,7 +57,7 @@ demo: setup
 	$(BIN)/docpipe process $(SAMPLES)/two_visits.pdf $(SAMPLES)/scanned_discharge.pdf \
 	  $(SAMPLES)/fax_referral.tiff $(SAMPLES)/lab_photo.jpg $(SAMPLES)/phone_letter.heic
 
-test: setup
+test: setup browser-deps
 	$(BIN)/python -m pytest -q
 
 $(SAM_VENV)/.installed:

@@ -9,6 +9,7 @@
   docpipe samples DIR               write the generated sample documents
   docpipe lambda up                 template.yaml's functions, run as Lambda runs them, until Ctrl-C
   docpipe lambda process FILE ...   the same, on these files: submit, drain, report as `process` does
+  docpipe view [--data-dir DIR]     a read-only review page of the stored files (127.0.0.1)
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
 """
@@ -111,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("samples", help="write the generated sample documents")
     p.add_argument("dest", type=Path)
     p.add_argument("--bad", action="store_true", help="also the bad ones (empty, truncated, encrypted, ...)")
+
+    p = sub.add_parser("view", help="a local, read-only review page: files, page images, word boxes, encounters")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="what `docpipe process --data-dir DIR` stored (default: the environment's DATABASE_URL "
+                   "and storage, as the worker uses them; else ./.docpipe)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     return parser
 
 
@@ -173,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "samples": cmd_samples,
         "lambda": cmd_lambda,
+        "view": cmd_view,
     }[args.command]
     try:
         return handler(args)
@@ -332,9 +341,10 @@ def cmd_redrive(args) -> int:
 def cmd_status(args) -> int:
     from shared import ops
     from shared.bootstrap import build_deps
+    from shared.view import base_url
 
     snapshot = ops.status(build_deps(_settings_or_exit()), window_hours=args.hours)
-    print(json.dumps(snapshot, default=str) if args.json else ops.format_status(snapshot))
+    print(json.dumps(snapshot, default=str) if args.json else ops.format_status(snapshot, view_base=base_url()))
     return EXIT_OK
 
 
@@ -475,6 +485,36 @@ def cmd_samples(args) -> int:
     return EXIT_OK
 
 
+def cmd_view(args) -> int:
+    from shared.view.server import ViewServer, open_configured, open_data_dir
+
+    data_dir = args.data_dir
+    settings = None
+    if data_dir is None:
+        settings = _settings_or_exit()
+        if not (settings.database_url.get_secret_value() or settings.database_url_parameter):
+            data_dir = Path(".docpipe")  # where `docpipe process` keeps its data by default
+    try:
+        db, storage, close = open_data_dir(data_dir) if data_dir is not None else open_configured(settings)
+    except FileNotFoundError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_USAGE
+    try:
+        try:
+            server = ViewServer(db, storage, host=args.host, port=args.port, log=_err)
+        except OSError as exc:
+            _err(f"docpipe: cannot listen on {args.host}:{args.port}: {exc.strerror} (try --port)")
+            return EXIT_USAGE
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.httpd.shutdown).start())
+        _err(f"docpipe view: {server.url}/ (read-only; Ctrl-C to stop)")
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close()
+    return EXIT_OK
+
+
 def cmd_process(args) -> int:
     missing = [p for p in args.paths if not p.is_file()]
     if missing:
@@ -486,7 +526,7 @@ def cmd_process(args) -> int:
         return EXIT_USAGE
 
     from shared.bootstrap import build_deps
-    from shared.report import file_report, summary_line
+    from shared.report import file_report, summary_line, view_lines
     from shared.runtime.localstack import LocalStack
     from shared.runtime.supervisor import Supervisor
     from shared.submit import provision, submit
@@ -517,6 +557,9 @@ def cmd_process(args) -> int:
     failed = sum(r["status"] != "completed" for r in reports)
     if not args.json:
         print(f"{len(reports) - failed} completed, {failed} failed; data in {args.data_dir}")
+        print("\n".join(view_lines(reports, args.data_dir)))
+    elif not args.quiet:
+        _err(view_lines(reports, args.data_dir)[0])
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -114,8 +114,9 @@ def status(deps, window_hours: float = 24.0, failure_limit: int = 10) -> dict:
     }
 
 
-def format_status(snapshot: dict) -> str:
-    """The human view of ``status()`` (`docpipe status` without --json)."""
+def format_status(snapshot: dict, view_base: str | None = None) -> str:
+    """The human view of ``status()`` (`docpipe status` without --json); with ``view_base``,
+    each failure code links to the review page's list of its files."""
     lines = ["queues            visible  in flight"]
     for name, d in snapshot["queues"].items():
         flag = "  <- dead letters" if name.endswith("-dlq") and d["visible"] + d["in_flight"] else ""
@@ -124,7 +125,8 @@ def format_status(snapshot: dict) -> str:
     lines.append("files             " + (", ".join(f"{k}={v}" for k, v in sorted(files.items())) or "none"))
     lines.append(f"failures, last {snapshot['window_hours']:g} h")
     for f in snapshot["recent_failures"] or [{"error_code": "none", "files": 0, "last_at": ""}]:
-        lines.append(f"  {f['error_code']:24}{f['files']:>6}  {f['last_at'][:19]}")
+        link = f"  {view_base}/?status=failed&error_code={f['error_code']}" if view_base and f["files"] else ""
+        lines.append(f"  {f['error_code']:24}{f['files']:>6}  {f['last_at'][:19]}{link}")
     lines.append(f"stages, last {snapshot['window_hours']:g} h   runs   ok fail retry skip   p50 ms   p95 ms   "
                  "max ms  p50 MB  max MB")
     for stage, s in snapshot["stages"].items():
@@ -133,6 +135,8 @@ def format_status(snapshot: dict) -> str:
             f"{_cell(s['p50_ms']):>9}{_cell(s['p95_ms']):>9}{_cell(s['max_ms']):>9}"
             f"{_cell(s['p50_peak_rss_mb']):>8}{_cell(s['max_peak_rss_mb']):>8}"
         )
+    if view_base:
+        lines.append(f"review pages: run `docpipe view` in this environment, then open {view_base}/")
     return "\n".join(lines)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import uuid
 
 from shared.ports import Database
+from shared.view import base_url, file_path
 
 
 def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bool = False) -> dict:
@@ -68,3 +70,11 @@ def summary_line(report: dict) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def view_lines(reports: list[dict], data_dir) -> list[str]:
+    """How to see the files afterwards: `docpipe process` stops its stack when it is done, so
+    the review page is `docpipe view` on the same data directory, one URL per file."""
+    lines = [f"review pages: run `docpipe view --data-dir {shlex.quote(str(data_dir))}`, then open"]
+    lines += [f"  {base_url()}{file_path(r['shell_file_id'])}  {r['file']}" for r in reports]
+    return lines
