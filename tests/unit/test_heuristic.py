@@ -557,3 +557,73 @@ def test_discovery_writes_no_text_anywhere(
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
     assert canary not in caplog.text
+
+
+# --- printed EHR documents (issue 14) --------------------------------------------------------
+
+VISIT_TABLE_BANNER = """Maple Grove Family Medicine
+410 Elm Street, Springfield, IL 62704
+OFFICE VISIT
+Patient Name | Date of Birth | MRN
+Martha Collins | 03/14/1968 | 4471902
+CHIEF COMPLAINT
+Annual exam.
+HISTORY OF PRESENT ILLNESS
+Martha is a 50-year-old female who presents for her annual exam and feels well today.
+"""
+
+NOTE_CREATED = """Community Health and Hospitals
+PROGRESS NOTE
+Patient: Martha Collins    DOB: 03/14/1968    MRN: 4471902
+Document created: 05/02/2019
+CHIEF COMPLAINT
+Annual exam and blood pressure review today.
+"""
+
+
+def _visit(name: str, dob: str, mrn: str, day: str) -> str:
+    return f"""Maple Grove Family Medicine
+410 Elm Street, Springfield, IL 62704
+OFFICE VISIT
+Patient: {name}    DOB: {dob}    MRN: {mrn}
+Date of service: {day}
+CHIEF COMPLAINT
+Follow-up of hypertension. Blood pressure controlled on lisinopril, no side effects reported.
+"""
+
+
+FAX_COVER = """FAX
+To: Records Department    Fax: (555) 555-0100
+From: Maple Grove Family Medicine    Fax: (217) 555-0142
+Date: 06/01/2019
+Pages: 3 (including cover)
+Re: requested medical records
+CONFIDENTIALITY NOTICE: This facsimile contains privileged and confidential
+information intended only for the addressee. If you received it in error,
+please notify the sender and destroy all copies.
+"""
+
+
+def test_a_birth_date_in_a_banner_table_is_never_the_encounter_date():
+    discovery = _discover(VISIT_TABLE_BANNER)
+    (encounter,) = discovery.encounters
+    assert encounter.date_start is None and encounter.date_end is None
+
+
+def test_a_document_created_date_is_never_the_encounter_date():
+    (encounter,) = _discover(NOTE_CREATED).encounters
+    assert encounter.date_start is None
+
+
+def test_a_change_of_patient_banner_starts_an_encounter():
+    # Same clinic, same title, same day: only the banner says these are two records.
+    discovery = _discover(
+        _visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019"),
+        _visit("Andrew Perez", "11/02/1957", "5530117", "04/02/2019"),
+    )
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+
+
+def test_a_fax_cover_sheet_belongs_to_no_encounter():
+    discovery = _discover(FAX_COVER, _visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019"))
+    assert [e.page_ranges for e in discovery.encounters] == [[(2, 2)]]
