@@ -139,16 +139,29 @@ def is_title_line(text: str) -> bool:
     return len(words) <= 6 or letters.isupper()
 
 
+# A letterhead ends with its contact lines: a telephone or fax number, a street address.
+_CONTACT = re.compile(r"\b(?:tel|phone|fax|ph)\b\.?:?\s*[(+\d]|\(\d{3}\)\s*\d{3}|^\W*\d+\s+\w+.*,\s*\w+", re.I)
+
+
 def find_title(page: int, text: str, lines: Sequence[Line], reach: int = TITLE_LINES) -> tuple[EncounterType, Span] | None:
-    """The first title line within ``reach`` first lines, by kind, with its span."""
-    for line in lines[:reach]:
+    """The title line within ``reach`` first lines, by kind, with its span.
+
+    A title above the letterhead's last contact line is a department's name ("Outpatient
+    Services"), taken only when no title follows the letterhead.
+    """
+    top = lines[:reach]
+    contact_end = max((i for i, line in enumerate(top[:TITLE_LINES]) if _CONTACT.search(line.text)), default=-1)
+    found = []
+    for index, line in enumerate(top):
         if not is_title_line(line.text):
             continue
         for kind, pattern in _TITLES:
             match = pattern.search(line.text)
             if match:
-                return kind, Span(page, line.start + match.start(), line.start + match.end())
-    return None
+                found.append((index > contact_end, kind, Span(page, line.start + match.start(), line.start + match.end())))
+                break
+    after = [f for f in found if f[0]] or found
+    return (after[0][1], after[0][2]) if after else None
 
 
 # --- page markers --------------------------------------------------------------------------
@@ -307,12 +320,15 @@ _COVER_FIELD = re.compile(r"^\W*(?:to|from|attn|attention|pages?|re|subject|date
 
 def is_cover(lines: Sequence[Line]) -> bool:
     """A fax cover sheet: titled as one, and mostly To/From/Pages/Re fields. It is no record."""
-    if not any(_COVER_TITLE.match(line.text) for line in lines[:COVER_LINES]):
-        return False
     fields = sum(bool(_COVER_FIELD.match(line.text)) for line in lines[:16])
-    return fields >= 3
+    if fields < 3 or len(lines) > 30:
+        return False
+    titled = any(_COVER_TITLE.match(line.text) for line in lines[:COVER_LINES])
+    # OCR can lose the big "FAX" of a cover sheet; its fields and its notice remain.
+    return titled or any(_FAX_WORDS.search(line.text) for line in lines)
 
 
+_FAX_WORDS = re.compile(r"\bfacsimile\b|including\s+cover|\bcover\s+(?:sheet|page)\b|\btransmittal\b", re.I)
 _HEADING_WORDS = re.compile(r"[A-Za-z][A-Za-z'/&\-]*")
 
 
@@ -331,6 +347,10 @@ def section_headings(lines: Sequence[Line]) -> list[str]:
 
 
 _FOOTER = re.compile(r"\bpage\b|\bprinted\b|\bconfidential\b|\bfax\b|\bgenerated\b", re.I)
+
+
+def same_footer(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8  # OCR reads one footer a little differently each page
 
 
 def footer_signature(lines: Sequence[Line]) -> str | None:

@@ -72,8 +72,12 @@ class Page:
     @property
     def first_page(self) -> bool:
         """A document's first page: a title together with a patient banner or a letterhead."""
-        has_banner = self.patient.dob is not None or self.patient.name is not None
-        return self.title is not None and (has_banner or self.letterhead_facility is not None)
+        if self.title is None:
+            return False
+        facility = self.letterhead_facility
+        # A letterhead is the facility on a line of its own; a running header names it among other things.
+        letterhead = facility is not None and bool(self.lines) and self.lines[0].text.strip(" .'‘’") == facility
+        return _banner(self) or letterhead
 
     def _is_dob(self, date: Date) -> bool:
         return self.patient.dob is not None and date.value == self.patient.dob[0]
@@ -176,7 +180,7 @@ def boundary(group: Group, page: Page) -> str | None:
     first_heading = next((h for p in group.pages for h in p.headings), None)
     if first_heading and page.headings and page.headings[0] == first_heading and len(group.pages) >= 1:
         return WEAK  # the section sequence starts again
-    if last.footer and page.footer and last.footer != page.footer:
+    if last.footer and page.footer and not cues.same_footer(last.footer, page.footer):
         return WEAK  # another running footer: another print job
     return None
 
