@@ -869,11 +869,11 @@ COLUMNS = [
 
 
 def table(report: dict) -> str:
-    head = f"{'provider':<10}" + "".join(f"{label:>11}" for _, label in COLUMNS) + f"{'seconds':>9}{'cost $':>10}"
+    head = f"{'provider':<16}" + "".join(f"{label:>11}" for _, label in COLUMNS) + f"{'seconds':>9}{'cost $':>10}"
     rows = [head, "-" * len(head)]
     for name, r in report["providers"].items():
         cells = "".join(f"{r[key]:>11}" if isinstance(r[key], int) else f"{r[key]:>11.3f}" for key, _ in COLUMNS)
-        rows.append(f"{name:<10}{cells}{r['seconds']:>9.2f}{r['cost_usd']:>10.4f}")
+        rows.append(f"{name:<16}{cells}{r['seconds']:>9.2f}{r['cost_usd']:>10.4f}")
     return "\n".join(rows)
 
 

@@ -26,20 +26,14 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
-from shared.encounters import cues, identity
+from shared.encounters import cues, identity, review
+from shared.encounters.review import LOW_OCR, NO_DATE, CONFLICTING_IDENTITY, WEAK_BOUNDARY
 from shared.encounters.dates import START_ROLES, Date, page_dates
 from shared.encounters.identity import Identity
 from shared.encounters.text import Found, Line, Span, lines_of
 from shared.models import Encounter, EncounterType, Evidence, PageText, Timing, page_ranges
 
 ET = EncounterType
-LOW_OCR_CONFIDENCE = 0.75  # an OCR'd page read with less mean word confidence than this needs review
-
-# Review reasons, as stored on each encounter.
-NO_DATE = "no_date"
-CONFLICTING_IDENTITY = "conflicting_identity"
-WEAK_BOUNDARY = "weak_boundary"
-LOW_OCR = "low_ocr_confidence"
 
 
 @dataclasses.dataclass
@@ -250,7 +244,7 @@ def _best(found: Iterable[Found]) -> Found | None:
     return ordered[0] if ordered else None
 
 
-def review(group: Group, start: Date | None, end: Date | None, conflict: bool) -> list[str]:
+def reasons_for(group: Group, start: Date | None, end: Date | None, conflict: bool) -> list[str]:
     """Why a person should look at this encounter (empty when nothing stands out)."""
     reasons = []
     if start is None and end is None:
@@ -259,14 +253,10 @@ def review(group: Group, start: Date | None, end: Date | None, conflict: bool) -
         reasons.append(CONFLICTING_IDENTITY)
     if WEAK in (group.opened_by, group.closed_by):
         reasons.append(WEAK_BOUNDARY)
-    if any(p.ocr_confidence is not None and p.ocr_confidence < LOW_OCR_CONFIDENCE for p in group.pages):
+    low = [p for p in group.pages if p.ocr_confidence is not None and p.ocr_confidence < review.LOW_OCR_CONFIDENCE]
+    if low:
         reasons.append(LOW_OCR)
     return reasons
-
-
-# What each reason (and a missing title or banner) takes off the confidence.
-_PENALTY = {NO_DATE: 0.15, CONFLICTING_IDENTITY: 0.15, WEAK_BOUNDARY: 0.3, LOW_OCR: 0.25, "untitled": 0.15,
-            "no_banner": 0.1}
 
 
 def encounter(group: Group, conflict: bool) -> Encounter:
@@ -290,13 +280,8 @@ def encounter(group: Group, conflict: bool) -> Encounter:
         if span is not None:
             evidence.append(span.evidence(field))
 
-    reasons = review(group, start, end, conflict)
-    penalties = [*reasons]
-    if not titled:
-        penalties.append("untitled")
-    if not patient:
-        penalties.append("no_banner")
-    confidence = max(0.05, 0.95 - sum(_PENALTY[r] for r in penalties))
+    reasons = reasons_for(group, start, end, conflict)
+    penalties = [*reasons, *([] if titled else ["untitled"]), *([] if patient else ["no_banner"])]
 
     return Encounter(
         encounter_type=kind,
@@ -306,7 +291,7 @@ def encounter(group: Group, conflict: bool) -> Encounter:
         provider=provider.value if provider else None,
         facility=facility.value if facility else None,
         page_ranges=page_ranges([p.number for p in group.pages]),
-        confidence=round(confidence, 2),
+        confidence=review.confidence(penalties),
         evidence=evidence,
         patient_name=patient.name[0] if patient.name else None,
         patient_dob=patient.dob[0] if patient.dob else None,
