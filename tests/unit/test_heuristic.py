@@ -733,3 +733,23 @@ def test_low_ocr_confidence_needs_review_and_lowers_confidence():
     assert not clear.encounters[0].needs_review
     assert murky.encounters[0].review_reasons == ["low_ocr_confidence"]
     assert murky.encounters[0].confidence < clear.encounters[0].confidence
+
+
+SUMMARY_OF_CARE = """Good Health HIE
+1002 Healthcare Drive, Portland, OR 97266
+CONTINUITY OF CARE DOCUMENT
+Patient: Eve Betterhalf    DOB: 05/01/1975    MRN: 444222222
+ENCOUNTERS
+Encounter | Performer | Location | Date
+Office visit | Dr. Henry Seven | Good Health Clinic | 06/15/2013
+Emergency visit | Dr. Anita Patel | Community Hospital | 03/02/2012
+RESULTS
+Test | Result | Date
+Hemoglobin A1c | 6.9 % | 07/31/2013
+"""
+
+
+def test_dates_in_the_rows_of_a_table_are_history_not_the_encounter_date():
+    # A summary of care lists past encounters and results; it is no encounter of those dates.
+    (encounter,) = _discover(SUMMARY_OF_CARE).encounters
+    assert (encounter.date_start, encounter.date_end) == (None, None)
