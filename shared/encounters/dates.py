@@ -242,6 +242,8 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool) -
             previous = None
             if value is None or role in ("dob", "ignore"):
                 continue
+            if "|" in line.text and role not in ("admission", "discharge"):
+                continue  # a row of a table lists past events (results, encounters, plans), not this one
             in_header = start < header_end
             if role is None:
                 if not in_header:
