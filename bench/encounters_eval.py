@@ -29,11 +29,30 @@ Scores, per provider, micro-averaged over every packet:
 - manifests valid: every discovery builds a ``Manifest`` (every page once, ranges inside).
 
 The heuristic provider always runs; OpenAI runs when OPENAI_API_KEY is set (read through
-``Settings``, so OPENAI_BASE_URL / OPENAI_MODEL / LLM_PAGES_PER_WINDOW apply too).
+``Settings``, so OPENAI_BASE_URL / OPENAI_MODEL / LLM_PAGES_PER_WINDOW apply too). ``--before
+REF`` (default: main when issue 14 began) also runs the heuristic as it was at that commit,
+loaded with ``git show``, for the figures before.
 
-    /work/venv/bin/python bench/encounters_eval.py [--packets 16] [--seed 6] [--out bench/results]
+These generated packets were written alongside the heuristic, so a perfect score here measures
+fit. The clinical set (``bench/_clinical.py``, from ``../shared/corpus/text``; skipped when it is
+absent) measures accuracy: real C-CDA documents and ACI-Bench visit notes printed as EHRs print
+them, split by source into a development part (tuned on) and a validation part (never tuned on),
+both always reported. Its scores, per part:
 
-Prints a table and writes ``encounters_eval.json`` and ``encounters_eval.png`` under ``--out``.
+- boundary F1 as above; purity: of the pages in predicted encounters, the share that belong to
+  their encounter's majority document; none pages: blank and fax cover pages left out of every
+  encounter;
+- type and date accuracy, dates invented (a predicted date that is no document's encounter date);
+- identity accuracy (name, birth date, identifier of the matched document's banner), identity
+  conflict recall on packets mixing two patients and false alarms on the others;
+- review AUROC: confidence against correctness (an encounter is correct when it has exactly its
+  document's pages, type and dates), and the share of wrong / right encounters flagged for review.
+
+    .venv/bin/python bench/encounters_eval.py [--set all|clinical|generated] [--clinical-packets 24]
+        [--packets 16] [--seed 6] [--before 9411852] [--out bench/results]
+
+Prints the tables and writes ``encounters_clinical.json`` / ``.png`` and ``encounters_eval.json`` /
+``.png`` under ``--out``. OCR results are cached under ``build/encounters_ocr``.
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ import datetime as dt
 from collections.abc import Iterable
 
 from shared.encounters import cues, identity, review
-from shared.encounters.review import LOW_OCR, NO_DATE, CONFLICTING_IDENTITY, WEAK_BOUNDARY
 from shared.encounters.dates import START_ROLES, Date, page_dates
 from shared.encounters.identity import Identity
+from shared.encounters.review import CONFLICTING_IDENTITY, LOW_OCR, NO_DATE, WEAK_BOUNDARY
 from shared.encounters.text import Found, Line, Span, lines_of
 from shared.models import Encounter, EncounterType, Evidence, PageText, Timing, page_ranges
 

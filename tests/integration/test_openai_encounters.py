@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from handlers import discover
 from shared.bootstrap import Deps
@@ -41,8 +42,6 @@ from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
 from shared.settings import Settings
 from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 MODEL = "test-model-1"
 ET = EncounterType
