@@ -172,7 +172,7 @@ def boundary(group: Group, page: Page) -> str | None:
     if facility and previous is None and not group.title:
         return WEAK  # a letterhead after pages that had none (a form, an untitled note) is a new document
     first_heading = next((h for p in group.pages for h in p.headings), None)
-    if first_heading and page.headings and page.headings[0] == first_heading and len(group.pages) >= 1:
+    if first_heading and page.headings and page.headings[0] == first_heading:
         return WEAK  # the section sequence starts again
     if last.footer and page.footer and not cues.same_footer(last.footer, page.footer):
         return WEAK  # another running footer: another print job
