@@ -18,6 +18,11 @@ The answer is then checked against the document, never trusted:
   date's year (or its page does): dates the document does not give are never invented;
 - evidence quotes become ``Evidence`` spans (page, character offsets) by locating them in the
   page text; a quote that is not there is dropped;
+- the patient's name and identifier are kept only where they are printed on the encounter's
+  pages, the birth date only with a quote showing its year (``review.finish`` then adds the
+  reasons the pages give: no date, low OCR confidence, and ``conflicting_identity`` on every
+  encounter of a file whose encounters show more than one patient, which sets the
+  ``identity_conflict`` of the ``Discovery``);
 - the result must build a valid ``Manifest`` (every page once, ranges inside the document).
 
 Transport: the client has ``max_retries=0``; this module owns backoff. A 429 or 5xx waits for
