@@ -29,11 +29,30 @@ Scores, per provider, micro-averaged over every packet:
 - manifests valid: every discovery builds a ``Manifest`` (every page once, ranges inside).
 
 The heuristic provider always runs; OpenAI runs when OPENAI_API_KEY is set (read through
-``Settings``, so OPENAI_BASE_URL / OPENAI_MODEL / LLM_PAGES_PER_WINDOW apply too).
+``Settings``, so OPENAI_BASE_URL / OPENAI_MODEL / LLM_PAGES_PER_WINDOW apply too). ``--before
+REF`` (default: main when issue 14 began) also runs the heuristic as it was at that commit,
+loaded with ``git show``, for the figures before.
 
-    /work/venv/bin/python bench/encounters_eval.py [--packets 16] [--seed 6] [--out bench/results]
+These generated packets were written alongside the heuristic, so a perfect score here measures
+fit. The clinical set (``bench/_clinical.py``, from ``../shared/corpus/text``; skipped when it is
+absent) measures accuracy: real C-CDA documents and ACI-Bench visit notes printed as EHRs print
+them, split by source into a development part (tuned on) and a validation part (never tuned on),
+both always reported. Its scores, per part:
 
-Prints a table and writes ``encounters_eval.json`` and ``encounters_eval.png`` under ``--out``.
+- boundary F1 as above; purity: of the pages in predicted encounters, the share that belong to
+  their encounter's majority document; none pages: blank and fax cover pages left out of every
+  encounter;
+- type and date accuracy, dates invented (a predicted date that is no document's encounter date);
+- identity accuracy (name, birth date, identifier of the matched document's banner), identity
+  conflict recall on packets mixing two patients and false alarms on the others;
+- review AUROC: confidence against correctness (an encounter is correct when it has exactly its
+  document's pages, type and dates), and the share of wrong / right encounters flagged for review.
+
+    .venv/bin/python bench/encounters_eval.py [--set all|clinical|generated] [--clinical-packets 24]
+        [--packets 16] [--seed 6] [--before 9411852] [--out bench/results]
+
+Prints the tables and writes ``encounters_clinical.json`` / ``.png`` and ``encounters_eval.json`` /
+``.png`` under ``--out``. OCR results are cached under ``build/encounters_ocr``.
 """
 
 from __future__ import annotations
@@ -45,9 +64,11 @@ import datetime as dt
 import io
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
+import types
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
@@ -76,6 +97,7 @@ MRN = "LGH-2231907"
 A4 = (595, 842)
 SCAN_DPI = 200
 SCANNED = 0.4  # share of source documents in a packet that come as scans
+BEFORE = "9411852"  # main when issue 14 began: the heuristic before it
 
 # --- the source documents -------------------------------------------------------------------
 #
@@ -582,14 +604,27 @@ class PageReader:
                 if page.native_text is not None:
                     texts.append((page.native_text.text, "native"))
                     continue
+                cached = _ocr_cache_path(page.jpeg)
+                if cached.exists():  # an earlier run read this very image
+                    texts.append((json.loads(cached.read_text())["text"], "tesseract"))
+                    continue
                 jpeg = folder / f"page-{page.page_number}.jpg"
                 jpeg.write_bytes(page.jpeg)
                 t0 = time.perf_counter()
                 read = self.ocr.read(jpeg, page.page_number)
                 texts.append((read.text, read.engine))
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_text(json.dumps({"text": read.text, "confidence": read.confidence}))
                 self.ocr_seconds += time.perf_counter() - t0
                 self.ocr_pages += 1
         return texts
+
+
+def _ocr_cache_path(jpeg: bytes) -> Path:
+    """Where the OCR of this page image is kept between runs (build/, gitignored)."""
+    import hashlib
+
+    return ROOT / "build" / "encounters_ocr" / f"{hashlib.sha256(jpeg).hexdigest()[:32]}.json"
 
 
 # --- packets ------------------------------------------------------------------------------------
@@ -753,8 +788,27 @@ def score(packet: Packet, discovery: Discovery) -> Counts:
 # --- running ------------------------------------------------------------------------------------
 
 
-def providers(settings: Settings) -> dict[str, Callable[[], EncounterProvider]]:
-    found: dict[str, Callable[[], EncounterProvider]] = {"heuristic": HeuristicEncounters}
+def before_provider(ref: str | None) -> tuple[str, Callable[[], EncounterProvider]] | None:
+    """The heuristic as it was at a git commit (the figures "before"), loaded from git, or None."""
+    if not ref:
+        return None
+    try:
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:shared/encounters/heuristic.py"],
+                                check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    module = types.ModuleType(f"heuristic_at_{ref}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{ref}:shared/encounters/heuristic.py", "exec"), module.__dict__)
+    return f"before@{ref[:7]}", module.HeuristicEncounters
+
+
+def providers(settings: Settings, before: str | None = None) -> dict[str, Callable[[], EncounterProvider]]:
+    found: dict[str, Callable[[], EncounterProvider]] = {}
+    old = before_provider(before)
+    if old:
+        found[old[0]] = old[1]
+    found["heuristic"] = HeuristicEncounters
     if settings.openai_api_key is not None and settings.openai_api_key.get_secret_value():
         from shared.encounters.openai import OpenAiEncounters
 
@@ -776,7 +830,7 @@ def run(args: argparse.Namespace) -> dict:
     read_s = time.perf_counter() - t0
 
     results: dict[str, dict] = {}
-    for name, make in providers(settings).items():
+    for name, make in providers(settings, args.before).items():
         provider = make()
         total = Counts()
         per_packet = []
@@ -834,11 +888,11 @@ COLUMNS = [
 
 
 def table(report: dict) -> str:
-    head = f"{'provider':<10}" + "".join(f"{label:>11}" for _, label in COLUMNS) + f"{'seconds':>9}{'cost $':>10}"
+    head = f"{'provider':<16}" + "".join(f"{label:>11}" for _, label in COLUMNS) + f"{'seconds':>9}{'cost $':>10}"
     rows = [head, "-" * len(head)]
     for name, r in report["providers"].items():
         cells = "".join(f"{r[key]:>11}" if isinstance(r[key], int) else f"{r[key]:>11.3f}" for key, _ in COLUMNS)
-        rows.append(f"{name:<10}{cells}{r['seconds']:>9.2f}{r['cost_usd']:>10.4f}")
+        rows.append(f"{name:<16}{cells}{r['seconds']:>9.2f}{r['cost_usd']:>10.4f}")
     return "\n".join(rows)
 
 
@@ -876,16 +930,149 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# --- the clinical set (bench/_clinical.py): development and validation parts --------------------
+
+CLINICAL_COLUMNS = [
+    ("boundary_f1", "bound F1"),
+    ("purity", "purity"),
+    ("none_pages_right", "none pgs"),
+    ("type_accuracy", "type acc"),
+    ("date_accuracy", "date acc"),
+    ("dates_invented", "invented"),
+    ("identity_accuracy", "ident acc"),
+    ("conflict_recall", "confl R"),
+    ("conflict_false_alarms", "confl FA"),
+    ("review_auroc", "AUROC"),
+    ("wrong_flagged", "wrong rev"),
+    ("right_flagged", "right rev"),
+]
+
+
+def run_clinical(args: argparse.Namespace) -> dict | None:
+    from bench import _clinical
+
+    if not _clinical.available():
+        return None
+    settings = Settings()
+    docs = _clinical.sources()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="encounters-clinical-") as tmp:
+        ocr = _clinical.CachedOcr(TesseractOcr(settings.tesseract_cmd, settings.tesseract_lang, 180.0), Path(tmp))
+        plans = [p for part in ("dev", "val") for p in _clinical.plan(docs, part, args.clinical_packets, args.seed)]
+        with concurrent.futures.ThreadPoolExecutor(args.ocr_workers) as pool:
+            packets = list(pool.map(lambda p: _clinical.build(p, ocr), plans))
+    read_s = time.perf_counter() - t0
+    results: dict[str, dict] = {}
+    for name, make in providers(settings, args.before).items():
+        provider = make()
+        per_part: dict[str, dict] = {}
+        for part in ("dev", "val"):
+            total = _clinical.Scores()
+            started = time.perf_counter()
+            for packet in (p for p in packets if p.part == part):
+                try:
+                    discovery = provider.discover(packet.pages)
+                except PipelineError:
+                    discovery = Discovery(encounters=[], provider=name)
+                manifest = Manifest.build(uuid.uuid4(), len(packet.pages), discovery, packet.pages)
+                total.add(_clinical.score(packet, discovery, manifest))
+            per_part[part] = {**total.metrics(), "seconds": round(time.perf_counter() - started, 2)}
+        results[name] = per_part
+    return {
+        "seed": args.seed,
+        "parts": {
+            part: {
+                "packets": sum(p.part == part for p in packets),
+                "pages": sum(len(p.pages) for p in packets if p.part == part),
+                "documents": sum(len(p.docs) for p in packets if p.part == part),
+                "mixed_packets": sum(p.mixed for p in packets if p.part == part),
+                "scanned_documents": sum(len(p.scanned) for p in packets if p.part == part),
+            }
+            for part in ("dev", "val")
+        },
+        "ocr_pages": ocr.pages,
+        "ocr_cached": ocr.cached,
+        "read_seconds": round(read_s, 1),
+        "providers": results,
+    }
+
+
+def clinical_table(report: dict) -> str:
+    head = f"{'provider':<18}{'part':<5}" + "".join(f"{label:>10}" for _, label in CLINICAL_COLUMNS)
+    rows = [head, "-" * len(head)]
+    for name, parts in report["providers"].items():
+        for part, r in parts.items():
+            cells = "".join(
+                f"{'-':>10}" if r[key] is None else f"{r[key]:>10}" if isinstance(r[key], int) else f"{r[key]:>10.3f}"
+                for key, _ in CLINICAL_COLUMNS
+            )
+            rows.append(f"{name:<18}{part:<5}{cells}")
+    return "\n".join(rows)
+
+
+def clinical_plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["boundary_f1", "purity", "type_accuracy", "date_accuracy", "identity_accuracy", "conflict_recall",
+            "review_auroc"]
+    bars = [(name, part) for name, parts in report["providers"].items() for part in parts]
+    fig, ax = plt.subplots(figsize=(13, 4.8))
+    width = 0.8 / max(1, len(bars))
+    for i, (name, part) in enumerate(bars):
+        values = [report["providers"][name][part][k] or 0 for k in keys]
+        xs = [x + i * width - 0.4 + width / 2 for x in range(len(keys))]
+        drawn = ax.bar(xs, values, width, label=f"{name} {part}", hatch="//" if part == "val" else None)
+        ax.bar_label(drawn, fmt="%.2f", fontsize=7)
+    ax.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xticks(range(len(keys)), [k.replace("_", "\n") for k in keys])
+    ax.set_ylim(0, 1.1)
+    parts = report["parts"]
+    ax.set_title(f"Pass 0.5 on printed clinical documents: dev {parts['dev']['packets']} packets / "
+                 f"{parts['dev']['pages']} pages, validation {parts['val']['packets']} / {parts['val']['pages']}")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--packets", type=int, default=16)
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--ocr-workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--set", choices=("all", "clinical", "generated"), default="all",
+                        help="clinical: the printed corpus documents (dev and validation); generated: the old packets")
+    parser.add_argument("--clinical-packets", type=int, default=24, help="packets per part of the clinical set")
+    parser.add_argument("--before", default=BEFORE, help="git commit whose heuristic gives the 'before' figures ('' for none)")
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    if args.set in ("all", "clinical"):
+        clinical = run_clinical(args)
+        if clinical is None:
+            print("../shared/corpus/text is absent: the clinical set is skipped")
+        else:
+            (args.out / "encounters_clinical.json").write_text(json.dumps(clinical, indent=2, default=str))
+            clinical_plot(clinical, args.out / "encounters_clinical.png")
+            parts = clinical["parts"]
+            print(
+                "clinical set: " + "; ".join(
+                    f"{part} {v['packets']} packets, {v['documents']} documents, {v['pages']} pages, "
+                    f"{v['mixed_packets']} mixing two patients, {v['scanned_documents']} documents scanned"
+                    for part, v in parts.items()
+                ) + f"; {clinical['ocr_pages']} pages OCR'd ({clinical['ocr_cached']} from build/ cache), "
+                f"read in {clinical['read_seconds']} s"
+            )
+            print(clinical_table(clinical))
+            print(f"wrote {args.out / 'encounters_clinical.json'} and {args.out / 'encounters_clinical.png'}")
+    if args.set == "clinical":
+        return 0
 
     report = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "encounters_eval.json").write_text(json.dumps(report, indent=2, default=str))
     plot(report, args.out / "encounters_eval.png")
     print(

@@ -216,6 +216,13 @@ class Encounter(BaseModel):
     page_ranges: list[PageRange] = Field(min_length=1)
     confidence: float = Field(ge=0, le=1)
     evidence: list[Evidence] = Field(default_factory=list)
+    # The patient the encounter's pages show (evidence fields patient_name, patient_dob,
+    # patient_identifier say where). Patient data: never in a log, a metric or a message.
+    patient_name: str | None = None
+    patient_dob: dt.date | None = None
+    patient_identifier: str | None = None
+    needs_review: bool = False
+    review_reasons: list[str] = Field(default_factory=list)  # no_date, conflicting_identity, weak_boundary, ...
 
     @model_validator(mode="after")
     def _check(self) -> Encounter:
@@ -239,6 +246,7 @@ class Discovery(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    identity_conflict: bool = False  # the encounters show more than one patient
 
 
 class Manifest(BaseModel):
@@ -254,6 +262,8 @@ class Manifest(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    identity_conflict: bool = False  # more than one patient in one file: a misfiled page is a safety problem
+    needs_review: bool = False  # an identity conflict, or any encounter that needs review
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:
@@ -286,6 +296,7 @@ class Manifest(BaseModel):
             encounters=discovery.encounters,
             page_assignments=assignments,
             page_engines={p.page_number: p.engine for p in pages},
+            needs_review=discovery.identity_conflict or any(e.needs_review for e in discovery.encounters),
             **discovery.model_dump(exclude={"encounters"}),
         )
 

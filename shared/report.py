@@ -36,6 +36,8 @@ def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bo
             "facility": e.facility,
             "page_ranges": [list(r) for r in e.page_ranges],
             "confidence": e.confidence,
+            "needs_review": e.needs_review,
+            "review_reasons": e.review_reasons,
         }
         for e in (manifest.encounters if manifest else [])
     ]
@@ -47,6 +49,7 @@ def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bo
         "page_count": row.page_count or 0,
         "pages": pages,
         "encounters": encounters,
+        "identity_conflict": bool(manifest and manifest.identity_conflict),  # more than one patient: review it
         "error_code": row.error_code,
         "error_message": row.error_message,
     }
@@ -62,9 +65,14 @@ def summary_line(report: dict) -> str:
         + f" p{'/'.join(f'{a}-{b}' if a != b else str(a) for a, b in e['page_ranges'])}"
         for e in report["encounters"]
     )
+    flags = [f"{sum(e['needs_review'] for e in report['encounters'])} to review"] if any(
+        e["needs_review"] for e in report["encounters"]) else []
+    if report["identity_conflict"]:
+        flags.insert(0, "IDENTITY CONFLICT: more than one patient")
     return (
         f"completed  {report['file']}: {_plural(report['page_count'], 'page')} ({native} native, "
         f"{report['page_count'] - native} OCR), {_plural(len(report['encounters']), 'encounter')}: {kinds}"
+        + (f" [{'; '.join(flags)}]" if flags else "")
     )
 
 

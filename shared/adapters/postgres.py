@@ -307,8 +307,9 @@ class PostgresDb(Database):
             for ordinal, enc in enumerate(manifest.encounters):
                 conn.execute(
                     "insert into healthcare_encounters (shell_file_id, patient_id, ordinal, encounter_type,"
-                    " timing, date_start, date_end, provider, facility, page_ranges, confidence, evidence)"
-                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " timing, date_start, date_end, provider, facility, page_ranges, confidence, evidence,"
+                    " patient_name, patient_dob, patient_identifier, needs_review, review_reasons)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         manifest.shell_file_id,
                         row["patient_id"],
@@ -322,6 +323,11 @@ class PostgresDb(Database):
                         Jsonb([list(r) for r in enc.page_ranges]),
                         enc.confidence,
                         Jsonb([e.model_dump() for e in enc.evidence]),
+                        enc.patient_name,
+                        enc.patient_dob,
+                        enc.patient_identifier,
+                        enc.needs_review,
+                        Jsonb(enc.review_reasons),
                     ),
                 )
             conn.execute(

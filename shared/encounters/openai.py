@@ -18,6 +18,11 @@ The answer is then checked against the document, never trusted:
   date's year (or its page does): dates the document does not give are never invented;
 - evidence quotes become ``Evidence`` spans (page, character offsets) by locating them in the
   page text; a quote that is not there is dropped;
+- the patient's name and identifier are kept only where they are printed on the encounter's
+  pages, the birth date only with a quote showing its year (``review.finish`` then adds the
+  reasons the pages give: no date, low OCR confidence, and ``conflicting_identity`` on every
+  encounter of a file whose encounters show more than one patient, which sets the
+  ``identity_conflict`` of the ``Discovery``);
 - the result must build a valid ``Manifest`` (every page once, ranges inside the document).
 
 Transport: the client has ``max_retries=0``; this module owns backoff. A 429 or 5xx waits for
@@ -50,6 +55,7 @@ from typing import Any, Literal
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.encounters import review
 from shared.errors import (
     DependencyUnavailableError,
     ModelAnswerInvalidError,
@@ -77,7 +83,10 @@ _TYPES = "; ".join(f"{t.value}" for t in EncounterType)
 class QuotedEvidence(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    field: Literal["encounter_type", "date_start", "date_end", "provider", "facility"]
+    field: Literal[
+        "encounter_type", "date_start", "date_end", "provider", "facility", "patient_name", "patient_dob",
+        "patient_identifier",
+    ]
     page_number: int = Field(description="absolute page number the quote is on")
     quote: str = Field(description="the words exactly as printed on that page, a few words, no paraphrase")
 
@@ -112,6 +121,13 @@ class WindowEncounter(BaseModel):
     provider: str | None = Field(description="the responsible clinician as printed, or null")
     facility: str | None = Field(description="the hospital, practice, lab or clinic as printed, or null")
     page_ranges: list[WindowPageRange] = Field(description="the pages of this encounter in this window")
+    patient_name: str | None = Field(description="the patient's name as its banner prints it, or null")
+    patient_dob: str | None = Field(description="the patient's date of birth, YYYY-MM-DD, as printed, or null")
+    patient_identifier: str | None = Field(description="the MRN or other patient identifier as printed, or null")
+    review_reasons: list[Literal["weak_boundary", "conflicting_identity", "no_date"]] = Field(
+        description="why a person should check this encounter: weak_boundary when its first or last page is "
+        "a guess; conflicting_identity when its pages show another patient than the rest; empty when sure"
+    )
     confidence: float = Field(description="0 to 1")
     evidence: list[QuotedEvidence] = Field(
         description="for each field you filled (dates above all), where it is printed"
@@ -148,6 +164,11 @@ You see one window of pages at a time, with absolute page numbers. Rules:
   other.
 - Dates: only dates printed in the pages, as YYYY-MM-DD. Never invent a date, never use today's
   date, never use a date of birth, a print or fax date. null when the pages give none.
+- Patient: the name, date of birth and identifier (MRN, patient ID) the encounter's banner shows,
+  exactly as printed; null when not printed. A page showing another patient than the pages
+  around it is a separate encounter (a misfiled page): never merge two patients' pages.
+- review_reasons: weak_boundary when you are unsure where the encounter starts or ends;
+  conflicting_identity when its patient differs from another encounter's; no_date when no date.
 - Evidence: for each filled field, quote the exact words as printed and give their page.
 - The carried-forward encounter is the last one found before this window. If the first pages of
   this window continue it, set continues_open_encounter on that encounter.
@@ -195,6 +216,7 @@ class _Draft:
     confidence_pages: float  # confidence weighted by pages, for the merged average
     fields: dict[str, tuple[Any, Evidence | None]]  # date_start/date_end/provider/facility
     type_evidence: Evidence | None
+    reasons: set[str] = dataclasses.field(default_factory=set)
     open: bool = False
 
     @property
@@ -206,6 +228,7 @@ class _Draft:
             self.encounter_type, self.type_evidence = other.encounter_type, other.type_evidence
         self.pages |= other.pages
         self.confidence_pages += other.confidence_pages
+        self.reasons |= other.reasons
         for name, (value, evidence) in other.fields.items():
             mine = self.fields.get(name)
             if mine is None:
@@ -221,7 +244,7 @@ class _Draft:
             "pages": _ranges_text(sorted(self.pages)),
             "encounter_type": self.encounter_type.value,
             "timing": self.timing.value,
-            **{name: _plain(self.fields[name][0]) if name in self.fields else None for name in _FIELDS},
+            **{name: _plain(self.fields[name][0]) if name in self.fields else None for name in _FIELDS + _PATIENT},
             "previous_window_says_it_continues": self.open,
         }
 
@@ -243,10 +266,15 @@ class _Draft:
             page_ranges=page_ranges(sorted(self.pages)),
             confidence=round(min(1.0, max(0.0, self.confidence)), 3),
             evidence=_unique(evidence),
+            patient_name=self.fields.get("patient_name", (None, None))[0],
+            patient_dob=self.fields.get("patient_dob", (None, None))[0],
+            patient_identifier=self.fields.get("patient_identifier", (None, None))[0],
+            review_reasons=sorted(self.reasons),
         )
 
 
 _FIELDS = ("date_start", "date_end", "provider", "facility")
+_PATIENT = ("patient_name", "patient_dob", "patient_identifier")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -302,6 +330,7 @@ class _Document:
         for page in sorted(pages, key=lambda p: p.page_number):
             unique.setdefault(page.page_number, page.text)
         self.texts = unique
+        self.pages = list(pages)
         self.numbers = list(unique)
         self.readable = {n for n, text in unique.items() if _readable(text)}
         self.page_count = max(unique) if unique else 0
@@ -381,6 +410,7 @@ def _check(
             value = getattr(enc, name)
             if value and value.strip():
                 fields[name] = (" ".join(value.split())[:200], located.get(name))
+        fields.update(_patient_fields(enc, pages, located, doc))
         confidence = enc.confidence if math.isfinite(enc.confidence) else 0.5
         drafts.append(
             _Draft(
@@ -390,12 +420,33 @@ def _check(
                 confidence_pages=min(1.0, max(0.0, confidence)) * len(pages),
                 fields=fields,
                 type_evidence=located.get("encounter_type"),
+                reasons=set(enc.review_reasons),
             )
         )
         first_readable = readable[0] if readable else None
         if carried is not None and continuing is None and enc.continues_open_encounter and first_readable in pages:
             continuing = len(drafts) - 1
     return drafts, repairs, continuing
+
+
+def _patient_fields(
+    enc: WindowEncounter, pages: set[int], located: dict[str, Evidence], doc: _Document
+) -> dict[str, tuple[Any, Evidence | None]]:
+    """The patient fields the model read, each kept only where it is printed on the encounter's pages."""
+    out: dict[str, tuple[Any, Evidence | None]] = {}
+    for name in ("patient_name", "patient_identifier"):
+        value = " ".join((getattr(enc, name) or "").split())[:200]
+        if not value:
+            continue
+        for n in sorted(pages):
+            span = _locate(value, doc.texts.get(n, ""))
+            if span:
+                out[name] = (value, Evidence(field=name, page_number=n, start=span[0], end=span[1]))
+                break
+    dob = _grounded_date(_date(enc.patient_dob), located.get("patient_dob"), doc)
+    if dob is not None and dob[1].page_number in pages:
+        out["patient_dob"] = dob
+    return out
 
 
 def _grounded_date(
@@ -567,8 +618,10 @@ class OpenAiEncounters(EncounterProvider):
 
         cost = (usage.input_tokens * self.input_usd_per_mtok + usage.output_tokens * self.output_usd_per_mtok) / 1e6
         drafts.sort(key=lambda d: min(d.pages))
+        encounters, conflict = review.finish([d.encounter() for d in drafts], doc.pages)
         discovery = Discovery(
-            encounters=[d.encounter() for d in drafts],
+            encounters=encounters,
+            identity_conflict=conflict,
             provider=self.name,
             model=self.model,
             input_tokens=usage.input_tokens,

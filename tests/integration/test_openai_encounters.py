@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from handlers import discover
 from shared.bootstrap import Deps
@@ -41,8 +42,6 @@ from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
 from shared.settings import Settings
 from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 MODEL = "test-model-1"
 ET = EncounterType
@@ -205,6 +204,10 @@ class FakeOpenAi:
                 return reply
         return 200, {"x-request-id": f"req-{len(self.requests)}"}, completion(self.oracle(seen))
 
+    def patient_on(self, page: int) -> str | None:
+        m = re.search(r"Patient: (.+)", self.texts.get(page, ""))
+        return m[1].strip() if m else None
+
     def oracle(self, seen: Seen) -> dict:
         """The right answer for the window, from the truth (a perfect model)."""
         pages = seen.pages
@@ -245,6 +248,10 @@ class FakeOpenAi:
                     "provider": None,
                     "facility": enc.facility,
                     "page_ranges": [{"first_page": ps[0], "last_page": ps[-1]}],
+                    "patient_name": self.patient_on(enc.pages.start) if enc.pages.start in ps else None,
+                    "patient_dob": None,
+                    "patient_identifier": None,
+                    "review_reasons": [],
                     "confidence": 0.9,
                     "evidence": evidence,
                 }
@@ -376,6 +383,18 @@ def test_120_pages_in_windows_keep_encounters_across_boundaries_whole(server, pa
     assert any(getattr(r, "input_tokens", None) == 6000 for r in caplog.records)
     dumped = caplog.text + "".join(repr(vars(r)) for r in caplog.records) + capfd.readouterr().err
     assert CANARY not in dumped and "Notes continue" not in dumped and "Date of service" not in dumped
+
+    # Whose: every encounter shows the one patient, with the span it was read from; one patient, no conflict.
+    assert not discovery.identity_conflict and not manifest.identity_conflict
+    for found in discovery.encounters:
+        assert found.patient_name == CANARY
+        span = next(e for e in found.evidence if e.field == "patient_name")
+        assert pages[span.page_number - 1].text[span.start : span.end] == CANARY
+    # How sure: only the undated letter needs review, for that reason, and ranks below the rest.
+    letter = got[((68, 70),)]
+    assert letter.needs_review and letter.review_reasons == ["no_date"]
+    assert [e for e in discovery.encounters if e.needs_review] == [letter]
+    assert letter.confidence < min(e.confidence for e in discovery.encounters if e is not letter)
 
 
 def test_window_size_is_a_setting(server, packet):
@@ -660,3 +679,36 @@ def test_postgres_discovery_cache_is_keyed_by_fingerprint(stack_deps):
     assert db.saved_discovery(sfid, "b" * 64) is None  # page text changed: not reused
     db.save_discovery(sfid, "b" * 64, first.model_copy(update={"encounters": first.encounters[:1]}))
     assert len(db.saved_discovery(sfid, "b" * 64).encounters) == 1 and db.saved_discovery(sfid, "a" * 64) is None
+
+
+# --- whose record, and how sure --------------------------------------------------------------
+
+
+def test_patient_fields_are_kept_only_where_printed_and_two_patients_conflict(packet):
+    # Given the emergency visit (pages 101-119) is another patient's record, misfiled in this upload,
+    pages, truth = packet
+    pages = list(pages)
+    pages[100] = PageText(page_number=101, text=pages[100].text.replace(CANARY, "Ada Lovelace"), engine="native")
+
+    def tweak(seen: Seen, answer: dict) -> dict:
+        for enc in answer["encounters"]:
+            if enc["page_ranges"][0]["first_page"] == 4:
+                enc["patient_name"] = "Invented Person"  # printed nowhere: must not be kept
+                enc["review_reasons"] = ["weak_boundary"]
+        return answer
+
+    with FakeOpenAi(truth, pages, window=20) as server:
+        server.oracle_tweak = tweak
+        # When the model reads it,
+        discovery = provider(server).discover(pages)
+        assert server.problems == []
+
+    # Then each encounter says whose it is, a name printed nowhere is dropped,
+    by_first = {e.page_ranges[0][0]: e for e in discovery.encounters}
+    assert by_first[1].patient_name == CANARY and by_first[101].patient_name == "Ada Lovelace"
+    assert by_first[4].patient_name is None and "weak_boundary" in by_first[4].review_reasons
+    # and the file is flagged: every encounter needs review for the conflict, the manifest says so.
+    assert discovery.identity_conflict
+    assert all(e.needs_review and "conflicting_identity" in e.review_reasons for e in discovery.encounters)
+    manifest = Manifest.build(uuid.uuid4(), 120, discovery, pages)
+    assert manifest.identity_conflict and manifest.needs_review

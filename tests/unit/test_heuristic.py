@@ -512,7 +512,8 @@ def test_evidence_and_confidence() -> None:
 
     for encounter in discovery.encounters:
         fields = {e.field for e in encounter.evidence}
-        assert fields == {"date_start", "date_end", "provider", "facility", "encounter_type"}
+        # The banners show a name and a birth date (no identifier): those are evidenced too.
+        assert fields == {"date_start", "date_end", "provider", "facility", "encounter_type", "patient_name", "patient_dob"}
         for item in encounter.evidence:
             assert item.page_number in encounter.pages()
             assert 0 <= item.start < item.end <= len(texts[item.page_number - 1])
@@ -557,3 +558,198 @@ def test_discovery_writes_no_text_anywhere(
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
     assert canary not in caplog.text
+
+
+# --- printed EHR documents (issue 14) --------------------------------------------------------
+
+VISIT_TABLE_BANNER = """Maple Grove Family Medicine
+410 Elm Street, Springfield, IL 62704
+OFFICE VISIT
+Patient Name | Date of Birth | MRN
+Martha Collins | 03/14/1968 | 4471902
+CHIEF COMPLAINT
+Annual exam.
+HISTORY OF PRESENT ILLNESS
+Martha is a 50-year-old female who presents for her annual exam and feels well today.
+"""
+
+NOTE_CREATED = """Community Health and Hospitals
+PROGRESS NOTE
+Patient: Martha Collins    DOB: 03/14/1968    MRN: 4471902
+Document created: 05/02/2019
+CHIEF COMPLAINT
+Annual exam and blood pressure review today.
+"""
+
+
+def _visit(name: str, dob: str, mrn: str, day: str) -> str:
+    return f"""Maple Grove Family Medicine
+410 Elm Street, Springfield, IL 62704
+OFFICE VISIT
+Patient: {name}    DOB: {dob}    MRN: {mrn}
+Date of service: {day}
+CHIEF COMPLAINT
+Follow-up of hypertension. Blood pressure controlled on lisinopril, no side effects reported.
+"""
+
+
+FAX_COVER = """FAX
+To: Records Department    Fax: (555) 555-0100
+From: Maple Grove Family Medicine    Fax: (217) 555-0142
+Date: 06/01/2019
+Pages: 3 (including cover)
+Re: requested medical records
+CONFIDENTIALITY NOTICE: This facsimile contains privileged and confidential
+information intended only for the addressee. If you received it in error,
+please notify the sender and destroy all copies.
+"""
+
+
+def test_a_birth_date_in_a_banner_table_is_never_the_encounter_date():
+    discovery = _discover(VISIT_TABLE_BANNER)
+    (encounter,) = discovery.encounters
+    assert encounter.date_start is None and encounter.date_end is None
+
+
+def test_a_document_created_date_is_never_the_encounter_date():
+    (encounter,) = _discover(NOTE_CREATED).encounters
+    assert encounter.date_start is None
+
+
+def test_a_change_of_patient_banner_starts_an_encounter():
+    # Same clinic, same title, same day: only the banner says these are two records.
+    discovery = _discover(
+        _visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019"),
+        _visit("Andrew Perez", "11/02/1957", "5530117", "04/02/2019"),
+    )
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+
+
+def test_a_fax_cover_sheet_belongs_to_no_encounter():
+    discovery = _discover(FAX_COVER, _visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019"))
+    assert [e.page_ranges for e in discovery.encounters] == [[(2, 2)]]
+
+
+def test_a_birth_date_printed_alone_in_the_banner_is_never_the_encounter_date():
+    # The banner's DOB is labelled once; the same date printed bare in the letterhead is still a birth date.
+    page = """Maple Grove Family Medicine
+Martha Collins  1968-03-14
+OFFICE VISIT
+Patient: Martha Collins    DOB: 1968-03-14
+Reason for visit: annual exam, feels well, no complaints today.
+"""
+    (encounter,) = _discover(page).encounters
+    assert encounter.date_start is None and "no_date" in encounter.review_reasons
+
+
+def test_fax_created_signed_and_previous_visit_dates_are_never_encounter_dates():
+    page = """06/01/2019 14:22  FROM: (217) 555-0142  TO: (555) 555-0100  P. 2/3
+Maple Grove Family Medicine
+OFFICE VISIT
+Patient: Martha Collins    DOB: 03/14/1968    MRN: 4471902
+Document created: 05/30/2019
+Previous visit: 01/15/2019
+Reason for visit: annual exam, feels well, no complaints today.
+Electronically signed by: Dr. Laura Chen, MD on 05/30/2019
+"""
+    (encounter,) = _discover(page).encounters
+    assert (encounter.date_start, encounter.date_end) == (None, None)
+
+
+def test_a_service_date_range_gives_start_and_end():
+    page = _visit("Martha Collins", "03/14/1968", "4471902", "09/09/2012 - 09/16/2012")
+    (encounter,) = _discover(page).encounters
+    assert (encounter.date_start, encounter.date_end) == (dt.date(2012, 9, 9), dt.date(2012, 9, 16))
+
+
+def _untitled(first_heading: str, body: str, footer: str = "") -> str:
+    return f"{first_heading}\n{body}\nPLAN\nContinue current treatment and review results when available.\n{footer}"
+
+
+def test_the_section_sequence_starting_again_starts_a_weakly_bounded_encounter():
+    # No titles, no banners, no page numbers: only the headings say a second note begins.
+    pages = (
+        _untitled("CHIEF COMPLAINT", "Knee pain after a fall while hiking last weekend."),
+        "HISTORY\nThe pain is worse on stairs and better with rest and ice.\n",
+        _untitled("CHIEF COMPLAINT", "Follow-up of diabetes, sugars are well controlled."),
+    )
+    discovery = _discover(*pages)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+    assert all("weak_boundary" in e.review_reasons for e in discovery.encounters)
+
+
+def test_a_changed_running_footer_starts_an_encounter():
+    footer_a = "Printed 05/06/2019 Maple Grove Family Medicine"
+    footer_b = "Harbor View Internal Medicine - Confidential patient information"
+    pages = (
+        _untitled("ASSESSMENT", "Stable angina, no change to medication.", footer_a),
+        "Continued counselling on diet and exercise for weight loss.\n" + footer_a,
+        "Review of labs shows normal renal function and electrolytes.\n" + footer_b,
+    )
+    assert [e.page_ranges for e in _discover(*pages).encounters] == [[(1, 2)], [(3, 3)]]
+
+
+def test_the_same_patient_printed_differently_is_no_conflict():
+    # "Collins, Martha", a day-first reading of the same birth date, an OCR slip in the MRN.
+    second = """Cedar Ridge Primary Care
+1200 Ridge Avenue, Boulder, CO 80302
+PROGRESS NOTE
+Patient: Collins, Martha    DOB: 14/03/1968    MRN: 447I902
+Date of service: 14/05/2019
+Seen for a cough that started a week ago, no fever, chest clear.
+"""
+    discovery = _discover(_visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019"), second)
+    assert len(discovery.encounters) == 2 and not discovery.identity_conflict
+    assert not any("conflicting_identity" in e.review_reasons for e in discovery.encounters)
+
+
+def test_two_patients_in_one_file_are_flagged_and_need_review():
+    pages = _pages(
+        _visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019"),
+        _visit("Andrew Perez", "11/02/1957", "5530117", "05/02/2019"),
+    )
+    discovery = HeuristicEncounters().discover(pages)
+    manifest = Manifest.build(uuid.uuid4(), 2, discovery, pages)
+    assert discovery.identity_conflict and manifest.identity_conflict and manifest.needs_review
+    assert [(e.patient_name, e.patient_dob, e.patient_identifier) for e in discovery.encounters] == [
+        ("Martha Collins", dt.date(1968, 3, 14), "4471902"),
+        ("Andrew Perez", dt.date(1957, 11, 2), "5530117"),
+    ]
+    assert all(e.needs_review and "conflicting_identity" in e.review_reasons for e in discovery.encounters)
+
+
+def test_identity_evidence_spans_point_at_the_banner():
+    text = _visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019")
+    discovery = _discover(text)
+    assert _evidence(discovery, 0, "patient_name", (text,)) == "Martha Collins"
+    assert _evidence(discovery, 0, "patient_dob", (text,)) == "03/14/1968"
+    assert _evidence(discovery, 0, "patient_identifier", (text,)) == "4471902"
+
+
+def test_low_ocr_confidence_needs_review_and_lowers_confidence():
+    text = _visit("Martha Collins", "03/14/1968", "4471902", "04/02/2019")
+    clear = HeuristicEncounters().discover([PageText(page_number=1, text=text, engine="tesseract", confidence=0.93)])
+    murky = HeuristicEncounters().discover([PageText(page_number=1, text=text, engine="tesseract", confidence=0.41)])
+    assert not clear.encounters[0].needs_review
+    assert murky.encounters[0].review_reasons == ["low_ocr_confidence"]
+    assert murky.encounters[0].confidence < clear.encounters[0].confidence
+
+
+SUMMARY_OF_CARE = """Good Health HIE
+1002 Healthcare Drive, Portland, OR 97266
+CONTINUITY OF CARE DOCUMENT
+Patient: Eve Betterhalf    DOB: 05/01/1975    MRN: 444222222
+ENCOUNTERS
+Encounter | Performer | Location | Date
+Office visit | Dr. Henry Seven | Good Health Clinic | 06/15/2013
+Emergency visit | Dr. Anita Patel | Community Hospital | 03/02/2012
+RESULTS
+Test | Result | Date
+Hemoglobin A1c | 6.9 % | 07/31/2013
+"""
+
+
+def test_dates_in_the_rows_of_a_table_are_history_not_the_encounter_date():
+    # A summary of care lists past encounters and results; it is no encounter of those dates.
+    (encounter,) = _discover(SUMMARY_OF_CARE).encounters
+    assert (encounter.date_start, encounter.date_end) == (None, None)

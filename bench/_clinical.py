@@ -1,0 +1,704 @@
+"""The clinical development set for Pass 0.5: real documents, printed as EHRs print them.
+
+Sources (read from ``../shared/corpus/text``, never copied; everything here skips when it is
+absent): the twelve full HL7 C-CDA example documents (their type, their encounter's dates from
+``encompassingEncounter`` or ``serviceEvent``, the patient's name, birth date and identifier,
+author and custodian, every section's narrative with its tables) and the ACI-Bench visit
+notes (their sections; the visit date, clinician, clinic, birth date and MRN are drawn from a
+seed, since the notes carry none).
+
+Each document is printed in one of several layouts (letterhead left or centred, a patient
+banner as a line, a table or a running header, "Page x of y", "x/y" or no numbering, a
+"Printed" or "Faxed" footer, a previous-visit line, a signature block with its signing date,
+a fax header on every page after a fax cover sheet), some printed pages are scanned (rendered,
+turned, speckled, JPEG-compressed, OCR'd by the pipeline's ``TesseractOcr``; results cached
+under ``build/encounters_ocr``), and 2-8 documents are packed per file, now and then with a
+blank back side. Some packets mix two patients: one document in it shows another patient's
+banner (a misfiled page), which the manifest must flag.
+
+The split is decided by source document before any tuning: C-CDA documents by a hash of their
+file name, ACI-Bench notes by their challenge split (train and valid: development; the three
+test splits: validation). No source is in both parts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import random
+import re
+import xml.etree.ElementTree as ElementTree
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pymupdf
+from PIL import Image, ImageDraw, ImageFilter
+
+from shared.models import EncounterType, PageText
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "text"
+OCR_CACHE = ROOT / "build" / "encounters_ocr"
+ET = EncounterType
+A4 = (612, 792)  # US Letter: the C-CDA examples are US documents
+MARGIN = 54
+SCANNED = 0.1  # share of documents that arrive as scans
+MIXED = 0.3  # share of packets with a page of another patient
+
+_NS = {"h": "urn:hl7-org:v3"}
+_CCDA_TYPES = {
+    "Care Plan": ET.OTHER,
+    "CCD": ET.OTHER,
+    "Consultation Note": ET.OUTPATIENT,
+    "Diagnostic Imaging Report": ET.IMAGING,
+    "Discharge Summary": ET.INPATIENT,
+    "History and Physical": ET.INPATIENT,
+    "Operative Note": ET.PROCEDURE,
+    "Procedure Note": ET.PROCEDURE,
+    "Progress Note": ET.OUTPATIENT,
+    "Referral Note": ET.REFERRAL,
+    "Transfer Summary": ET.INPATIENT,
+}
+# Summaries of care and plans span a life, not an encounter: their service period is no encounter date.
+_UNDATED = {"Care Plan", "CCD"}
+_CCDA_TITLES = {  # how the document's own kind reads as a printed title
+    "Care Plan": "CARE PLAN",
+    "CCD": "CONTINUITY OF CARE DOCUMENT",
+    "Consultation Note": "CONSULTATION NOTE",
+    "Diagnostic Imaging Report": "DIAGNOSTIC IMAGING REPORT",
+    "Discharge Summary": "DISCHARGE SUMMARY",
+    "History and Physical": "HISTORY AND PHYSICAL",
+    "Operative Note": "OPERATIVE NOTE",
+    "Procedure Note": "PROCEDURE NOTE",
+    "Progress Note": "PROGRESS NOTE",
+    "Referral Note": "REFERRAL NOTE",
+    "Transfer Summary": "TRANSFER SUMMARY",
+}
+_CLINICS = [
+    ("Maple Grove Family Medicine", "410 Elm Street, Springfield, IL 62704", "(217) 555-0142"),
+    ("Harbor View Internal Medicine", "88 Bay Road, Portsmouth, NH 03801", "(603) 555-0187"),
+    ("Cedar Ridge Primary Care", "1200 Ridge Avenue, Boulder, CO 80302", "(303) 555-0119"),
+    ("Lakeshore Orthopedic Associates", "7 Lakeshore Drive, Madison, WI 53703", "(608) 555-0166"),
+    ("Riverbend Cardiology Clinic", "55 River Street, Dayton, OH 45402", "(937) 555-0123"),
+    ("Summit Neurology Group", "300 Summit Blvd, Asheville, NC 28801", "(828) 555-0171"),
+]
+_CLINICIANS = ["Dr. Laura Chen, MD", "Dr. Marcus Hill, DO", "Dr. Anita Patel, MD", "Dr. Samuel Ortiz, MD",
+               "Dr. Grace Whitfield, MD", "Dr. Omar Haddad, MD", "Dr. Elena Novak, MD", "Dr. James Okoro, MD"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    name: str
+    dob: dt.date
+    mrn: str
+
+
+@dataclasses.dataclass
+class Doc:
+    """One source document: its truth and what it prints."""
+
+    key: str
+    part: str  # "dev" or "val"
+    kind: EncounterType
+    title: str
+    start: dt.date | None
+    end: dt.date | None
+    patient: Identity
+    facility: str
+    address: str
+    phone: str
+    provider: str | None
+    printed: dt.date  # when the EHR printed (or the author signed) it
+    own_title: str  # the title as the source system wrote it
+    sections: list[tuple[str, list[str]]]  # heading, lines ("a | b | c" for a table row)
+
+
+# --- reading the corpus ---------------------------------------------------------------------------
+
+
+def available() -> bool:
+    return CORPUS.is_dir()
+
+
+def _hl7_date(value: str | None) -> dt.date | None:
+    if not value or len(value) < 8:
+        return None
+    try:
+        return dt.date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+
+
+def _text(el: ElementTree.Element | None) -> str:
+    return " ".join("".join(el.itertext()).split()) if el is not None else ""
+
+
+def _narrative(el: ElementTree.Element) -> list[str]:
+    """A section's <text> as printed lines: a table row per line, cells joined by " | "."""
+    out: list[str] = []
+
+    def walk(node: ElementTree.Element) -> None:
+        tag = node.tag.split("}")[-1]
+        if tag == "table":
+            for row in node.iter("{urn:hl7-org:v3}tr"):
+                cells = [_text(c) for c in row if c.tag.split("}")[-1] in ("td", "th")]
+                if any(cells):
+                    out.append(" | ".join(c or "-" for c in cells))
+            return
+        if tag in ("paragraph", "item", "caption"):
+            line = _text(node)
+            if line:
+                out.append(("- " if tag == "item" else "") + line)
+            return
+        if node.text and node.text.strip() and tag in ("text", "td"):
+            out.append(" ".join(node.text.split()))
+        for child in node:
+            walk(child)
+            if child.tail and child.tail.strip():
+                out.append(" ".join(child.tail.split()))
+
+    walk(el)
+    return out
+
+
+def _ccda_docs() -> list[Doc]:
+    docs = []
+    folder = CORPUS / "hl7_c-cda_examples" / "Documents"
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".xml"):
+        kind_name = path.relative_to(folder).parts[0]
+        root = ElementTree.parse(path).getroot()
+        role = root.find("h:recordTarget/h:patientRole", _NS)
+        name_el = role.find("h:patient/h:name", _NS)
+        given = [g.text for g in name_el.findall("h:given", _NS) if g.text][:1]
+        family = [f.text for f in name_el.findall("h:family", _NS) if f.text]
+        ident = next((i.get("extension") for i in role.findall("h:id", _NS) if i.get("extension")), "0000")
+        patient = Identity(" ".join(given + family), _hl7_date(role.find("h:patient/h:birthTime", _NS).get("value")),
+                           ident)
+        timing = root.find("h:componentOf/h:encompassingEncounter/h:effectiveTime", _NS)
+        if timing is None:
+            timing = root.find("h:documentationOf/h:serviceEvent/h:effectiveTime", _NS)
+        start = end = None
+        if timing is not None and kind_name not in _UNDATED:
+            low, high = timing.find("h:low", _NS), timing.find("h:high", _NS)
+            start = _hl7_date(low.get("value") if low is not None else timing.get("value"))
+            end = _hl7_date(high.get("value")) if high is not None else start
+        org = _text(root.find("h:custodian/h:assignedCustodian/h:representedCustodianOrganization/h:name", _NS))
+        author = root.find("h:author/h:assignedAuthor/h:assignedPerson/h:name", _NS)
+        provider = None
+        if author is not None:
+            parts = [t for t in (_text(author.find("h:given", _NS)), _text(author.find("h:family", _NS))) if t]
+            provider = "Dr. " + " ".join(parts) if parts else None
+        sections = []
+        for section in root.iter("{urn:hl7-org:v3}section"):
+            title, text = section.find("h:title", _NS), section.find("h:text", _NS)
+            if title is None or text is None:
+                continue
+            lines = [line for line in _narrative(text) if line][:40]
+            if lines:
+                sections.append((_text(title).upper(), lines))
+        h = zlib.crc32(path.name.encode())
+        docs.append(Doc(
+            key=f"ccda/{kind_name}/{path.parent.name}", part="dev" if h % 2 == 0 else "val",
+            kind=_CCDA_TYPES[kind_name], title=_CCDA_TITLES[kind_name], start=start, end=end, patient=patient,
+            facility=org or "Community Health and Hospitals", address="1002 Healthcare Drive, Portland, OR 97266",
+            phone="(555) 555-1002", provider=provider,
+            printed=_hl7_date(root.find("h:effectiveTime", _NS).get("value")) or dt.date(2014, 1, 1),
+            own_title=_text(root.find("h:title", _NS)) or _CCDA_TITLES[kind_name].title(), sections=sections,
+        ))
+    return docs
+
+
+_ACI_PARTS = {"train": "dev", "valid": "dev", "clinicalnlp_taskB_test1": "val",
+              "clinicalnlp_taskC_test2": "val", "clef_taskC_test3": "val"}
+_HEADING = re.compile(r"^[A-Z][A-Z /&,()\-]{3,60}$")
+
+
+def _aci_docs() -> list[Doc]:
+    docs = []
+    folder = CORPUS / "aci_bench" / "challenge_data"
+    for split, part in _ACI_PARTS.items():
+        meta = {r["encounter_id"]: r for r in csv.DictReader((folder / f"{split}_metadata.csv").open())}
+        for row in csv.DictReader((folder / f"{split}.csv").open()):
+            m = meta.get(row["encounter_id"], {})
+            rng = random.Random(f"aci/{split}/{row['encounter_id']}")
+            visit = dt.date(2018, 1, 1) + dt.timedelta(days=rng.randrange(6 * 365))
+            age_text = re.match(r"\d+", m.get("patient_age") or "")
+            age = int(age_text.group()) if age_text and "month" not in m.get("patient_age", "") else rng.randint(20, 85)
+            dob = visit - dt.timedelta(days=365 * age + rng.randrange(365))
+            name = f"{m.get('patient_firstname') or 'Alex'} {m.get('patient_familyname') or 'Morgan'}".strip().title()
+            clinic = rng.choice(_CLINICS)
+            sections: list[tuple[str, list[str]]] = []
+            for line in row["note"].splitlines():
+                line = line.strip().replace("\u2022", "-")
+                if not line:
+                    continue
+                if _HEADING.match(line) and len(line.split()) <= 8:
+                    sections.append((line, []))
+                elif sections:
+                    sections[-1][1].append(line)
+                else:
+                    sections.append(("NOTE", [line]))
+            title = rng.choice(["OFFICE VISIT", "CLINIC NOTE", "PROGRESS NOTE", "OUTPATIENT VISIT NOTE"])
+            docs.append(Doc(
+                key=f"aci/{split}/{row['encounter_id']}", part=part, kind=ET.OUTPATIENT, title=title,
+                own_title=f"{clinic[0]}: {title.title()}",
+                start=visit, end=visit, patient=Identity(name, dob, f"{rng.randrange(10**6, 10**7)}"),
+                facility=clinic[0], address=clinic[1], phone=clinic[2], provider=rng.choice(_CLINICIANS),
+                printed=visit + dt.timedelta(days=rng.randrange(1, 400)), sections=[s for s in sections if s[1]],
+            ))
+    return docs
+
+
+def sources() -> list[Doc]:
+    return _ccda_docs() + _aci_docs() if available() else []
+
+
+# --- printing -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    date_style: str  # "us" 03/05/2013, "iso" 2013-03-05, "long" March 5, 2013
+    letterhead: str  # "left", "center"
+    banner: str  # "line", "table", "block"
+    numbering: str  # "of" (Page x of y footer), "slash" (x/y header), "none"
+    running: bool  # a running header with the patient on pages after the first
+    footer: str  # "printed", "confidential", "none"
+    previous_visit: bool
+    signature: bool
+    fax: bool  # a fax header on every page, after a cover sheet
+    font: str  # "helv", "tiro", "cour"
+    title_after_banner: bool  # the document title below the patient banner and service lines
+    own_title: bool  # the title as the source system wrote it ("Community Health ...: Discharge Summary")
+    department: bool  # a longer letterhead: department and fax lines
+
+
+def _fmt(value: dt.date, style: str) -> str:
+    if style == "iso":
+        return value.isoformat()
+    if style == "long":
+        return f"{value:%B} {value.day}, {value.year}"
+    return f"{value:%m/%d/%Y}"
+
+
+def random_layout(rng: random.Random) -> Layout:
+    return Layout(
+        date_style=rng.choice(["us", "us", "iso", "long"]),
+        letterhead=rng.choice(["left", "center"]),
+        banner=rng.choice(["line", "table", "block"]),
+        numbering=rng.choice(["of", "slash", "none", "none"]),
+        running=rng.random() < 0.6,
+        footer=rng.choice(["printed", "confidential", "none"]),
+        previous_visit=rng.random() < 0.4,
+        signature=rng.random() < 0.7,
+        fax=rng.random() < 0.15,
+        font=rng.choice(["helv", "helv", "tiro", "cour"]),
+        title_after_banner=rng.random() < 0.35,
+        own_title=rng.random() < 0.4,
+        department=rng.random() < 0.4,
+    )
+
+
+_FONTS = {"helv": ("helv", "hebo"), "tiro": ("tiro", "tibo"), "cour": ("cour", "cobo")}
+
+
+def _service_lines(doc: Doc, style: str, rng: random.Random) -> list[str]:
+    if doc.start is None:
+        return [f"Document created: {_fmt(doc.printed, style)}"]
+    if doc.kind == ET.INPATIENT and doc.end and doc.end != doc.start:
+        return [f"Admission date: {_fmt(doc.start, style)}    Discharge date: {_fmt(doc.end, style)}"]
+    label = {ET.PROCEDURE: "Procedure date", ET.IMAGING: "Exam date", ET.REFERRAL: "Referral date"}.get(
+        doc.kind, rng.choice(["Date of service", "Visit date", "Encounter date"]))
+    if doc.end and doc.end != doc.start:
+        return [f"{label}: {_fmt(doc.start, style)} - {_fmt(doc.end, style)}"]
+    return [f"{label}: {_fmt(doc.start, style)}"]
+
+
+def _banner(patient: Identity, layout: Layout) -> list[tuple[str, str]]:
+    dob = _fmt(patient.dob, layout.date_style)
+    if layout.banner == "table":
+        return [("cell", "Patient Name | Date of Birth | MRN"), ("cell", f"{patient.name} | {dob} | {patient.mrn}")]
+    if layout.banner == "block":
+        return [("kv", f"Patient: {patient.name}"), ("kv", f"DOB: {dob}"), ("kv", f"MRN: {patient.mrn}")]
+    return [("kv", f"Patient: {patient.name}    DOB: {dob}    MRN: {patient.mrn}")]
+
+
+def print_doc(doc: Doc, patient: Identity, layout: Layout, rng: random.Random,
+              fax_date: dt.date | None = None) -> tuple[bytes, int]:
+    """The document as a PDF, and whether page 1 is a fax cover sheet (1) or not (0)."""
+    regular, bold = _FONTS[layout.font]
+    style = layout.date_style
+    blocks: list[tuple[str, str]] = []
+    title = doc.own_title if layout.own_title else doc.title
+    blocks += _banner(patient, layout)
+    blocks += [("kv", line) for line in _service_lines(doc, style, rng)]
+    if doc.provider:
+        blocks.append(("kv", f"{rng.choice(['Provider', 'Attending', 'Author'])}: {doc.provider}"))
+    if layout.previous_visit and doc.start:
+        blocks.append(("kv", f"Previous visit: {_fmt(doc.start - dt.timedelta(days=rng.randrange(30, 400)), style)}"))
+    if layout.title_after_banner:
+        blocks += [("gap", ""), ("title", title)]
+    blocks.append(("gap", ""))
+    for heading, lines in doc.sections:
+        blocks.append(("heading", heading))
+        for line in lines:
+            blocks.append(("row" if " | " in line else "para", line))
+        blocks.append(("gap", ""))
+    if layout.signature:
+        signer = doc.provider or "Attending physician"
+        blocks += [("gap", ""), ("kv", f"Electronically signed by: {signer} on {_fmt(doc.printed, style)}")]
+
+    out = pymupdf.open()
+    width = A4[0] - 2 * MARGIN
+    pages: list[list[tuple[float, float, str, str, float]]] = []  # (x, y, text, font, size)
+
+    def new_page(first: bool) -> float:
+        pages.append([])
+        y = 56.0
+        if first:
+            head = [(doc.facility, 15, bold), (doc.address, 9, regular), (f"Tel {doc.phone}", 9, regular)]
+            if layout.department:
+                head[1:1] = [(rng.choice(["Department of Medicine", "Health Information Management",
+                                          "Outpatient Services", "Medical Records"]), 10, regular)]
+                head.append((f"Fax {doc.phone[:-4]}{rng.randrange(1000, 9999)}", 9, regular))
+            for text, size, font in head:
+                x = MARGIN if layout.letterhead == "left" else (A4[0] - pymupdf.get_text_length(text, font, size)) / 2
+                pages[-1].append((x, y, text, font, size))
+                y += size * 1.5
+            y += 8
+            if not layout.title_after_banner:
+                pages[-1].append((MARGIN, y, title, bold, 13))
+                y += 24
+        elif layout.running:
+            pages[-1].append((MARGIN, y, f"{patient.name}  |  MRN {patient.mrn}  |  {title}", regular, 8.5))
+            y += 20
+        return y
+
+    y = new_page(True)
+    bottom = A4[1] - 70
+    for kind, text in blocks:
+        if kind == "gap":
+            y += 7
+            continue
+        font, size = {"title": (bold, 13), "heading": (bold, 10.5), "row": ("cour", 8.5), "cell": (regular, 10), "kv": (regular, 10),
+                      "para": (regular, 10)}[kind]
+        lines = _wrap(text, font, size, width)
+        for line in lines:
+            if y > bottom:
+                y = new_page(False)
+            pages[-1].append((MARGIN, y, line, font, size))
+            y += size * 1.45
+    n = len(pages)
+    cover = 0
+    if layout.fax:
+        cover = 1
+        fd = fax_date or doc.printed
+        sheet = out.new_page(width=A4[0], height=A4[1])
+        yy = 90.0
+        for text, size in (("FAX", 28), ("", 10), (f"To: Records Department    Fax: (555) 555-{rng.randrange(1000, 9999)}", 11),
+                           (f"From: {doc.facility}    Fax: {doc.phone}", 11), (f"Date: {_fmt(fd, style)}", 11),
+                           (f"Pages: {n + 1} (including cover)", 11), ("Re: requested medical records", 11), ("", 10),
+                           ("CONFIDENTIALITY NOTICE: This facsimile contains privileged and confidential", 9),
+                           ("information intended only for the addressee. If you received it in error,", 9),
+                           ("please notify the sender and destroy all copies.", 9)):
+            if text:
+                sheet.insert_text((MARGIN, yy), text, fontname=bold if size > 20 else regular, fontsize=size)
+            yy += size * 1.8
+    for k, items in enumerate(pages, 1):
+        page = out.new_page(width=A4[0], height=A4[1])
+        if layout.fax:
+            fd = fax_date or doc.printed
+            page.insert_text((MARGIN, 24), f"{_fmt(fd, 'us')} 14:{rng.randrange(10, 59)}  FROM: {doc.phone}  TO: (555) 555-0100"
+                             f"  P. {k + 1}/{n + 1}", fontname="cour", fontsize=8)
+        for x, yy, text, font, size in items:
+            page.insert_text((x, yy), text, fontname=font, fontsize=size)
+        if layout.numbering == "slash":
+            page.insert_text((A4[0] - MARGIN - 30, 40), f"{k}/{n}", fontname=regular, fontsize=9)
+        foot = []
+        if layout.numbering == "of":
+            foot.append(f"Page {k} of {n}")
+        if layout.footer == "printed":
+            foot.append(f"Printed {_fmt(doc.printed, style)} {doc.facility}")
+        elif layout.footer == "confidential":
+            foot.append(f"{doc.facility} - Confidential patient information")
+        if foot:
+            page.insert_text((MARGIN, A4[1] - 36), "    ".join(foot), fontname=regular, fontsize=8.5)
+    data = out.tobytes(garbage=3, no_new_id=True)
+    out.close()
+    return data, cover
+
+
+def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
+    lines, current = [], ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if current and pymupdf.get_text_length(candidate, fontname=font, fontsize=size) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    return lines + ([current] if current else [])
+
+
+# --- reading the printed pages as the pipeline does ------------------------------------------------
+
+
+def _degrade(pix: pymupdf.Pixmap, rng: random.Random) -> bytes:
+    image = Image.frombytes("L", (pix.width, pix.height), pix.samples)
+    image = image.rotate(rng.uniform(-1.0, 1.0), resample=Image.Resampling.BICUBIC, fillcolor=255)
+    if rng.random() < 0.5:
+        image = image.filter(ImageFilter.GaussianBlur(0.6))
+    draw = ImageDraw.Draw(image)
+    for _ in range(500):
+        x, y = rng.randrange(image.width), rng.randrange(image.height)
+        draw.ellipse((x, y, x + rng.choice((1, 2)), y + rng.choice((1, 2))), fill=rng.randrange(40, 190))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=rng.choice((50, 65, 80)), dpi=(200, 200))
+    return buf.getvalue()
+
+
+def read_pdf(data: bytes, scanned: bool, seed: int, ocr: Callable[[bytes], tuple[str, float | None]] | None):
+    """(text, engine, confidence) per page: the text layer, or the OCR of a degraded render."""
+    out = []
+    with pymupdf.open(stream=data, filetype="pdf") as pdf:
+        for index, page in enumerate(pdf):
+            if not scanned or ocr is None:
+                out.append((page.get_text(), "native", None))
+                continue
+            rng = random.Random(seed * 1000 + index)
+            jpeg = _degrade(page.get_pixmap(dpi=200, colorspace=pymupdf.csGRAY), rng)
+            text, confidence = ocr(jpeg)
+            out.append((text, "tesseract", confidence))
+    return out
+
+
+class CachedOcr:
+    """The pipeline's Tesseract adapter, its results kept under build/ by the image's hash."""
+
+    def __init__(self, tesseract, workdir: Path) -> None:
+        self.tesseract = tesseract
+        self.workdir = workdir
+        self.pages = 0
+        self.cached = 0
+        OCR_CACHE.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, jpeg: bytes) -> tuple[str, float | None]:
+        digest = hashlib.sha256(jpeg).hexdigest()[:32]
+        hit = OCR_CACHE / f"{digest}.json"
+        if hit.exists():
+            self.cached += 1
+            cached = json.loads(hit.read_text())
+            return cached["text"], cached["confidence"]
+        path = self.workdir / f"{digest}.jpg"
+        path.write_bytes(jpeg)
+        read = self.tesseract.read(path, 1)
+        path.unlink()
+        self.pages += 1
+        hit.write_text(json.dumps({"text": read.text, "confidence": read.confidence}))
+        return read.text, read.confidence
+
+
+# --- packets --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Packet:
+    name: str
+    part: str
+    pages: list[PageText]
+    truth: list[str | None]  # per page: the document key, or None (blank, fax cover)
+    docs: dict[str, Doc]
+    patients: dict[str, Identity]  # per document key: whose banner it prints
+    mixed: bool
+    scanned: list[str]
+
+
+def plan(docs: list[Doc], part: str, count: int, seed: int) -> list[dict]:
+    rng = random.Random(f"{seed}/{part}")
+    pool = [d for d in docs if d.part == part]
+    ccda = [d for d in pool if d.key.startswith("ccda/")]
+    aci = [d for d in pool if d.key.startswith("aci/")]
+    rng.shuffle(aci)
+    plans = []
+    for index in range(count):
+        size = rng.randint(2, 8)
+        chosen = rng.sample(ccda, min(len(ccda), rng.randint(0, 2))) + [aci.pop() for _ in range(size) if aci]
+        chosen = chosen[:8]
+        rng.shuffle(chosen)
+        if len(chosen) < 2:
+            break
+        home = rng.choice(_CLINICS)  # a patient's visit notes mostly come from their own clinic
+        chosen = [dataclasses.replace(d, facility=home[0], address=home[1], phone=home[2],
+                                      own_title=f"{home[0]}: {d.title.title()}")
+                  if d.key.startswith("aci/") and rng.random() < 0.7 else d for d in chosen]
+        owner = chosen[0].patient
+        mixed = rng.random() < MIXED
+        intruder = rng.randrange(1, len(chosen)) if mixed else None
+        other = rng.choice([d for d in pool if d.patient.name != owner.name]).patient
+        items = []
+        for i, doc in enumerate(chosen):
+            items.append({
+                "doc": doc, "patient": other if i == intruder else owner, "layout": random_layout(rng),
+                "scanned": rng.random() < SCANNED, "blank_after": rng.random() < 0.08, "seed": rng.randrange(10**6),
+            })
+        plans.append({"name": f"{part}-{index:02d}", "part": part, "items": items, "mixed": mixed})
+    return plans
+
+
+def build(p: dict, ocr) -> Packet:
+    texts: list[tuple[str, str, float | None]] = []
+    truth: list[str | None] = []
+    for item in p["items"]:
+        doc = item["doc"]
+        rng = random.Random(item["seed"])
+        data, cover = print_doc(doc, item["patient"], item["layout"], rng)
+        read = read_pdf(data, item["scanned"], item["seed"], ocr)
+        for index, page in enumerate(read):
+            texts.append(page)
+            truth.append(None if index < cover else doc.key)
+        if item["blank_after"]:
+            texts.append(("", "tesseract", None))
+            truth.append(None)
+    pages = [PageText(page_number=n, text=t, engine=e, confidence=c) for n, (t, e, c) in enumerate(texts, 1)]
+    return Packet(
+        name=p["name"], part=p["part"], pages=pages, truth=truth, docs={i["doc"].key: i["doc"] for i in p["items"]},
+        patients={i["doc"].key: i["patient"] for i in p["items"]}, mixed=p["mixed"],
+        scanned=[i["doc"].key for i in p["items"] if i["scanned"]],
+    )
+
+
+# --- scoring --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Scores:
+    boundaries_true: int = 0
+    boundaries_pred: int = 0
+    boundaries_hit: int = 0
+    assigned: int = 0  # readable pages in a predicted encounter
+    assigned_pure: int = 0  # ... of its majority document
+    none_pages: int = 0  # blank and cover pages
+    none_right: int = 0
+    docs: int = 0
+    types_right: int = 0
+    dates_right: int = 0
+    dates_invented: int = 0
+    identity_fields: int = 0
+    identity_right: int = 0
+    mixed: int = 0
+    mixed_flagged: int = 0
+    clean: int = 0
+    clean_flagged: int = 0
+    ranked: list = dataclasses.field(default_factory=list)  # (confidence, correct, needs_review)
+
+    def add(self, other: Scores) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def metrics(self) -> dict:
+        p = self.boundaries_hit / self.boundaries_pred if self.boundaries_pred else 1.0
+        r = self.boundaries_hit / self.boundaries_true if self.boundaries_true else 1.0
+        wrong = [x for x in self.ranked if not x[1]]
+        return {
+            "boundary_f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+            "boundary_precision": round(p, 4),
+            "boundary_recall": round(r, 4),
+            "purity": _ratio(self.assigned_pure, self.assigned),
+            "none_pages_right": _ratio(self.none_right, self.none_pages),
+            "type_accuracy": _ratio(self.types_right, self.docs),
+            "date_accuracy": _ratio(self.dates_right, self.docs),
+            "dates_invented": self.dates_invented,
+            "identity_accuracy": _ratio(self.identity_right, self.identity_fields),
+            "conflict_recall": _ratio(self.mixed_flagged, self.mixed),
+            "conflict_false_alarms": _ratio(self.clean_flagged, self.clean),
+            "review_auroc": auroc(self.ranked),
+            "encounters_wrong": len(wrong),
+            "wrong_flagged": _ratio(sum(x[2] for x in wrong), len(wrong)),
+            "right_flagged": _ratio(sum(x[2] for x in self.ranked if x[1]), len(self.ranked) - len(wrong)),
+        }
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 4) if b else 1.0
+
+
+def auroc(ranked: list) -> float | None:
+    """P(a correct encounter's confidence > a wrong one's), ties half; None without both kinds."""
+    right = [c for c, ok, _ in ranked if ok]
+    wrong = [c for c, ok, _ in ranked if not ok]
+    if not right or not wrong:
+        return None
+    wins = sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
+    return round(wins / (len(right) * len(wrong)), 4)
+
+
+def _norm(value: str | None) -> str:
+    return re.sub(r"[^a-z0-9]", "", (value or "").lower())
+
+
+def score(packet: Packet, discovery, manifest) -> Scores:
+    s = Scores()
+    n = len(packet.pages)
+    pred = [manifest.page_assignments[p] for p in range(1, n + 1)]
+    truth = packet.truth
+    overlap: dict[tuple[str, int], int] = {}
+    for t, q in zip(truth, pred, strict=True):
+        if t is not None and q is not None:
+            overlap[(t, q)] = overlap.get((t, q), 0) + 1
+    match: dict[str, int] = {}
+    taken: set[int] = set()
+    for (t, q), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1])):
+        if t not in match and q not in taken:
+            match[t] = q
+            taken.add(q)
+    readable = [i for i, t in enumerate(truth) if t is not None]
+    for a, b in zip(readable, readable[1:]):
+        true_cut, pred_cut = truth[a] != truth[b], pred[a] != pred[b]
+        s.boundaries_true += true_cut
+        s.boundaries_pred += pred_cut
+        s.boundaries_hit += true_cut and pred_cut
+    for index, enc in enumerate(discovery.encounters):
+        keys = [truth[p - 1] for p in enc.pages()]
+        s.assigned += len(keys)
+        s.assigned_pure += max((keys.count(k) for k in set(keys) if k is not None), default=0)
+    for t, q in zip(truth, pred):
+        if t is None:
+            s.none_pages += 1
+            s.none_right += q is None
+    true_dates = {d for doc in packet.docs.values() for d in (doc.start, doc.end) if d}
+    for enc in discovery.encounters:
+        s.dates_invented += sum(d is not None and d not in true_dates for d in (enc.date_start, enc.date_end))
+    pages_of = {k: {i + 1 for i, t in enumerate(truth) if t == k} for k in packet.docs}
+    correct: dict[int, bool] = {}
+    for key, doc in packet.docs.items():
+        s.docs += 1
+        q = match.get(key)
+        enc = discovery.encounters[q] if q is not None else None
+        if enc is None:
+            continue
+        type_ok = enc.encounter_type == doc.kind
+        end_ok = enc.date_end == doc.end if doc.end and doc.end != doc.start else enc.date_end in (None, doc.start)
+        date_ok = enc.date_start == doc.start and end_ok
+        s.types_right += type_ok
+        s.dates_right += date_ok
+        correct[q] = type_ok and date_ok and enc.pages() == pages_of[key]
+        who = packet.patients[key]
+        for field, value in (("patient_name", who.name), ("patient_dob", who.dob), ("patient_identifier", who.mrn)):
+            s.identity_fields += 1
+            got = getattr(enc, field, None)
+            s.identity_right += (got == value) if field == "patient_dob" else (_norm(got) == _norm(value))
+    for index, enc in enumerate(discovery.encounters):
+        s.ranked.append((enc.confidence, correct.get(index, False), bool(getattr(enc, "needs_review", False))))
+    flagged = bool(getattr(manifest, "identity_conflict", False))
+    if packet.mixed:
+        s.mixed += 1
+        s.mixed_flagged += flagged
+    else:
+        s.clean += 1
+        s.clean_flagged += flagged
+    return s

@@ -1,0 +1,361 @@
+"""Cues a page gives about where a document starts: titles, page markers, letterheads,
+salutations, section headings, running headers and footers, fax cover sheets; and the
+provider and facility a page names.
+
+Structural cues come first: "Page 1 of N", a title line in the letterhead, a running header
+or footer that changes, a section sequence that starts again. Keyword lists only name a
+title's kind, and type an untitled encounter by counting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+from shared.encounters.dates import digits
+from shared.encounters.text import Found, Line, Span
+from shared.models import EncounterType
+
+TITLE_LINES = 8  # a document title sits in the letterhead, within this many first lines
+BANNER_TITLE_LINES = 14  # ... or below the patient banner, within this many
+LETTERHEAD_LINES = 4  # a facility change or a page marker must be this close to an edge
+SALUTATION_LINES = 16  # "Dear Dr ..." within this many first lines opens a letter
+
+_ET = EncounterType
+
+# Ordered: the first pattern that matches a title line decides, so "Emergency Department
+# Discharge Letter" is an emergency visit, not an inpatient stay.
+_TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
+    (
+        _ET.EMERGENCY,
+        re.compile(
+            r"emergency\s+(?:department|dept\b)|accident\s+(?:and|&)\s+emergency|(?-i:\bED\b)\s+"
+            r"(?:discharge|attendance|presentation|note|summary)|emergency\s+(?:discharge|attendance|record)",
+            re.I,
+        ),
+    ),
+    (
+        _ET.TELEHEALTH,
+        re.compile(
+            r"tele-?health|video\s+(?:consult|call|visit)|(?:tele)?phone\s+(?:consult|review|call)|virtual\s+(?:visit|consult)",
+            re.I,
+        ),
+    ),
+    (
+        _ET.INPATIENT,
+        re.compile(
+            r"discharge\s+summary|in-?patient|admission\s+(?:note|summary|record)|transfer\s+summary|hospital\s+discharge",
+            re.I,
+        ),
+    ),
+    (
+        _ET.PROCEDURE,
+        re.compile(
+            r"operation\s+(?:note|report|record)|operative\s+(?:note|report)|procedure\s+(?:note|report)|"
+            r"surgical\s+(?:note|report)|(?:endoscopy|colonoscopy|gastroscopy)\s+report|anaesthetic\s+record",
+            re.I,
+        ),
+    ),
+    (
+        _ET.LAB,
+        re.compile(
+            r"pathology\s+report|laboratory\s+report|lab(?:oratory)?\s+results?|blood\s+tests?\s+results?|"
+            r"histopathology|cytology\s+report|microbiology\s+report|test\s+results",
+            re.I,
+        ),
+    ),
+    (
+        _ET.IMAGING,
+        re.compile(
+            r"radiology\s+report|imaging\s+report|diagnostic\s+imaging|x-?\s?ray|(?-i:\bCT\b)|(?-i:\bMRI\b)|"
+            r"ultrasound|mammogra\w*",
+            re.I,
+        ),
+    ),
+    (
+        _ET.MEDICATION_LIST,
+        re.compile(
+            r"medication\s+(?:list|summary|chart|profile)|list\s+of\s+(?:current\s+)?medications|medicines\s+list", re.I
+        ),
+    ),
+    (
+        _ET.REFERRAL,
+        re.compile(r"referral|letter\s+of\s+referral|letter\s+to\s+(?:the\s+|your\s+)?(?:GP|doctor|Dr\b)", re.I),
+    ),
+    (
+        _ET.ADMINISTRATIVE,
+        re.compile(
+            r"(?:registration|consent|claim|enrol?ment|request|authori[sz]ation)\s+form|insurance\s+(?:claim|form|letter)|"
+            r"patient\s+(?:details|information)\s+form|change\s+of\s+(?:address|details)|release\s+of\s+information",
+            re.I,
+        ),
+    ),
+    (
+        _ET.OUTPATIENT,
+        re.compile(
+            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation|(?-i:\bGP\b)|"
+            r"progress\s+note|office\s+visit|follow-?\s?up\s+(?:visit|note)|visit\s+note|general\s+practice|"
+            r"appointment\s+(?:letter|confirmation|reminder)",
+            re.I,
+        ),
+    ),
+]
+
+# Counted over an encounter's text when no page has a title; ties go to the earlier type.
+KEYWORDS: list[tuple[EncounterType, re.Pattern[str]]] = [
+    (_ET.EMERGENCY, re.compile(r"\bemergency\b|(?-i:\bED\b)|\btriage\b", re.I)),
+    (_ET.TELEHEALTH, re.compile(r"tele-?health|video\s+(?:call|consult)|(?:tele)?phone\s+consult", re.I)),
+    (
+        _ET.INPATIENT,
+        re.compile(r"\badmitted\b|\badmission\b|\bdischarged?\b|in-?patient|\bward\b|length\s+of\s+stay", re.I),
+    ),
+    (_ET.PROCEDURE, re.compile(r"\boperation\b|\bprocedure\b|anaesthe|anesthe|incision", re.I)),
+    (_ET.LAB, re.compile(r"pathology|laborator|specimen|\bcollected\b|reference\s+range|\bresults?\b", re.I)),
+    (_ET.IMAGING, re.compile(r"radiology|x-?\s?ray|(?-i:\bCT\b)|(?-i:\bMRI\b)|ultrasound|sonograph", re.I)),
+    (_ET.MEDICATION_LIST, re.compile(r"medication\s+list", re.I)),
+    (_ET.REFERRAL, re.compile(r"referral|\brefer(?:red)?\b|\bdear\s+dr\b", re.I)),
+    (_ET.OUTPATIENT, re.compile(r"\bclinic\b|(?-i:\bGP\b)|consultation|\bvisit\b|follow-?\s?up|out-?patient", re.I)),
+]
+
+# OCR leaves specks before a line, hence the punctuation allowed before "Dear".
+SALUTATION = re.compile(r"^[ \t.,:;*'|\-]*dear\s+(?:dr\b|doctor\b|colleague|prof)", re.I | re.M)
+
+APPOINTMENT = re.compile(r"appointment|you\s+have\s+been\s+booked|please\s+attend|scheduled\s+for", re.I)
+
+
+_ADDRESSEE = re.compile(r",\s*[A-Z][\w' ]*(?:Hospital|Clinic|Cent(?:re|er)|Practice|Surgery|Infirmary)\b")
+
+
+def is_title_line(text: str) -> bool:
+    if ":" in text and text.rsplit(":", 1)[1].strip():
+        text = text.rsplit(":", 1)[1]  # "Community Health and Hospitals: Discharge Summary"
+    if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
+        return False  # "CT of Abdomen, 01/23/2020." is a line of a report, not its title
+    words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
+    if not words or _ADDRESSEE.search(text):
+        return False  # "Cardiology Outpatients, Kingsbridge Hospital" addresses a letter, it is no title
+    letters = "".join(words)
+    return len(words) <= 6 or letters.isupper()
+
+
+# A letterhead ends with its contact lines: a telephone or fax number, a street address.
+_CONTACT = re.compile(r"\b(?:tel|phone|fax|ph)\b\.?:?\s*[(+\d]|\(\d{3}\)\s*\d{3}|^\W*\d+\s+\w+.*,\s*\w+", re.I)
+
+
+def find_title(page: int, text: str, lines: Sequence[Line], reach: int = TITLE_LINES) -> tuple[EncounterType, Span] | None:
+    """The title line within ``reach`` first lines, by kind, with its span.
+
+    A title above the letterhead's last contact line is a department's name ("Outpatient
+    Services"), taken only when no title follows the letterhead.
+    """
+    top = lines[:reach]
+    contact_end = max((i for i, line in enumerate(top[:TITLE_LINES]) if _CONTACT.search(line.text)), default=-1)
+    found = []
+    for index, line in enumerate(top):
+        if not is_title_line(line.text):
+            continue
+        for kind, pattern in _TITLES:
+            match = pattern.search(line.text)
+            if match:
+                found.append((index > contact_end, kind, Span(page, line.start + match.start(), line.start + match.end())))
+                break
+    after = [f for f in found if f[0]] or found
+    return (after[0][1], after[0][2]) if after else None
+
+
+# --- page markers --------------------------------------------------------------------------
+
+_PAGE_OF = re.compile(r"\bpage[^\w\n]{0,3}([0-9Il]{1,3})(?:[^\w\n]{0,3}(?:of|/)[^\w\n]{0,3}([0-9Il]{1,3}))?\b", re.I)
+_CONTINUED_TOP = re.compile(
+    r"\(\s*cont(?:inued|'d|’d|d)?\.?\s*\)|continued\s+from|\bcont(?:'|’)d\b|\bcontinuation\b", re.I
+)
+_CONTINUED_WORD = re.compile(r"\bcontinued\b", re.I)
+CONTINUED_BOTTOM = re.compile(r"continued\s+(?:on|over|overleaf)|\bP\.?T\.?O\b|\boverleaf\b|see\s+over", re.I)
+_FAX = re.compile(r"\bfax\b", re.I)
+
+
+def says_continued(line: str) -> bool:
+    # A bare "continued" only in a short running header: "Metformin continued at 1 g bd" is not one.
+    return bool(_CONTINUED_TOP.search(line)) or (bool(_CONTINUED_WORD.search(line)) and is_title_line(line))
+
+
+def page_marker(lines: Sequence[Line]) -> tuple[int, int | None] | None:
+    # Fax headers count the pages of the transmission, not of the document.
+    edges = [*lines[:LETTERHEAD_LINES], *lines[-LETTERHEAD_LINES:]]
+    for line in edges:
+        if _FAX.search(line.text):
+            continue
+        match = _PAGE_OF.search(line.text)
+        if match:
+            total = digits(match.group(2)) if match.group(2) else None
+            return digits(match.group(1)), total
+    return None
+
+
+_NAME = (
+    r"(?P<name>(?:(?:Dr|DR|Doctor|Prof|Professor|A/Prof|Mr|Mrs|Ms|Miss)\.?[ \t]+)?"
+    r"[A-Z][A-Za-z'\-]+(?:[ \t]+[A-Z]\.?(?![A-Za-z'\-]))?(?:[ \t]+[A-Z][A-Za-z'\-]+){0,2})"
+)
+_PROVIDER_LABELS = [
+    (
+        0,
+        r"provider|attending(?:\s+(?:physician|doctor|consultant))?|clinician|seen\s+by|"
+        r"treating\s+(?:doctor|clinician|physician|consultant)|consultant|physician|(?:operating\s+)?surgeon|"
+        r"(?:reporting\s+)?(?:pathologist|radiologist)|referring\s+(?:doctor|gp|practitioner|clinician)|"
+        r"(?:electronically\s+)?signed(?:\s+by)?|author|performed\s+by|reported\s+by|dictated\s+by|doctor",
+    ),
+    (2, r"requested\s+by|ordered\s+by|requesting\s+(?:doctor|clinician)"),
+]
+_PROVIDER_LABELLED = [
+    (rank, re.compile(rf"(?i:\b(?P<label>{labels}))(?P<sep>[ \t]*[:\-]?[ \t]*){_NAME}"))
+    for rank, labels in _PROVIDER_LABELS
+]
+_TITLED = re.compile(r"(?:Dr|DR|Doctor|Prof|Professor|A/Prof|Mr|Mrs|Ms|Miss)\b")
+_DR = re.compile(rf"\b(?=(?:Dr|DR|Doctor|Prof|Professor)\b){_NAME}")
+_SIGN_OFF = re.compile(
+    r"yours\s+(?:sincerely|faithfully|truly)|kind\s+regards|best\s+regards|\bregards\b|sincerely", re.I
+)
+_RECIPIENT = re.compile(r"(?:\bdear|\bto:?|\bcc:?|\battn:?|referr?(?:ed|ing)?\s+to|refer\s+to|\bsee)\s*$", re.I)
+_NAME_STOP = frozenset(
+    "date page mrn dob ward phone fax facility clinic hospital patient general practitioner physician "
+    "consultant report signed ref re urn".split()
+)
+
+_FACILITY_SUFFIX = (
+    r"(?:Hospital|Medical[ \t.\-]*Cent(?:re|er)|Health[ \t.\-]*Cent(?:re|er)|Health[ \t]+Service|"
+    r"Medical[ \t]+Practice|Family[ \t]+Practice|General[ \t]+Practice|Clinic|Pathology|Radiology|Imaging|"
+    r"Infirmary|Laborator(?:y|ies)|Medical[ \t]+Group|Specialist[ \t]+Cent(?:re|er)|Surgery|Community[ \t]+Health)"
+)
+_FACILITY = re.compile(rf"(?<![\w])((?:[A-Z][\w'&.\-]*[ \t]+){{1,5}}(?=[A-Z])(?i:{_FACILITY_SUFFIX}))\b")
+_FACILITY_LABELLED = re.compile(
+    r"(?i:\b(?:facility|hospital|practice|institution|organi[sz]ation|laboratory|lab))[ \t]*:[ \t]*([A-Z][^\n|]{2,80})"
+)
+_FACILITY_LEAD = frozenset("the at from to dear re seen via of and in by fax patient".split())
+
+
+def _trim_name(value: str, start: int) -> tuple[str, int, int] | None:
+    words = list(re.finditer(r"\S+", value))
+    while words and words[-1].group().rstrip(".,").lower() in _NAME_STOP:
+        words.pop()
+    titles = ("dr", "doctor", "prof", "professor", "a/prof", "mr", "mrs", "ms", "miss")
+    if not words or (len(words) == 1 and words[0].group().rstrip(".").lower() in titles):
+        return None
+    end = words[-1].end()
+    return value[:end], start, start + end
+
+
+def _cut_at_next_label(value: str) -> str:
+    # OCR joins columns with single spaces: "Riverside Clinic Clinician: Dr X".
+    value = re.split(r"\s{2,}|\s+\S+:|[,;(]", value)[0]
+    return value.strip(" .-")
+
+
+def providers_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
+    found: list[Found] = []
+    for rank, pattern in _PROVIDER_LABELLED:
+        for m in pattern.finditer(text):
+            name = m.group("name")
+            labelled = ":" in m.group("sep") or "-" in m.group("sep") or m.group("label").lower().endswith("by")
+            if not (labelled or _TITLED.match(name)):
+                continue  # "Consultant Cardiologist" is a job title, not a label and a name
+            if text[m.end("name") : m.end("name") + 1] == ":":
+                continue  # "Clinician: Date:" style, the "name" is the next label
+            trimmed = _trim_name(name, m.start("name"))
+            if trimmed:
+                found.append(Found(trimmed[0], Span(page, trimmed[1], trimmed[2]), rank))
+    signed_after = None
+    for line in lines:
+        if _SIGN_OFF.search(line.text):
+            signed_after = line.start
+            break
+    for m in _DR.finditer(text):
+        if _RECIPIENT.search(text[max(0, m.start() - 20) : m.start()]):
+            continue
+        trimmed = _trim_name(m.group("name"), m.start("name"))
+        if not trimmed:
+            continue
+        rank = 1 if signed_after is not None and m.start() > signed_after else 3
+        found.append(Found(trimmed[0], Span(page, trimmed[1], trimmed[2]), rank))
+    return found
+
+
+def facilities_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
+    found: list[Found] = []
+    for m in _FACILITY_LABELLED.finditer(text):
+        value = _cut_at_next_label(m.group(1))
+        if len(value) >= 3:
+            found.append(Found(value, Span(page, m.start(1), m.start(1) + len(value)), 0))
+    letterhead_end = lines[min(LETTERHEAD_LINES, len(lines)) - 1].end if lines else 0
+    for m in _FACILITY.finditer(text):
+        words = list(re.finditer(r"\S+", m.group(1)))
+        while len(words) > 1 and words[0].group().rstrip(":.,").lower() in _FACILITY_LEAD:
+            words.pop(0)
+        start = m.start(1) + words[0].start()
+        if _RECIPIENT.search(text[max(0, start - 20) : start]):
+            continue
+        value = text[start : m.end(1)]
+        if len(words) < 2 and not re.search(r"\s", value):
+            continue
+        rank = 1 if start < letterhead_end else 2
+        found.append(Found(" ".join(value.split()), Span(page, start, m.end(1)), rank))
+    return found
+
+
+def same_facility(a: str, b: str) -> bool:
+    def norm(value: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", value.lower())
+
+    return difflib.SequenceMatcher(None, norm(a), norm(b)).ratio() >= 0.8
+
+
+
+
+# --- page structure: cover sheets, section headings, running footers ---------------------------
+
+COVER_LINES = 4  # a cover sheet says so in its first lines
+_COVER_TITLE = re.compile(r"^\W*(?:fax|facsimile|fax\s+cover(?:\s+sheet)?|fax\s+transmittal|transmittal|cover\s+sheet)\W*$", re.I)
+_COVER_FIELD = re.compile(r"^\W*(?:to|from|attn|attention|pages?|re|subject|date|fax|phone|cc)\b[^:\n]{0,20}:", re.I)
+
+
+def is_cover(lines: Sequence[Line]) -> bool:
+    """A fax cover sheet: titled as one, and mostly To/From/Pages/Re fields. It is no record."""
+    fields = sum(bool(_COVER_FIELD.match(line.text)) for line in lines[:16])
+    if fields < 3 or len(lines) > 30:
+        return False
+    titled = any(_COVER_TITLE.match(line.text) for line in lines[:COVER_LINES])
+    # OCR can lose the big "FAX" of a cover sheet; its fields and its notice remain.
+    return titled or any(_FAX_WORDS.search(line.text) for line in lines)
+
+
+_FAX_WORDS = re.compile(r"\bfacsimile\b|including\s+cover|\bcover\s+(?:sheet|page)\b|\btransmittal\b", re.I)
+_HEADING_WORDS = re.compile(r"[A-Za-z][A-Za-z'/&\-]*")
+
+
+def section_headings(lines: Sequence[Line]) -> list[str]:
+    """Lines that read as section headings: upper case, a few words, no value after a colon."""
+    found = []
+    for line in lines:
+        text = line.text.strip()
+        words = _HEADING_WORDS.findall(text)
+        if not 1 <= len(words) <= 8 or len(text) > 60 or "|" in text or any(c.isdigit() for c in text):
+            continue
+        letters = "".join(words)
+        if len(letters) >= 4 and letters.isupper() and not text.endswith(","):
+            found.append(" ".join(w.upper() for w in words))
+    return found
+
+
+_FOOTER = re.compile(r"\bpage\b|\bprinted\b|\bconfidential\b|\bfax\b|\bgenerated\b", re.I)
+
+
+def same_footer(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8  # OCR reads one footer a little differently each page
+
+
+def footer_signature(lines: Sequence[Line]) -> str | None:
+    """A running footer with its numbers blanked ("Page # of # Printed #/#/# ..."), or None."""
+    for line in lines[-2:]:
+        if _FOOTER.search(line.text) and len(line.text) < 120:
+            return re.sub(r"[0-9OIl]+(?=\W|$)|\d+", "#", line.text.strip().lower())
+    return None

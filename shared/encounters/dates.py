@@ -1,0 +1,256 @@
+"""Dates on a page and what each is for: ISO, numeric and month-name forms, OCR-tolerant.
+
+A date's role comes from its label: the nearest before it on its line, the line above for a
+table read column-wise, or the header cell of its column in a "a | b | c" table. Admission ->
+start, discharge -> end, visit/service/procedure/exam -> start and end, collected/reported ->
+start, a bare "Date:" -> start; the second date of a range ("03/01/2013 - 03/05/2013") ends it.
+Birth, printed, faxed, created, signed and previous-visit dates have roles that never make an
+encounter date, and a fax transmission header's date is ignored. An unlabelled date counts
+only in a page's letterhead. No date found means no date: nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+
+from shared.encounters.text import Line, Span
+
+HEADER_LINES = 10  # unlabelled letterhead dates are looked for in this many first lines
+LABEL_REACH = 50  # a label further than this many characters before a date is not its label
+
+def digits(token: str) -> int:
+    return int(token.translate(OCR_DIGITS))
+
+OCR_DIGITS = str.maketrans("OoIl|", "00111")
+_D = r"[0-9OoIl]"
+# A stray "-" that OCR puts before a date ("Visit date: -19/10/2023") is no part of a number.
+_NUM_DMY = re.compile(
+    rf"(?<![\w/.])(?<![\w/.]-)({_D}{{1,2}})[ \t]*([/.\-])[ \t]*({_D}{{1,2}})[ \t]*\2[ \t]*({_D}{{4}}|{_D}{{2}})(?![\w/]|\.\d)"
+)
+_NUM_YMD = re.compile(
+    rf"(?<![\w/.])(?<![\w/.]-)({_D}{{4}})[ \t]*([/.\-])[ \t]*({_D}{{1,2}})[ \t]*\2[ \t]*({_D}{{1,2}})(?![\w/]|\.\d)"
+)
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
+    r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?"
+)
+_NAME_DMY = re.compile(rf"(?<![\w])(\d{{1,2}})(?:st|nd|rd|th)?[ \t\-./,]*{_MONTH}[ \t\-./,]*(\d{{4}})(?!\d)", re.I)
+_NAME_MDY = re.compile(
+    rf"(?<![A-Za-z]){_MONTH}[ \t\-./,]*(\d{{1,2}})(?:st|nd|rd|th)?\b[ \t,\-./]*(\d{{4}})(?!\d)", re.I
+)
+_MONTHS = {
+    m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RawDate:
+    start: int
+    end: int
+    kind: str  # "num" (day/month order to settle), "fixed"
+    parts: tuple[int, int, int]  # num: (a, b, year); fixed: (year, month, day)
+
+
+def _year(token: str) -> int | None:
+    year = digits(token)
+    if len(token) == 2:
+        # Two-digit years: 00-49 are 20xx, 50-99 are 19xx (fixed, so output never depends on today).
+        return 2000 + year if year < 50 else 1900 + year
+    return year
+
+
+def raw_dates(text: str) -> list[RawDate]:
+    found: list[RawDate] = []
+    for m in _NUM_DMY.finditer(text):
+        if len(m.group(4)) == 2 and m.group(2) == ".":
+            continue  # "3.5.24" is more often a number than a date
+        if sum(c.isdigit() for c in m.group()) < 4:
+            continue
+        year = _year(m.group(4))
+        if year is not None:
+            found.append(RawDate(m.start(), m.end(), "num", (digits(m.group(1)), digits(m.group(3)), year)))
+    for m in _NUM_YMD.finditer(text):
+        if sum(c.isdigit() for c in m.group()) < 4:
+            continue
+        found.append(
+            RawDate(m.start(), m.end(), "fixed", (digits(m.group(1)), digits(m.group(3)), digits(m.group(4))))
+        )
+    for m in _NAME_DMY.finditer(text):
+        month = _MONTHS[m.group(2)[:3].lower()]
+        found.append(RawDate(m.start(), m.end(), "fixed", (int(m.group(3)), month, int(m.group(1)))))
+    for m in _NAME_MDY.finditer(text):
+        month = _MONTHS[m.group(1)[:3].lower()]
+        found.append(RawDate(m.start(), m.end(), "fixed", (int(m.group(3)), month, int(m.group(2)))))
+    # Where patterns overlap keep the earliest, then longest, match.
+    found.sort(key=lambda r: (r.start, -(r.end - r.start)))
+    kept: list[RawDate] = []
+    for raw in found:
+        if kept and raw.start < kept[-1].end:
+            continue
+        kept.append(raw)
+    return kept
+
+
+def month_first(raws: Iterable[RawDate]) -> bool:
+    """Day-first unless the document's own numeric dates only ever fit month-first."""
+    nums = [r.parts for r in raws if r.kind == "num"]
+    day_first_seen = any(a > 12 for a, _, _ in nums)
+    month_first_seen = any(b > 12 for _, b, _ in nums)
+    return month_first_seen and not day_first_seen
+
+
+def to_date(raw: RawDate, month_first: bool) -> dt.date | None:
+    if raw.kind == "num":
+        a, b, year = raw.parts
+        if a > 12 or b > 12:
+            day, month = (a, b) if a > 12 else (b, a)
+        else:
+            month, day = (a, b) if month_first else (b, a)
+    else:
+        year, month, day = raw.parts
+    if not 1900 <= year <= 2099:
+        return None
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+# Roles, by what a date is used for. Listed most specific first: with two labels ending at
+# the same place the longer wins, then the earlier in this list.
+_ROLES: list[tuple[str, re.Pattern[str]]] = [
+    ("dob", re.compile(r"date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b", re.I)),
+    (
+        "ignore",
+        re.compile(
+            r"\bprint(?:ed)?\b|\bfax(?:ed)?\b|\bgenerated\b|\breceived\b|\btyped\b|\bdictated\b|\btranscribed\b|"
+            r"\bupdated\b|(?:previous|prior|last)\s+(?:visit|admission|appointment|seen|review)|\bsince\b|\bonset\b|"
+            r"\bcreated\b|\bsigned\b|\bsignature\b|\bauthored\b|\bexported\b|\brun\s+(?:date|on)\b",
+            re.I,
+        ),
+    ),
+    (
+        "planned",
+        re.compile(
+            r"next\s+(?:appointment|visit|review)|follow[\s-]*up\s+(?:appointment\s+)?(?:on|date|scheduled|booked)|"
+            r"review\s+(?:on|date)|return\s+(?:on|visit)|scheduled(?:\s+for)?|booked(?:\s+for)?|"
+            r"appointment(?:\s+date)?(?:\s+(?:on|is|for))?|\bdue(?:\s+(?:on|date))?|\brecall\b|please\s+attend(?:\s+on)?",
+            re.I,
+        ),
+    ),
+    ("admission", re.compile(r"(?:date\s+of\s+)?(?:admission|admitted|admit)(?:\s+date)?(?:\s+on)?", re.I)),
+    ("discharge", re.compile(r"(?:date\s+of\s+)?(?:discharge|discharged)(?:\s+date)?(?:\s+on)?", re.I)),
+    ("collected", re.compile(r"(?:date\s+of\s+)?collect(?:ed|ion)(?:\s+(?:date|on))?|specimen\s+(?:date|taken)", re.I)),
+    (
+        "reported",
+        re.compile(
+            r"(?:date\s+of\s+)?report(?:ed)?(?:\s+(?:date|on))?|\bauthori[sz]ed\b|\bverified\b|\bresulted\b", re.I
+        ),
+    ),
+    (
+        "visit",
+        re.compile(
+            r"(?:date\s+of\s+)?(?:visit|service|consultation|consult|attendance|presentation|encounter|"
+            r"examination|exam|study|procedure|operation|surgery)(?:\s+date)?(?:\s+on)?|"
+            r"\bseen(?:\s+on)?|\barriv(?:al|ed)(?:\s+on)?|\bpresented(?:\s+on)?|\battended(?:\s+on)?",
+            re.I,
+        ),
+    ),
+    ("generic", re.compile(r"\bdated?\b", re.I)),
+]
+START_ROLES = ("admission", "visit", "collected", "reported", "generic", "letterhead")  # by preference
+_ANCHOR_ROLES = frozenset({"admission", "visit", "collected", "reported"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Date:
+    value: dt.date
+    role: str
+    span: Span
+    in_header: bool
+
+    @property
+    def anchors(self) -> bool:
+        """Whether this date says when the encounter happened (a letter's "Date:" only in its letterhead)."""
+        return self.role in _ANCHOR_ROLES or (self.role == "generic" and self.in_header)
+
+
+def label_role(segment: str) -> str | None:
+    best: tuple[int, int, int] | None = None
+    role_found = None
+    for order, (role, pattern) in enumerate(_ROLES):
+        for m in pattern.finditer(segment):
+            key = (m.end(), m.end() - m.start(), -order)
+            if best is None or key > best:
+                best, role_found = key, role
+    return role_found
+
+
+# A fax machine's transmission line: "06/01/2019 14:22 FROM: (217) 555-0142 TO: ... P. 2/4".
+_FAX_LINE = re.compile(r"\bfrom\b[^\n]*\bto\b|\bfax\b|\bP\.\s?\d+\s?/\s?\d+", re.I)
+_CELL = re.compile(r"[^|]+")
+_RANGE = re.compile(r"^\s*(?:-|–|to|until|through|thru)\s*$", re.I)
+
+
+def _column_role(lines: Sequence[Line], index: int, offset: int) -> str | None:
+    """In a "a | b | c" table, the role its header row names for the column at ``offset``."""
+    line = lines[index]
+    if index == 0 or "|" not in line.text:
+        return None
+    cells = [m.span() for m in _CELL.finditer(line.text)]
+    column = next((i for i, (a, b) in enumerate(cells) if a <= offset < b), None)
+    header = [m.group() for m in _CELL.finditer(lines[index - 1].text)]
+    if column is None or len(header) != len(cells) or raw_dates(lines[index - 1].text):
+        return None
+    return label_role(header[column]) or "column"
+
+
+def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: int) -> str | None:
+    line = lines[index]
+    column = _column_role(lines, index, start - line.start)
+    if column is not None:
+        return None if column == "column" else column
+    segment = text[max(line.start, floor, start - LABEL_REACH) : start]
+    role = label_role(segment)
+    if role is None and not re.search(r"\w", segment) and index > 0:
+        # Tables read column-wise put the label on the line above the date.
+        above = lines[index - 1]
+        if len(above.text) <= 40 and not raw_dates(above.text):
+            role = label_role(above.text[-30:])
+    return role
+
+
+def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool) -> list[Date]:
+    out: list[Date] = []
+    header_end = lines[min(HEADER_LINES, len(lines)) - 1].end if lines else 0
+    for index, line in enumerate(lines):
+        if _FAX_LINE.search(line.text) and index < 2:
+            continue  # when the page was faxed, not when the encounter was
+        floor = line.start
+        previous: Date | None = None
+        for raw in raw_dates(line.text):
+            start, end = line.start + raw.start, line.start + raw.end
+            value = to_date(raw, month_first)
+            if previous is not None and previous.role in ("admission", "visit") and _RANGE.match(text[floor:start]):
+                role: str | None = "discharge"  # "from - to": the second date ends the encounter
+            else:
+                role = _date_role(text, lines, index, start, floor)
+            floor = end
+            previous = None
+            if value is None or role in ("dob", "ignore"):
+                continue
+            if "|" in line.text and role not in ("admission", "discharge"):
+                continue  # a row of a table lists past events (results, encounters, plans), not this one
+            in_header = start < header_end
+            if role is None:
+                if not in_header:
+                    continue  # an unlabelled date in the body says nothing about the encounter
+                role = "letterhead"
+            previous = Date(value, role, Span(page, start, end), in_header)
+            out.append(previous)
+    return out
+
+

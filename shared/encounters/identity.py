@@ -1,0 +1,155 @@
+"""Whose record a page is: the patient identity its banner shows, and when two conflict.
+
+A banner is read from labels ("Patient:", "Name:", "DOB:", "MRN:", "Patient ID:" ...) on a
+line, or from a "a | b | c" table whose header row names the columns. Each value keeps its
+span, so a reviewer sees where it was read. Two identities conflict when an identifier, a
+birth date or a name (allowing for OCR noise) is present in both and differs; a missing
+field never conflicts. Nothing here logs: these are patient fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+
+from shared.encounters.dates import raw_dates, to_date
+from shared.encounters.text import Line, Span
+
+BANNER_LINES = 16  # a patient banner (or running header) sits within this many first lines
+
+_NAME_VALUE = r"(?P<value>[A-Z][A-Za-z'\-]+(?:,?[ \t]+[A-Z][A-Za-z'\-.]*){1,3})"
+_NAME_LABEL = re.compile(rf"(?i:\b(?:patient(?:\s+name)?|name|pt)\b)[ \t]*:[ \t]*{_NAME_VALUE}")
+_ID_LABEL = re.compile(
+    r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient\s+id|record\s+(?:no|number)|"
+    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Z0-9][A-Z0-9\-]{2,19})\b"
+)
+_DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
+_ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient\s+id|\bchart\b|\burn\b", re.I)
+_NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B)\b|\s*\|", re.I)
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """The patient a page or an encounter shows; each field with the span it was read from."""
+
+    name: tuple[str, Span] | None = None
+    dob: tuple[dt.date, Span] | None = None
+    identifier: tuple[str, Span] | None = None
+
+    def __bool__(self) -> bool:
+        return any((self.name, self.dob, self.identifier))
+
+    def merged(self, other: Identity) -> Identity:
+        """This identity with the fields it lacks taken from ``other``."""
+        return Identity(self.name or other.name, self.dob or other.dob, self.identifier or other.identifier)
+
+
+def _norm(value: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", value.lower().translate(str.maketrans("oil", "011")))
+
+
+def _name_key(value: str) -> str:
+    # "Collins, Martha" and "Martha Collins" are one name.
+    return " ".join(sorted(re.sub(r"[^a-z ]", " ", value.lower()).split()))
+
+
+def _near(a: str, b: str) -> bool:
+    """Equal, or one OCR slip apart (a character read wrong, dropped or added)."""
+    return a == b or (abs(len(a) - len(b)) <= 1 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.85)
+
+
+def _same_day(a: dt.date, b: dt.date) -> bool:
+    # 05/01/2005 read day-first on one page and month-first on another is one date.
+    return a == b or (a.year == b.year and a.month == b.day and a.day == b.month)
+
+
+def conflicts(a: Identity, b: Identity) -> bool:
+    """Whether two identities are two patients: a field both show differs beyond OCR noise."""
+    if a.identifier and b.identifier and not _near(_norm(a.identifier[0]), _norm(b.identifier[0])):
+        return True
+    if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
+        return True
+    if a.name and b.name:
+        ratio = difflib.SequenceMatcher(None, _name_key(a.name[0]), _name_key(b.name[0])).ratio()
+        if ratio < 0.75:
+            return True
+    return False
+
+
+def distinct(identities: Iterable[Identity]) -> list[Identity]:
+    """The different patients among these identities (each kept as first seen, filled in)."""
+    people: list[Identity] = []
+    for identity in identities:
+        if not identity:
+            continue
+        for i, person in enumerate(people):
+            if not conflicts(person, identity):
+                people[i] = person.merged(identity)
+                break
+        else:
+            people.append(identity)
+    return people
+
+
+def _date_at(text: str, start: int, month_first: bool) -> tuple[dt.date, int, int] | None:
+    raws = raw_dates(text[start : start + 24])
+    if not raws or raws[0].start > 2:
+        return None
+    value = to_date(raws[0], month_first)
+    return (value, start + raws[0].start, start + raws[0].end) if value else None
+
+
+def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool) -> Identity:
+    """The patient banner of a page (its first lines), or an empty identity."""
+    top = lines[:BANNER_LINES]
+    if not top:
+        return Identity()
+    name = dob = identifier = None
+    for index, line in enumerate(top):
+        if "|" in line.text and index + 1 < len(top):
+            found = _from_table(page, line, top[index + 1], month_first)
+            name, dob, identifier = name or found.name, dob or found.dob, identifier or found.identifier
+            continue
+        if name is None:
+            m = _NAME_LABEL.search(line.text)
+            if m:
+                value = _NAME_STOP.split(m.group("value"))[0].strip(" ,.")
+                if len(value.split()) >= 2:
+                    at = line.start + m.start("value")
+                    name = (value, Span(page, at, at + len(value)))
+        if identifier is None:
+            m = _ID_LABEL.search(line.text)
+            if m and any(c.isdigit() for c in m.group("value")):
+                identifier = (m.group("value"), Span(page, line.start + m.start("value"), line.start + m.end("value")))
+        if dob is None:
+            m = _DOB_LABEL.search(line.text)
+            if m:
+                found_date = _date_at(line.text, m.end(), month_first)
+                if found_date:
+                    dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
+    return Identity(name, dob, identifier)
+
+
+def _from_table(page: int, header: Line, row: Line, month_first: bool) -> Identity:
+    heads = [m.group().strip().lower() for m in re.finditer(r"[^|]+", header.text)]
+    cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", row.text)]
+    if len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
+        return Identity()
+    if not any(_DOB_LABEL.search(h) or _ID_HEAD.search(h) for h in heads):
+        return Identity()  # a table of payers or providers names people too; a banner names the patient's birth or record
+    name = dob = identifier = None
+    for head, (offset, cell) in zip(heads, cells, strict=True):
+        value = cell.strip()
+        at = row.start + offset + cell.index(value) if value else 0
+        span = Span(page, at, at + len(value))
+        if _DOB_LABEL.search(head):
+            found = _date_at(value, 0, month_first)
+            dob = (found[0], span) if found else dob
+        elif _ID_HEAD.search(head) and any(c.isdigit() for c in value):
+            identifier = (value, span)
+        elif re.search(r"patient|name", head) and len(value.split()) >= 2:
+            name = (value, span)
+    return Identity(name, dob, identifier)
