@@ -73,7 +73,7 @@ def test_identity_fields_round_trip_and_stay_behind_row_level_security(stack_set
     assert [e.patient_name for e in stored.encounters] == ["Martha Collins", "Andrew Perez"]
 
     # and the identity columns are row-level-secured like the rest of the row.
-    url = stack_settings.database_url
+    url = stack_settings.database_url.get_secret_value()
     with as_role(url, "authenticated", row.patient_id) as conn:
         mine = conn.execute("select patient_name from healthcare_encounters where shell_file_id = %s",
                             (row.id,)).fetchall()
