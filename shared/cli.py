@@ -359,14 +359,19 @@ def cmd_local(args) -> int:
         env = stack.env()
         _use_environment(env)
         provision(build_deps(_settings_or_exit()))
-        for key, value in env.items():
-            print(f"export {key}='{value}'")
-        print("# local stack up; Ctrl-C to stop", flush=True)
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
+        _export_and_wait(env, "local stack up", stop)
     return EXIT_OK
+
+
+def _export_and_wait(env: dict[str, str], banner: str, stop: threading.Event) -> None:
+    """Print the environment to export, then serve until SIGTERM (``stop``) or Ctrl-C."""
+    for key, value in env.items():
+        print(f"export {key}='{value}'")
+    print(f"# {banner}; Ctrl-C to stop", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
 
 
 def cmd_lambda(args) -> int:
@@ -428,13 +433,9 @@ def cmd_lambda(args) -> int:
         return EXIT_USAGE
     try:
         if not processing:
-            for key, value in local.environment_for_users().items():
-                print(f"export {key}='{value}'")
-            print("# Lambda functions up (docpipe submit FILE --patient-id ID); Ctrl-C to stop", flush=True)
-            try:
-                stop.wait()
-            except KeyboardInterrupt:
-                pass
+            _export_and_wait(
+                local.environment_for_users(), "Lambda functions up (docpipe submit FILE --patient-id ID)", stop
+            )
             local.emulator.stop()
             _err(format_summary(local.emulator.summary()))
             return EXIT_OK
