@@ -267,7 +267,9 @@ class Function:
     def invoke(self, event: dict) -> Invocation:
         request_id = str(uuid.uuid4())
         t0 = time.monotonic()
-        deadline = t0 + self.spec.timeout_s
+        # Lambda gives the init phase 10 s, and a slower one another go within the timeout;
+        # the invocation itself always has the whole Timeout.
+        init_deadline = t0 + max(10.0, self.spec.timeout_s)
         with self._lock:
             environment = self._idle.pop() if self._idle else None
         cold = environment is None
@@ -277,12 +279,12 @@ class Function:
             with self._lock:
                 self._all.append(environment)
             try:
-                environment.start(deadline)
+                environment.start(init_deadline)
                 init_ms = environment.init_ms
             except EnvironmentGone as gone:
                 return self._finish(environment, request_id, event, True, None, t0, "init_error", None, str(gone))
         self._line(f"START RequestId: {request_id} Version: $LATEST")
-        status, response, error = environment.invoke(event, request_id, max(0.0, deadline - time.monotonic()))
+        status, response, error = environment.invoke(event, request_id, self.spec.timeout_s)
         return self._finish(environment, request_id, event, cold, init_ms, t0, status, response, error)
 
     def _finish(self, environment, request_id, event, cold, init_ms, t0, status, response, error) -> Invocation:
@@ -365,8 +367,12 @@ class EventSourceMapping:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, wait_s: float) -> None:
+    def halt(self) -> None:
+        """No new batches; one being handled finishes."""
         self._stop.set()
+
+    def stop(self, wait_s: float) -> None:
+        self.halt()
         deadline = time.monotonic() + wait_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -561,7 +567,7 @@ class LambdaEmulator:
     def stop(self, wait_s: float = 30.0) -> None:
         """Stop polling, let running invocations finish (up to ``wait_s``), end every environment."""
         for mapping in self.mappings:
-            mapping._stop.set()
+            mapping.halt()
         for mapping in self.mappings:
             mapping.stop(wait_s)
         for function in self.functions.values():
