@@ -144,6 +144,11 @@ class Line(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
 
 
+# Why a page's reading needs a person to look at it (PageText.flag).
+OCR_EMPTY = "ocr_empty"  # the image has ink, the reading (almost) no text
+OCR_LOW_CONFIDENCE = "ocr_low_confidence"  # the engine's mean word confidence is low
+
+
 class PageText(BaseModel):
     """The text of one page, whatever read it."""
 
@@ -154,6 +159,9 @@ class PageText(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
     engine: str  # "native", "tesseract", "textract"
     duration_ms: float = 0.0
+    flag: str | None = None  # OCR_EMPTY, OCR_LOW_CONFIDENCE: the page is for review
+    ink_coverage: float | None = Field(default=None, ge=0, le=1)  # share of dark pixels, where measured
+    preparation: list[str] = Field(default_factory=list)  # what was done to the page before OCR (not stored)
 
     @property
     def source(self) -> TextSource:
@@ -249,11 +257,18 @@ class Manifest(BaseModel):
     encounters: list[Encounter]
     page_assignments: dict[int, int | None]  # page number -> index into encounters, or None
     page_engines: dict[int, str] = Field(default_factory=dict)  # page number -> what read its text
+    # Pages whose reading a person should check: page number -> PageText.flag. A page with
+    # ink and no text is here, never a silent empty page.
+    pages_for_review: dict[int, str] = Field(default_factory=dict)
     provider: str
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.pages_for_review)
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:
@@ -286,6 +301,7 @@ class Manifest(BaseModel):
             encounters=discovery.encounters,
             page_assignments=assignments,
             page_engines={p.page_number: p.engine for p in pages},
+            pages_for_review={p.page_number: p.flag for p in pages if p.flag},
             **discovery.model_dump(exclude={"encounters"}),
         )
 

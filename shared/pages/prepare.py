@@ -1,0 +1,232 @@
+"""Page preparation: the copy of a page image that Tesseract reads, and the way back.
+
+This module owns what happens to a page between the stored JPEG and the OCR engine, and
+nothing else: the stored JPEG stays as scanned, the copy made here lives in a temp dir for
+one reading. Each step is decided per page from cheap measurements and runs only where it
+was measured to pay (``bench/ocr_eval.py``, the degraded pages):
+
+- colour: on a page with coloured ink, read the brightest channel (HSV value) instead of
+  luminance. Black text is dark in every channel; a red or blue stamp, a highlighter
+  stroke and tinted paper are bright in at least one, and fade to white;
+- resolution: a page whose resolution differs across and down (standard fax, 204x98 dpi)
+  is stretched to square, and a page under 200 dpi is upscaled to 300;
+- speckle: a 3x3 median where isolated dots are found (the share of dark pixels a median
+  removes is far above what it takes off clean text);
+- skew: the small angle (both directions, up to ``MAX_SKEW_DEG``) at which the rows of the
+  page's ink line up best, found on a small copy with projection profiles, and the page
+  turned straight;
+- ink: the share of dark pixels, so that a page with ink and no text is never a silent
+  empty page.
+
+``Prepared.box_onto_stored`` maps a box on the prepared copy (normalised, as Tesseract's
+words are) back onto the stored image, where a viewer of the page JPEG draws it.
+
+Pillow only: the Lambda zip has no room for numpy or OpenCV, and these steps need neither
+(a projection profile is an image resized to one column with a box filter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from PIL import Image, ImageFilter, ImageOps
+
+MAX_SKEW_DEG = 6.0
+# Skew below this is left alone: Tesseract reads it as well, and a turn costs time and sharpness.
+_MIN_SKEW_DEG = 0.3
+# The straightened profile must beat the page as it came by this factor; a page without
+# lines of text (a photo, a form of boxes) has no angle worth trusting.
+_MIN_SKEW_GAIN = 1.08
+_SKEW_WORK_EDGE = 600  # pixels, the long edge of the copy the angle is searched on
+_COARSE_STEP, _FINE_STEP = 1.0, 0.1
+
+_MIN_DPI, _TARGET_DPI = 200, 300
+_ANISOTROPY = 1.15  # x/y resolution ratio from which a page is stretched to square
+_MAX_UPSCALED_PIXELS = 40_000_000
+
+_COLOUR_SATURATION = 80  # 0..255: a pixel this saturated and bright enough is coloured ink
+_COLOUR_MIN_VALUE = 60
+_COLOUR_SHARE = 0.003  # of the page's pixels
+
+_INK_LEVEL = 128  # grey below this is ink
+_SPECKLE_SHARE = 0.35  # of dark pixels a 3x3 median removes; clean text loses 0.05-0.2
+
+STEPS = ("colour", "upscale", "despeckle", "deskew")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A page made ready for OCR, with the geometry back to the stored image."""
+
+    image: Image.Image
+    stored_size: tuple[int, int]
+    scale: tuple[float, float] = (1.0, 1.0)  # prepared pixels per stored pixel, before the turn
+    angle: float = 0.0  # degrees turned anticlockwise to straighten the page
+    steps: tuple[str, ...] = ()
+    ink: float = 0.0  # share of the page's pixels that are dark
+    dpi: tuple[float, float] | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps)
+
+    def save(self, path: Path) -> Path:
+        """The copy as an uncompressed TIFF (no second JPEG loss) with the resolution it has now."""
+        extra = {"dpi": self.dpi} if self.dpi else {}
+        self.image.save(path, "TIFF", **extra)
+        return path
+
+    def box_onto_stored(self, x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+        """A box normalised to the prepared copy, normalised to the stored image."""
+        if not self.changed:
+            return x0, y0, x1, y1
+        width, height = self.image.size
+        points = [self._point_onto_stored(x * width, y * height) for x in (x0, x1) for y in (y0, y1)]
+        xs, ys = zip(*points)
+        stored_w, stored_h = self.stored_size
+
+        def clamp(v: float) -> float:
+            return min(1.0, max(0.0, v))
+
+        return clamp(min(xs) / stored_w), clamp(min(ys) / stored_h), clamp(max(xs) / stored_w), clamp(max(ys) / stored_h)
+
+    def _point_onto_stored(self, x: float, y: float) -> tuple[float, float]:
+        width, height = self.image.size
+        scaled_w, scaled_h = self.stored_size[0] * self.scale[0], self.stored_size[1] * self.scale[1]
+        if self.angle:
+            # Image.rotate(angle, expand=True) turns about the centre, anticlockwise on screen
+            # (y grows downwards); undo it about the centres of the two canvases.
+            theta = math.radians(self.angle)
+            dx, dy = x - width / 2, y - height / 2
+            x = math.cos(theta) * dx - math.sin(theta) * dy + scaled_w / 2
+            y = math.sin(theta) * dx + math.cos(theta) * dy + scaled_h / 2
+        return x / self.scale[0], y / self.scale[1]
+
+
+def prepare(path: Path, steps: tuple[str, ...] = STEPS) -> Prepared:
+    """The page at ``path`` made ready for Tesseract with those of ``steps`` it needs.
+
+    Raises OSError / ValueError when Pillow cannot decode the image.
+    """
+    with Image.open(path) as source:
+        source.load()
+        dpi = _resolution(source)
+        image = source if source.mode in ("L", "RGB") else source.convert("RGB" if source.mode != "1" else "L")
+        stored_size = image.size
+        done: list[str] = []
+        if image.mode == "RGB":
+            if "colour" in steps and _has_coloured_ink(image):
+                image = image.convert("HSV").getchannel("V")
+                done.append("colour")
+            else:
+                image = image.convert("L")
+        ink = ink_coverage(image)
+
+    scale = (1.0, 1.0)
+    if "upscale" in steps and dpi:
+        scale = _upscale_factors(dpi, image.size)
+        if scale != (1.0, 1.0):
+            size = (round(image.width * scale[0]), round(image.height * scale[1]))
+            scale = (size[0] / image.width, size[1] / image.height)
+            image = image.resize(size, Image.Resampling.BICUBIC)
+            dpi = (dpi[0] * scale[0], dpi[1] * scale[1])
+            done.append("upscale")
+
+    if "despeckle" in steps and _is_speckled(image):
+        image = image.filter(ImageFilter.MedianFilter(3))
+        done.append("despeckle")
+
+    angle = 0.0
+    if "deskew" in steps:
+        angle = skew_angle(image)
+        if angle:
+            image = image.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+            done.append("deskew")
+
+    return Prepared(
+        image=image, stored_size=stored_size, scale=scale, angle=angle, steps=tuple(done), ink=ink, dpi=dpi
+    )
+
+
+def ink_coverage(image: Image.Image) -> float:
+    """The share of the page's pixels darker than mid-grey."""
+    grey = image if image.mode == "L" else image.convert("L")
+    histogram = grey.histogram()
+    total = sum(histogram)
+    return sum(histogram[:_INK_LEVEL]) / total if total else 0.0
+
+
+def skew_angle(image: Image.Image) -> float:
+    """Degrees to turn the page anticlockwise (Pillow's sense) to level its lines of text;
+    0.0 when it is level, or has no lines to level."""
+    grey = image if image.mode == "L" else image.convert("L")
+    factor = max(1, math.ceil(max(grey.size) / _SKEW_WORK_EDGE))
+    small = ImageOps.invert(grey.reduce(factor))
+    small = ImageOps.autocontrast(small, cutoff=(50, 0.5))  # paper to 0, ink to 255
+    if small.getextrema()[1] == 0:
+        return 0.0
+
+    def sharpness(angle: float) -> float:
+        turned = small.rotate(angle, Image.Resampling.NEAREST, expand=True, fillcolor=0)
+        rows = turned.resize((1, turned.height), Image.Resampling.BOX).tobytes()
+        return float(sum((a - b) ** 2 for a, b in zip(rows, rows[1:])))
+
+    level = sharpness(0.0)
+    steps = round(MAX_SKEW_DEG / _COARSE_STEP)
+    coarse = max((_COARSE_STEP * i for i in range(-steps, steps + 1)), key=sharpness)
+    fine_steps = round(_COARSE_STEP / _FINE_STEP)
+    best = max((coarse + _FINE_STEP * i for i in range(-fine_steps, fine_steps + 1)), key=sharpness)
+    if abs(best) < _MIN_SKEW_DEG or sharpness(best) < _MIN_SKEW_GAIN * level:
+        return 0.0
+    return round(best, 2)
+
+
+def _resolution(image: Image.Image) -> tuple[float, float] | None:
+    dpi = image.info.get("dpi")
+    try:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    # JFIF's default density (1x1, 72 or 96 "dpi") says nothing about a photo's resolution.
+    if not (50 <= x <= 2400 and 50 <= y <= 2400) or (x, y) in ((72, 72), (96, 96)):
+        return None
+    return x, y
+
+
+def _upscale_factors(dpi: tuple[float, float], size: tuple[int, int]) -> tuple[float, float]:
+    x, y = dpi
+    target = max(x, y)
+    if max(x, y) / min(x, y) < _ANISOTROPY:
+        target = min(x, y)
+    if target < _MIN_DPI:
+        target = _TARGET_DPI
+    fx, fy = target / x, target / y
+    if fx < 1.05 and fy < 1.05:
+        return 1.0, 1.0
+    fx, fy = max(fx, 1.0), max(fy, 1.0)
+    if size[0] * fx * size[1] * fy > _MAX_UPSCALED_PIXELS:
+        return 1.0, 1.0
+    return fx, fy
+
+
+def _has_coloured_ink(image: Image.Image) -> bool:
+    small = image.reduce(max(1, max(image.size) // 600)).convert("HSV")
+    saturation = small.getchannel("S").point(lambda s: 255 if s >= _COLOUR_SATURATION else 0)
+    bright = small.getchannel("V").point(lambda v: 255 if v >= _COLOUR_MIN_VALUE else 0)
+    coloured = Image.composite(saturation, Image.new("L", small.size, 0), bright)
+    share = coloured.histogram()[255] / (small.width * small.height)
+    return share >= _COLOUR_SHARE
+
+
+def _is_speckled(image: Image.Image) -> bool:
+    # On the middle of the page: speckle covers it all, and a quarter of the pixels is enough.
+    w, h = image.size
+    crop = image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+    dark = crop.point(lambda v: 255 if v < _INK_LEVEL else 0)
+    before = dark.histogram()[255]
+    if before == 0:
+        return False
+    after = dark.filter(ImageFilter.MedianFilter(3)).histogram()[255]
+    return (before - after) / before >= _SPECKLE_SHARE
