@@ -31,7 +31,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageMath, ImageOps
 
 MAX_SKEW_DEG = 6.0
 # Skew below this is left alone: Tesseract reads it as well, and a turn costs time and sharpness.
@@ -42,7 +42,7 @@ _MIN_SKEW_GAIN = 1.08
 _SKEW_WORK_EDGE = 600  # pixels, the long edge of the copy the angle is searched on
 _COARSE_STEP, _FINE_STEP = 1.0, 0.1
 
-_MIN_DPI, _TARGET_DPI = 200, 300
+_MIN_DPI, _TARGET_DPI = 180, 300
 _ANISOTROPY = 1.15  # x/y resolution ratio from which a page is stretched to square
 _MAX_UPSCALED_PIXELS = 40_000_000
 
@@ -50,10 +50,13 @@ _COLOUR_SATURATION = 80  # 0..255: a pixel this saturated and bright enough is c
 _COLOUR_MIN_VALUE = 60
 _COLOUR_SHARE = 0.003  # of the page's pixels
 
-_INK_LEVEL = 128  # grey below this is ink
-_SPECKLE_SHARE = 0.35  # of dark pixels a 3x3 median removes; clean text loses 0.05-0.2
+_SATURATION_LIFT = 0.8
+_UNEVEN_LIGHT = 30  # grey levels between the paper's darker and lighter parts
 
-STEPS = ("colour", "upscale", "despeckle", "deskew")
+_INK_LEVEL = 128  # grey below this is ink
+_SPECKLE_SHARE = 0.2  # of dark pixels a 3x3 median removes: clean text 0.01-0.03, standard fax 0.15
+
+STEPS = ("colour", "flatten", "despeckle", "upscale", "deskew")
 
 
 @dataclasses.dataclass
@@ -118,11 +121,18 @@ def prepare(path: Path, steps: tuple[str, ...] = STEPS) -> Prepared:
         done: list[str] = []
         if image.mode == "RGB":
             if "colour" in steps and _has_coloured_ink(image):
-                image = image.convert("HSV").getchannel("V")
+                image = without_colour(image)
                 done.append("colour")
             else:
                 image = image.convert("L")
+        if "flatten" in steps and _is_unevenly_lit(image):
+            image = flattened(image)
+            done.append("flatten")
         ink = ink_coverage(image)
+
+    if "despeckle" in steps and _is_speckled(image):
+        image = image.filter(ImageFilter.MedianFilter(3))
+        done.append("despeckle")
 
     scale = (1.0, 1.0)
     if "upscale" in steps and dpi:
@@ -134,10 +144,6 @@ def prepare(path: Path, steps: tuple[str, ...] = STEPS) -> Prepared:
             dpi = (dpi[0] * scale[0], dpi[1] * scale[1])
             done.append("upscale")
 
-    if "despeckle" in steps and _is_speckled(image):
-        image = image.filter(ImageFilter.MedianFilter(3))
-        done.append("despeckle")
-
     angle = 0.0
     if "deskew" in steps:
         angle = skew_angle(image)
@@ -148,6 +154,43 @@ def prepare(path: Path, steps: tuple[str, ...] = STEPS) -> Prepared:
     return Prepared(
         image=image, stored_size=stored_size, scale=scale, angle=angle, steps=tuple(done), ink=ink, dpi=dpi
     )
+
+
+def without_colour(image: Image.Image) -> Image.Image:
+    """Grey where coloured ink is lifted towards white: the brightest channel (HSV value), plus
+    the saturation. Black and grey text (no saturation) keep their darkness; a red stamp
+    (value 200, saturation 220) and a yellow highlighter go white."""
+    _, saturation, value = image.convert("HSV").split()
+    return ImageChops.add(value, saturation.point(lambda s: s * _SATURATION_LIFT))
+
+
+def flattened(image: Image.Image) -> Image.Image:
+    """The page divided by its own paper: light that falls off across a photo made even."""
+    paper = _paper(image).resize(image.size, Image.Resampling.BILINEAR)
+    grey, paper = image.convert("I"), paper.convert("I")
+    if hasattr(ImageMath, "lambda_eval"):  # Pillow 11+
+        out = ImageMath.lambda_eval(lambda a: a["min"](a["g"] * 255 / a["max"](a["p"], 1), 255), g=grey, p=paper)
+    else:
+        out = ImageMath.eval("min(g * 255 / max(p, 1), 255)", g=grey, p=paper)
+    return out.convert("L")
+
+
+def _paper(image: Image.Image) -> Image.Image:
+    """The page without its ink, small: the brightest pixel near each place, smoothed."""
+    factor = max(1, max(image.size) // 200)
+    small = image.reduce(factor)
+    return small.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(4))
+
+
+def _is_unevenly_lit(image: Image.Image) -> bool:
+    paper = _paper(image)
+    histogram = paper.histogram()
+    total = sum(histogram)
+    # The paper's 5th and 95th percentiles: an even sheet spans a few levels, a photo lit from
+    # one side dozens.
+    low = next(v for v in range(256) if sum(histogram[: v + 1]) >= 0.05 * total)
+    high = next(v for v in range(256) if sum(histogram[: v + 1]) >= 0.95 * total)
+    return high - low >= _UNEVEN_LIGHT
 
 
 def ink_coverage(image: Image.Image) -> float:
@@ -220,13 +263,18 @@ def _has_coloured_ink(image: Image.Image) -> bool:
     return share >= _COLOUR_SHARE
 
 
-def _is_speckled(image: Image.Image) -> bool:
-    # On the middle of the page: speckle covers it all, and a quarter of the pixels is enough.
+def speckle_share(image: Image.Image) -> float:
+    """The share of the dark pixels in the middle of the page that a 3x3 median removes."""
+    # The middle of the page: speckle covers it all, and a quarter of the pixels is enough.
     w, h = image.size
     crop = image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))
     dark = crop.point(lambda v: 255 if v < _INK_LEVEL else 0)
     before = dark.histogram()[255]
     if before == 0:
-        return False
+        return 0.0
     after = dark.filter(ImageFilter.MedianFilter(3)).histogram()[255]
-    return (before - after) / before >= _SPECKLE_SHARE
+    return (before - after) / before
+
+
+def _is_speckled(image: Image.Image) -> bool:
+    return speckle_share(image) >= _SPECKLE_SHARE
