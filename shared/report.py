@@ -20,6 +20,9 @@ def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bo
             "text_source": page.text_source.value,
             "engine": text.engine if text else None,
             "chars": len(text.text) if text else 0,
+            "confidence": round(text.confidence, 3) if text and text.confidence is not None else None,
+            "flag": text.flag if text else None,
+            "ink_coverage": text.ink_coverage if text else None,
         }
         if with_text:
             entry["text"] = text.text if text else None
@@ -45,6 +48,8 @@ def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bo
         "page_count": row.page_count or 0,
         "pages": pages,
         "encounters": encounters,
+        # Pages whose reading a person should check (ocr_empty: ink but no text; ocr_low_confidence).
+        "pages_for_review": {str(p): flag for p, flag in manifest.pages_for_review.items()} if manifest else {},
         "error_code": row.error_code,
         "error_message": row.error_message,
     }
@@ -60,9 +65,18 @@ def summary_line(report: dict) -> str:
         + f" p{'/'.join(f'{a}-{b}' if a != b else str(a) for a, b in e['page_ranges'])}"
         for e in report["encounters"]
     )
+    confidences = [p["confidence"] for p in report["pages"] if p["text_source"] == "ocr" and p["confidence"] is not None]
+    ocr_confidence = f", OCR confidence {min(confidences):.2f}-{max(confidences):.2f}" if confidences else ""
+    review = report.get("pages_for_review") or {}
+    flagged = (
+        "; REVIEW " + ", ".join(f"p{page} {flag}" for page, flag in sorted(review.items(), key=lambda kv: int(kv[0])))
+        if review
+        else ""
+    )
     return (
         f"completed  {report['file']}: {_plural(report['page_count'], 'page')} ({native} native, "
-        f"{report['page_count'] - native} OCR), {_plural(len(report['encounters']), 'encounter')}: {kinds}"
+        f"{report['page_count'] - native} OCR{ocr_confidence}), {_plural(len(report['encounters']), 'encounter')}: "
+        f"{kinds}{flagged}"
     )
 
 
