@@ -14,6 +14,8 @@ from PIL import Image, ImageDraw
 from shared.adapters.tesseract import TesseractOcr
 from shared.bootstrap import Deps
 from shared.models import FileStatus, Stage
+from shared.pages.prepare import prepare, skew_angle
+from shared.report import summary_line
 from shared.runtime.records import handle_record
 from shared.settings import Settings
 from shared.submit import submit
@@ -114,3 +116,129 @@ def _drain(deps: Deps) -> None:
             for msg in deps.queue.receive(stage.value, max_messages=10):
                 handle_record(stage, _record(stage, msg.body, msg.receive_count), RUNS[stage], deps)
                 progress = True
+
+
+# --- the preparation steps, one by one -------------------------------------------------
+
+
+@pytest.mark.parametrize("degrees", [-3.5, -2.0, 2.0, 3.5])
+def test_deskew_finds_a_known_angle_both_ways(degrees: float) -> None:
+    image, _ = note_page()
+    # skew_angle names the anticlockwise turn that levels the page: the skew undone
+    assert skew_angle(skewed(image, degrees)) == pytest.approx(-degrees, abs=0.15)
+
+
+def test_a_level_page_and_a_blank_page_are_not_turned() -> None:
+    image, _ = note_page()
+    assert skew_angle(image) == 0.0
+    assert skew_angle(Image.new("L", (1700, 2200), 255)) == 0.0
+
+
+def stamped_page() -> Image.Image:
+    """Black text on tinted paper under a red stamp and a yellow highlighter stroke."""
+    image, _ = note_page()
+    page = Image.merge("RGB", [image.point(lambda v: v * 250 // 255), image.point(lambda v: v * 242 // 255),
+                               image.point(lambda v: v * 205 // 255)])
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((300, 500, 1300, 800), outline=(205, 30, 40), width=40)
+    draw.rectangle((150, 1000, 1500, 1060), fill=(255, 245, 90))
+    return Image.composite(page, Image.new("RGB", page.size, (0, 0, 0)), image.point(lambda v: 255 if v > 100 else 0))
+
+
+def test_stamp_highlighter_and_tint_go_white_and_black_text_stays(tmp_path: Path) -> None:
+    page = stamped_page()
+    path = tmp_path / "stamped.png"
+    page.save(path)
+    prepared = prepare(path)
+    assert "colour" in prepared.steps
+    grey = prepared.image
+    assert grey.getpixel((310, 650)) >= 230  # the stamp's frame
+    assert grey.getpixel((5, 5)) >= 240  # tinted paper
+    text_pixels = [xy for xy in ((x, y) for x in range(150, 900) for y in range(150, 260)) if page.getpixel(xy) == (0, 0, 0)]
+    assert text_pixels and max(grey.getpixel(xy) for xy in text_pixels) <= 60  # black text, still black
+
+
+def test_a_standard_fax_page_is_stretched_to_square_and_its_boxes_come_back(tmp_path: Path) -> None:
+    path = tmp_path / "fax.tif"
+    Image.new("L", (1728, 1100), 255).save(path, dpi=(204, 98))
+    prepared = prepare(path)
+    assert prepared.steps == ("upscale",)
+    assert prepared.image.size == (1728, round(1100 * 204 / 98))
+    assert prepared.dpi == pytest.approx((204, 204), abs=0.5)
+    assert prepared.box_onto_stored(0.1, 0.2, 0.3, 0.4) == pytest.approx((0.1, 0.2, 0.3, 0.4))
+
+
+def test_lone_specks_are_removed_and_text_kept(tmp_path: Path) -> None:
+    image, _ = note_page(dpi=150)
+    speckled = image.copy()
+    draw = ImageDraw.Draw(speckled)
+    for i in range(4000):
+        x, y = (i * 7919) % image.width, (i * 104729) % image.height
+        draw.rectangle((x, y, x + 1, y + 1), fill=0)
+    path = tmp_path / "speckled.tif"
+    speckled.save(path, dpi=(150, 150))
+    prepared = prepare(path)
+    assert prepared.steps == ("despeckle", "upscale")
+    clean = tmp_path / "clean.tif"
+    image.save(clean, dpi=(150, 150))
+    assert "despeckle" not in prepare(clean).steps
+
+
+# --- reading, flags, boxes ---------------------------------------------------------------
+
+
+@needs_tesseract
+def test_boxes_land_on_the_stored_image_after_deskew(tmp_path: Path) -> None:
+    # Given a note stored 3 degrees off level
+    image, _ = note_page()
+    stored = skewed(image, 3.0)
+    path = tmp_path / "skewed.png"
+    stored.save(path, dpi=(200, 200))
+    # When it is read (straightened first)
+    text = engine().read(path, 1)
+    assert "deskew" in text.preparation
+    # Then the words' boxes, together, cover the ink of the page as stored
+    left, top, right, bottom = stored.point(lambda v: 255 if v < 128 else 0).getbbox()
+    w, h = stored.size
+    words = text.words
+    assert min(wd.box.x0 for wd in words) == pytest.approx(left / w, abs=0.01)
+    assert min(wd.box.y0 for wd in words) == pytest.approx(top / h, abs=0.01)
+    assert max(wd.box.x1 for wd in words) == pytest.approx(right / w, abs=0.01)
+    assert max(wd.box.y1 for wd in words) == pytest.approx(bottom / h, abs=0.01)
+    # and a word lies where its ink is: the first word's box holds dark pixels of the stored page
+    first = words[0].box
+    crop = stored.crop((int(first.x0 * w), int(first.y0 * h), int(first.x1 * w) + 1, int(first.y1 * h) + 1))
+    assert crop.getextrema()[0] < 64
+
+
+@needs_tesseract
+def test_a_stamped_page_on_tinted_paper_reads_whole(tmp_path: Path) -> None:
+    _, expected = note_page()
+    path = tmp_path / "stamped.jpg"
+    stamped_page().save(path, quality=85)
+    assert cer(engine().read(path, 1).text, expected) < 0.02
+
+
+def test_a_reading_with_low_confidence_is_flagged(tmp_path: Path) -> None:
+    from tests.unit.test_tesseract import marked_page, osd_stand_in
+
+    cmd = osd_stand_in(tmp_path, rotate=180, first_conf=38.0, turned_conf=95.0, osd_exit=1)
+    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    assert text.confidence == pytest.approx(0.38)
+    assert text.flag == "ocr_low_confidence"
+
+
+def test_the_report_shows_confidence_and_pages_for_review() -> None:
+    report = {
+        "file": "fax.tif",
+        "status": "completed",
+        "page_count": 2,
+        "pages": [
+            {"page_number": 1, "text_source": "ocr", "confidence": 0.93, "flag": None},
+            {"page_number": 2, "text_source": "ocr", "confidence": None, "flag": "ocr_empty"},
+        ],
+        "encounters": [],
+        "pages_for_review": {"2": "ocr_empty"},
+    }
+    line = summary_line(report)
+    assert "OCR confidence 0.93-0.93" in line and "REVIEW p2 ocr_empty" in line
