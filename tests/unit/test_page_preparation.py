@@ -19,7 +19,7 @@ from shared.report import summary_line
 from shared.runtime.records import handle_record
 from shared.settings import Settings
 from shared.submit import submit
-from tests.fakes import InMemoryDb, InMemoryQueue, InMemoryStorage, OneEncounterPerDocument
+from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage, OneEncounterPerDocument
 from tests.unit.test_stages import RUNS, _record
 from tests.unit.test_tesseract import cer
 
@@ -242,3 +242,23 @@ def test_the_report_shows_confidence_and_pages_for_review() -> None:
     }
     line = summary_line(report)
     assert "OCR confidence 0.93-0.93" in line and "REVIEW p2 ocr_empty" in line
+
+
+def test_an_engine_that_sets_no_flag_still_gets_its_empty_inked_page_flagged(tmp_path: Path) -> None:
+    # Given an engine like Textract, which measures no ink, returning nothing for a page of ink
+    scan = tmp_path / "scan.png"
+    scribbles().save(scan)
+    deps = Deps(
+        settings=Settings(storage_backend="local", local_storage_dir=tmp_path / "store"),
+        queue=InMemoryQueue(),
+        storage=InMemoryStorage(tmp_path),
+        db=InMemoryDb(),
+        ocr=CannedOcr(text=""),
+        encounters=OneEncounterPerDocument(),
+    )
+    sfid = submit(deps, scan, uuid.uuid4())
+    _drain(deps)
+    # Then the OCR stage flags it all the same
+    (page,) = deps.db.page_texts(sfid)
+    assert page.flag == "ocr_empty" and page.ink_coverage > 0.01
+    assert deps.db.manifest(sfid).pages_for_review == {1: "ocr_empty"}
