@@ -15,8 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from shared.errors import DependencyUnavailableError, EngineCrashedError, OcrFailedError, StageTimeoutError
-from shared.models import OCR_EMPTY, OCR_LOW_CONFIDENCE, Box, Line, PageText, Word
-from shared.pages.prepare import STEPS, Prepared, prepare
+from shared.models import Box, Line, PageText, Word
+from shared.pages.prepare import INKED_PAGE, LOW_CONFIDENCE, STEPS, Prepared, prepare, reads_empty, review_flag
 from shared.ports import OcrEngine
 
 # Fully automatic page segmentation without orientation detection: it finds columns,
@@ -40,14 +40,6 @@ _OSD_MIN_CONFIDENCE = 2.0
 _TURNED_MARGIN = 0.05
 _OSD_ROTATE = re.compile(rb"^Rotate:\s*(\d+)\s*$", re.MULTILINE)
 _OSD_CONFIDENCE = re.compile(rb"^Orientation confidence:\s*([0-9.]+)\s*$", re.MULTILINE)
-# A page is "inked" when this share of its pixels is dark: a fax header line or a hole punch
-# alone stays under it; a signature, a stamp or a few lines of text do not. Such a page
-# that reads as fewer letters and digits than _EMPTY_MAX_CHARS is retried, then flagged.
-_INKED_PAGE = 0.002
-_EMPTY_MAX_CHARS = 10
-# Under this mean word confidence a reading is flagged for review: upright pages read at
-# 0.55-0.97 (see above), the degraded pages of the bench at 0.6-0.95 once prepared.
-LOW_CONFIDENCE = 0.5
 # Tesseract's "Rotate: N" turns the image N degrees clockwise; Pillow's turns are anticlockwise.
 _TURN = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
 
@@ -99,7 +91,7 @@ class TesseractOcr(OcrEngine):
                 turned = self._read_upright(binary, image, page_number, deadline)
                 if turned is not None and (turned.confidence or 0.0) + _TURNED_MARGIN >= (text.confidence or 0.0):
                     text = turned
-            if _reads_empty(text) and ink is not None and ink >= _INKED_PAGE:
+            if reads_empty(text) and ink is not None and ink >= INKED_PAGE:
                 # Ink but (almost) no text: never a silent empty page. Try what the first
                 # reading skipped (the page turned, the page as stored), keep the best.
                 for retry in (
@@ -110,11 +102,7 @@ class TesseractOcr(OcrEngine):
                     again = retry()
                     if again is not None and _characters(again) > _characters(text):
                         text = again
-        flag = None
-        if ink is not None and ink >= _INKED_PAGE and _reads_empty(text):
-            flag = OCR_EMPTY
-        elif text.words and (text.confidence or 0.0) < self._low_confidence:
-            flag = OCR_LOW_CONFIDENCE
+        flag = review_flag(text, ink, self._low_confidence)
         return text.model_copy(
             update={
                 "duration_ms": (time.perf_counter() - started) * 1000,
@@ -252,10 +240,6 @@ def _prepared(image: Path, steps: tuple[str, ...]) -> Prepared | None:
 
 def _characters(text: PageText) -> int:
     return sum(1 for c in text.text if c.isalnum())
-
-
-def _reads_empty(text: PageText) -> bool:
-    return _characters(text) < _EMPTY_MAX_CHARS
 
 
 _Rect = tuple[int, int, int, int]  # left, top, right, bottom in pixels

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageFilter, ImageMath, ImageOps
 
+from shared.models import OCR_EMPTY, OCR_LOW_CONFIDENCE, PageText
+
 MAX_SKEW_DEG = 6.0
 # Skew below this is left alone: Tesseract reads it as well, and a turn costs time and sharpness.
 _MIN_SKEW_DEG = 0.3
@@ -60,6 +62,15 @@ _INK_LEVEL = 128  # grey below this is ink
 # at most 0.0005 on every other kind (standard fax, photos, real CCITT scans included).
 _SPECKLE_SHARE = 0.002
 _LONE_DENSITY = 45  # 0..255 mean of a 5x5 neighbourhood: a 2x2 dot is 41, a 1-pixel line 51
+
+# A page is "inked" when this share of its pixels is dark: a fax header line or a hole punch
+# alone stays under it; a signature, a stamp or a few lines of text do not. An inked page
+# whose reading has fewer letters and digits than EMPTY_MAX_CHARS reads empty.
+INKED_PAGE = 0.002
+EMPTY_MAX_CHARS = 10
+# Under this mean word confidence a reading is flagged for review: upright pages read at
+# 0.55-0.97, the degraded development pages at 0.85-0.96 once prepared.
+LOW_CONFIDENCE = 0.5
 
 STEPS = ("colour", "flatten", "despeckle", "upscale", "deskew")
 
@@ -200,6 +211,38 @@ def _is_unevenly_lit(image: Image.Image) -> bool:
     low = next(v for v in range(256) if sum(histogram[: v + 1]) >= 0.05 * total)
     high = next(v for v in range(256) if sum(histogram[: v + 1]) >= 0.95 * total)
     return high - low >= _UNEVEN_LIGHT
+
+
+def reads_empty(text: PageText) -> bool:
+    return sum(1 for c in text.text if c.isalnum()) < EMPTY_MAX_CHARS
+
+
+def review_flag(text: PageText, ink: float | None, low_confidence: float = LOW_CONFIDENCE) -> str | None:
+    """Why a person should look at this reading, or None."""
+    if ink is not None and ink >= INKED_PAGE and reads_empty(text):
+        return OCR_EMPTY
+    if text.words and text.confidence is not None and text.confidence < low_confidence:
+        return OCR_LOW_CONFIDENCE
+    return None
+
+
+def flag_for_review(text: PageText, image: Path) -> PageText:
+    """The reading of an engine that sets no flag (Textract) with its flag set; the ink of the
+    page is measured only when the reading is empty. Readings that carry a flag or an ink
+    figure already (Tesseract's) come back as they are."""
+    if text.flag or text.ink_coverage is not None or text.engine == "native":
+        return text
+    ink = None
+    if reads_empty(text):
+        try:
+            with Image.open(image) as page:
+                ink = ink_coverage(page)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            ink = None
+    flag = review_flag(text, ink)
+    if flag is None and ink is None:
+        return text
+    return text.model_copy(update={"flag": flag, "ink_coverage": round(ink, 5) if ink is not None else None})
 
 
 def ink_coverage(image: Image.Image) -> float:
