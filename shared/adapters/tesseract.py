@@ -59,6 +59,14 @@ class TesseractOcr(OcrEngine):
     is kept unless it is clearly worse; its boxes are then mapped back onto the image as
     stored, where a viewer of the page JPEG draws them (the text reads upright).
     Without the OSD data the first reading stands. ``timeout_s`` bounds the whole page.
+
+    Tesseract reads a copy of the page made ready by ``shared.pages.prepare`` (``steps``:
+    colour ink lifted, light flattened, specks removed, fax stretched square, skew
+    straightened, each only where the page needs it); the boxes are mapped back onto the
+    image as stored. A page with ink whose reading is (almost) empty is read again, turned
+    as OSD says and as stored, and keeps the fullest reading; the result carries the page's
+    ink coverage and ``flag`` (``ocr_empty``, or ``ocr_low_confidence`` under
+    ``low_confidence``), which the file's manifest lists for review.
     """
 
     name = "tesseract"
