@@ -39,7 +39,10 @@ KINDS = (
 )
 REAL_FAX = "real fax scan"
 SPLITS = {"development": "train.csv", "validation": "valid.csv"}
-REAL_SCANS = {"development": ["ocrmypdf__ccitt.pdf"], "validation": ["ocrmypdf__jbig2.pdf", "ocrmypdf__rotated_skew.pdf"]}
+REAL_SCANS = {
+    "development": ["ocrmypdf__ccitt.pdf"],
+    "validation": ["ocrmypdf__jbig2.pdf", "ocrmypdf__rotated_skew.pdf"],
+}
 _FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 
@@ -124,7 +127,7 @@ def _render(page, dpi: int, colour: bool = False):
 
 
 def _make(kind: str, note: str, i: int, rng: random.Random, stem: Path, split: str, name: str) -> DegradedSource:
-    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+    from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
     doc, reference = _layout(note, 2 if kind == "two columns" else 1)
     page = doc[0]
@@ -152,8 +155,6 @@ def _make(kind: str, note: str, i: int, rng: random.Random, stem: Path, split: s
         light = Image.linear_gradient("L").rotate(rng.choice([0, 90, 180, 270]))  # a square: turns whole
         light = light.resize((w, h)).point(lambda v: 255 - v * 0.35)
         shade = Image.merge("RGB", [light, light, light.point(lambda v: v * 0.92)])
-        from PIL import ImageChops
-
         colour = ImageChops.multiply(colour, shade).filter(ImageFilter.GaussianBlur(1.0 + 0.4 * rng.random()))
         path = stem.with_suffix(".jpg")
         colour.save(path, quality=72)
@@ -171,9 +172,8 @@ def _make(kind: str, note: str, i: int, rng: random.Random, stem: Path, split: s
     elif kind == "stamp on tinted paper":
         colour = _render(page, 300, colour=True)
         tint = rng.choice([(250, 242, 205), (228, 238, 252), (236, 250, 232), (252, 232, 236)])
-        colour = Image.composite(colour, Image.new("RGB", colour.size, tint), colour.convert("L").point(lambda v: 255 - v))
-        from PIL import ImageChops
-
+        darkness = colour.convert("L").point(lambda v: 255 - v)
+        colour = Image.composite(colour, Image.new("RGB", colour.size, tint), darkness)
         ink = rng.choice([(205, 30, 40), (40, 60, 200), (200, 40, 160)])
         stamp = Image.new("RGB", (1300, 460), "white")
         draw = ImageDraw.Draw(stamp)

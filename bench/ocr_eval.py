@@ -797,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
         fixtures = textract_fixture_pages(work, notes)
         degraded = degraded_page_list(work, args.degraded, notes) if args.degraded else []
         tesseract_pages = corpus + text_pages + [page for page, _ in fixtures if page.jpeg] + degraded
-        print(f"pages: {len(tesseract_pages)} for Tesseract ({len(degraded)} degraded), {len(fixtures)} Textract replays; "
+        print(f"pages: {len(tesseract_pages)} for Tesseract ({len(degraded)} degraded), "
+              f"{len(fixtures)} Textract replays; "
               f"text-layer PDFs: {text_layer['files']} files, {text_layer['pages']} pages")
         for note in notes:
             print("  " + note)
@@ -968,7 +969,8 @@ def degraded_report(rows: list[dict]) -> dict:
     for kind in dict.fromkeys(r["kind"] for r in rows):
         kinds[kind] = {split: part(m) for split in ("development", "validation")
                        if (m := [r for r in rows if r["kind"] == kind and r["split"] == split])}
-    parts = {split: part(m) for split in ("development", "validation") if (m := [r for r in rows if r["split"] == split])}
+    parts = {split: part(m) for split in ("development", "validation")
+             if (m := [r for r in rows if r["split"] == split])}
     steps: dict[str, dict[str, int]] = {}
     for row in rows:
         for step in row["preparation"]:

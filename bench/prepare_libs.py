@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in row:
             print(f"{row['library']:36} error: {row['error']}")
         else:
-            print(f"{row['library']:36} {row['install_mb']:10.1f} {row['child_peak_rss_mb']:18.1f} {row['seconds']:12.3f}")
+            print(f"{row['library']:36} {row['install_mb']:10.1f} {row['child_peak_rss_mb']:18.1f} "
+                  f"{row['seconds']:12.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prepare_libs.json").write_text(json.dumps(rows, indent=2))
     return 0

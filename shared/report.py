@@ -65,7 +65,9 @@ def summary_line(report: dict) -> str:
         + f" p{'/'.join(f'{a}-{b}' if a != b else str(a) for a, b in e['page_ranges'])}"
         for e in report["encounters"]
     )
-    confidences = [p["confidence"] for p in report["pages"] if p["text_source"] == "ocr" and p["confidence"] is not None]
+    confidences = [
+        p["confidence"] for p in report["pages"] if p["text_source"] == "ocr" and p["confidence"] is not None
+    ]
     ocr_confidence = f", OCR confidence {min(confidences):.2f}-{max(confidences):.2f}" if confidences else ""
     review = report.get("pages_for_review") or {}
     flagged = (

@@ -112,7 +112,12 @@ class Prepared:
         def clamp(v: float) -> float:
             return min(1.0, max(0.0, v))
 
-        return clamp(min(xs) / stored_w), clamp(min(ys) / stored_h), clamp(max(xs) / stored_w), clamp(max(ys) / stored_h)
+        return (
+            clamp(min(xs) / stored_w),
+            clamp(min(ys) / stored_h),
+            clamp(max(xs) / stored_w),
+            clamp(max(ys) / stored_h),
+        )
 
     def _point_onto_stored(self, x: float, y: float) -> tuple[float, float]:
         width, height = self.image.size

@@ -154,7 +154,8 @@ def test_stamp_highlighter_and_tint_go_white_and_black_text_stays(tmp_path: Path
     grey = prepared.image
     assert grey.getpixel((310, 650)) >= 230  # the stamp's frame
     assert grey.getpixel((5, 5)) >= 240  # tinted paper
-    text_pixels = [xy for xy in ((x, y) for x in range(150, 900) for y in range(150, 260)) if page.getpixel(xy) == (0, 0, 0)]
+    heading = ((x, y) for x in range(150, 900) for y in range(150, 260))
+    text_pixels = [xy for xy in heading if page.getpixel(xy) == (0, 0, 0)]
     assert text_pixels and max(grey.getpixel(xy) for xy in text_pixels) <= 60  # black text, still black
 
 
