@@ -1,6 +1,6 @@
 """OCR evaluation: how right page text is, what it costs, and that text-layer pages skip OCR.
 
-    python -m bench.ocr_eval [--sroie N] [--repeat N] [--shared ../shared] [--out bench/results]
+    python -m bench.ocr_eval [--sroie N] [--degraded N] [--repeat N] [--shared ../shared] [--out bench/results]
 
 Every page goes the way production sends it: the source (a scan, a photo, a PDF) is opened
 and rendered by the real preprocess code (``shared.pages.documents.open_document``) into the
@@ -20,6 +20,14 @@ Sets, each skipped when its files are absent (``../shared`` beside the repositor
   runs in another order than Tesseract reads: its CER counts that, "missed" does not): the
   reference is the page's own text layer, as preprocess extracts it. Every page of these
   and of more born-digital PDFs is counted: how many preprocess would send to OCR;
+- degraded pages (``bench/degraded_pages.py``): visit notes of ``corpus/text`` set on a page
+  and degraded as clinics send them (G4 fax fine and standard, 2-4 degree skew both ways, a
+  phone photo, 150 dpi speckle, a coloured stamp on tinted paper, two columns) and the real
+  fax scans of ``corpus/pdfs``; a development part (tuned on) and a validation part (never),
+  each read with page preparation ("after"), without it ("before", the adapter with
+  ``steps=()``) and by bare tesseract; scored per kind, with the validation targets of
+  issue 13 (mean page CER <= 3%, no page above 8%, no page empty without a flag). They are
+  kept out of the clean-page figures and timings above, which stay comparable with before;
 - ``fixtures/textract``: the images with real Textract responses. Textract is replayed
   through botocore's Stubber, so its figure is the adapter's fidelity to Textract's own
   text (not Textract's accuracy, which needs the real service) and its seconds are parse
@@ -36,7 +44,9 @@ few pages are also timed with OpenMP's default threads to show why.
 
 Figures go to stdout, ``ocr_eval.json`` and ``ocr_eval.png``; page text never leaves the
 worker processes. Sampling: ``--sroie N`` receipts spread over the 20 (default all); every
-other set is read whole. About two minutes on two cores.
+other set is read whole; ``--degraded N`` pages of each kind in each part (default 2). About
+two minutes on two idle cores without the degraded pages, 12-16 minutes with three of each
+on two cores shared with other work.
 """
 
 from __future__ import annotations
@@ -103,7 +113,9 @@ TEXT_LAYER_PDFS = [
 SCORED_TEXT_PDFS = TEXT_LAYER_PDFS[:2]
 
 TEXTRACT_SET = "Textract images, ref. Textract text"
-THRESHOLDS = {"cer": 0.02, "rotated_vs_upright": 2.0, "stage_vs_bare": 1.2}
+DEGRADED_SET = "degraded pages"
+THRESHOLDS = {"cer": 0.02, "rotated_vs_upright": 2.0, "stage_vs_bare": 1.2, "clean_stage_vs_bare": 1.3,
+              "validation_mean_cer": 0.03, "validation_max_cer": 0.08}
 
 
 @dataclasses.dataclass
@@ -119,6 +131,8 @@ class Page:
     rotated: bool = False
     group: str | None = None  # UNLV zones: the scan they were cut from, scored together
     casefold: bool = False  # SROIE's transcripts are upper case by the dataset's convention
+    kind: str | None = None  # degraded pages: how (bench/degraded_pages.py)
+    split: str | None = None  # degraded pages: "development" or "validation"
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -376,6 +390,21 @@ def text_pdf_pages(work: Path, notes: list[str]) -> tuple[list[Page], dict]:
     return pages, counts
 
 
+def degraded_page_list(work: Path, per_kind: int, notes: list[str]) -> list[Page]:
+    """The degraded pages (bench/degraded_pages.py), each rendered by preprocess as production would."""
+    from bench.degraded_pages import degraded_sources
+
+    pages = []
+    folder = work / "degraded"
+    folder.mkdir()
+    for source in degraded_sources(SHARED, folder, per_kind, notes):
+        stem = source.path.stem if source.kind == "real fax scan" else source.name.split(" ")[0]
+        path, page = render(source.path, folder, stem)[0]
+        pages.append(Page(DEGRADED_SET, source.name, str(path), page.width, page.height, source.reference,
+                          kind=source.kind, split=source.split))
+    return pages
+
+
 def textract_fixture_pages(work: Path, notes: list[str]) -> list[tuple[Page, str]]:
     """(page JPEG with Textract's own text as reference, response path) per fixture image."""
     if not TEXTRACT_FIXTURES.is_dir():
@@ -506,17 +535,27 @@ def _bare_tesseract(jpeg: str, omp_threads: str | None = "1") -> tuple[str, floa
     return out.decode("utf-8", errors="replace"), seconds, peak[0]
 
 
+EMPTY_MAX_CHARS = 10  # letters and digits: a reading with fewer is an empty page (as the adapter counts)
+
+
+def _alnum(text: str) -> int:
+    return sum(1 for c in text if c.isalnum())
+
+
 def tesseract_worker(pages: list[Page], repeat: int, omp_sample: int) -> dict:
     """Each page through the OCR stage with TesseractOcr and through bare tesseract,
-    interleaved (which goes first alternates), ``repeat`` times; scores of the first round."""
+    interleaved (which goes first alternates), ``repeat`` times; scores of the first round.
+    Degraded pages are also read once by the stage without page preparation ("before")."""
     from shared.adapters.tesseract import TesseractOcr
 
     _quiet_logs()
     settings = Settings()
     engine = TesseractOcr(settings.tesseract_cmd, settings.tesseract_lang, settings.ocr_timeout_s)
+    unprepared = TesseractOcr(settings.tesseract_cmd, settings.tesseract_lang, settings.ocr_timeout_s, steps=())
     rows = []
     with tempfile.TemporaryDirectory(prefix="docpipe-bench-") as tmp:
         stage = _Stage(engine, Path(tmp))
+        before_stage = _Stage(unprepared, Path(tmp))
         for index, page in enumerate(pages):
             jpeg = Path(page.jpeg).read_bytes()
             stage_s, bare_s, bare_rss = [], [], []
@@ -532,19 +571,26 @@ def tesseract_worker(pages: list[Page], repeat: int, omp_sample: int) -> dict:
                 bare_s.append(bare[1])
                 bare_rss.append(bare[2])
                 if text is None:
-                    text, bare_text = read.text, bare[0]
-            rows.append(
-                {
-                    "set": page.set,
-                    "name": page.name,
-                    "rotated": page.rotated,
-                    "stage_s": statistics.median(stage_s),
-                    "bare_s": statistics.median(bare_s),
-                    "tesseract_rss_kb": max(bare_rss),
-                    "_text": text,
-                    "_bare_text": bare_text,
-                }
-            )
+                    text, bare_text, first = read.text, bare[0], read
+            row = {
+                "set": page.set,
+                "name": page.name,
+                "rotated": page.rotated,
+                "stage_s": statistics.median(stage_s),
+                "bare_s": statistics.median(bare_s),
+                "tesseract_rss_kb": max(bare_rss),
+                "confidence": first.confidence,
+                "flag": first.flag,
+                "ink_coverage": first.ink_coverage,
+                "preparation": first.preparation,
+                "_text": text,
+                "_bare_text": bare_text,
+            }
+            if page.kind:
+                before, before_s = before_stage.read(jpeg, page.width, page.height)
+                row.update({"kind": page.kind, "split": page.split, "before_s": before_s,
+                            "before_flag": before.flag, "_before_text": before.text})
+            rows.append(row)
         omp = []
         for page in pages[:omp_sample]:
             omp.append({"name": page.name, "bare_s": _bare_tesseract(page.jpeg)[1],
@@ -557,6 +603,11 @@ def tesseract_worker(pages: list[Page], repeat: int, omp_sample: int) -> dict:
         if page.group:
             groups.setdefault(page.group, []).append(row)
             continue
+        if "_before_text" in row:
+            before_text = row.pop("_before_text")
+            row.update({"before_" + k: v for k, v in score(before_text, page.reference).items()})
+            row["before_empty"] = _alnum(before_text) < EMPTY_MAX_CHARS
+            row["empty"] = _alnum(row["_text"]) < EMPTY_MAX_CHARS
         row.update(score(row.pop("_text"), page.reference, page.casefold))
         row.update({"bare_" + k: v for k, v in score(row.pop("_bare_text"), page.reference, page.casefold).items()})
     for members in groups.values():
@@ -717,10 +768,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sroie", type=int, default=20, help="receipts to read, spread over the set (default all 20)")
     parser.add_argument("--repeat", type=int, default=1, help="timing rounds per page (median)")
     parser.add_argument("--omp-sample", type=int, default=2, help="pages also timed with OpenMP's default threads")
-    parser.add_argument("--shared", type=Path, default=SHARED, help="where corpus/ and fixtures/ are")
+    parser.add_argument("--degraded", type=int, default=2,
+                        help="degraded pages of each kind in each part, development and validation (default 2)")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="where corpus/ and fixtures/ are")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    global OCR_CORPUS, PDF_CORPUS, TEXTRACT_FIXTURES
+    global OCR_CORPUS, PDF_CORPUS, TEXTRACT_FIXTURES, SHARED
+    SHARED = args.shared
     OCR_CORPUS = args.shared / "corpus" / "ocr"
     PDF_CORPUS = args.shared / "corpus" / "pdfs"
     TEXTRACT_FIXTURES = args.shared / "fixtures" / "textract"
@@ -741,8 +795,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus = corpus_pages(work, args.sroie, notes)
         text_pages, text_layer = text_pdf_pages(work, notes)
         fixtures = textract_fixture_pages(work, notes)
-        tesseract_pages = corpus + text_pages + [page for page, _ in fixtures if page.jpeg]
-        print(f"pages: {len(tesseract_pages)} for Tesseract, {len(fixtures)} Textract replays; "
+        degraded = degraded_page_list(work, args.degraded, notes) if args.degraded else []
+        tesseract_pages = corpus + text_pages + [page for page, _ in fixtures if page.jpeg] + degraded
+        print(f"pages: {len(tesseract_pages)} for Tesseract ({len(degraded)} degraded), "
+              f"{len(fixtures)} Textract replays; "
               f"text-layer PDFs: {text_layer['files']} files, {text_layer['pages']} pages")
         for note in notes:
             print("  " + note)
@@ -754,13 +810,16 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "ocr_eval.json").write_text(json.dumps(report, indent=2))
     print_report(report)
     plot(report, args.out / "ocr_eval.png")
-    print(f"\nwrote {args.out / 'ocr_eval.json'} and {args.out / 'ocr_eval.png'} "
+    if report["degraded"]:
+        plot_degraded(report, args.out / "ocr_eval_degraded.png")
+    print(f"\nwrote {args.out / 'ocr_eval.json'}, {args.out / 'ocr_eval.png'} and ocr_eval_degraded.png "
           f"in {time.perf_counter() - started:.0f} s")
     return 0
 
 
 def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes: list[str], args, elapsed: float):
-    rows = tesseract["rows"]
+    degraded_rows = [row for row in tesseract["rows"] if row.get("kind")]
+    rows = [row for row in tesseract["rows"] if not row.get("kind")]
     sets: list[dict] = []
     for name in dict.fromkeys(row["set"] for row in rows):
         members = [row for row in rows if row["set"] == name]
@@ -799,6 +858,7 @@ def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes
 
     timings = {
         "all pages": timing(rows),
+        "degraded pages": timing(degraded_rows),
         "upright pages": timing([r for r in rows if not r["rotated"]]),
         "rotated copies": timing([r for r in rows if r["rotated"]]),
         "median per-page ratio": statistics.median(r["stage_s"] / r["bare_s"] for r in rows) if rows else None,
@@ -826,6 +886,18 @@ def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes
     ratio = timings["all pages"]["ratio"]
     check("3", "OCR stage s/page / bare tesseract s/page", ratio, THRESHOLDS["stage_vs_bare"],
           ratio is not None and ratio <= THRESHOLDS["stage_vs_bare"])
+    upright = timings["upright pages"]["ratio"]
+    check("13", "clean upright pages: OCR stage (with preparation) s/page / bare tesseract", upright,
+          THRESHOLDS["clean_stage_vs_bare"], upright is not None and upright <= THRESHOLDS["clean_stage_vs_bare"])
+    degraded = degraded_report(degraded_rows)
+    validation = degraded["parts"].get("validation")
+    if validation:
+        check("13", "validation: mean page CER after preparation", validation["mean_cer"],
+              THRESHOLDS["validation_mean_cer"], validation["mean_cer"] <= THRESHOLDS["validation_mean_cer"])
+        check("13", f"validation: worst page CER ({validation['worst_page']})", validation["max_cer"],
+              THRESHOLDS["validation_max_cer"], validation["max_cer"] <= THRESHOLDS["validation_max_cer"])
+        check("13", "validation: pages empty without a flag", validation["empty_unflagged"], 0,
+              validation["empty_unflagged"] == 0)
     if textract:
         stage = textract["throttle"]["stage"]
         first, second = stage["first_delivery"], stage["second_delivery"]
@@ -856,11 +928,55 @@ def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes
             "tesseract: the tesseract program": tesseract["children_peak_rss_kb"] / 1024,
             **({"textract: OCR stage process": textract["process_peak_rss_kb"] / 1024} if textract else {}),
         },
+        "degraded": degraded,
         "text_layer": text_layer,
         "textract_throttle": textract["throttle"] if textract else None,
         "checks": checks,
-        "pages": rows + (textract["rows"] if textract else []),
+        "pages": rows + degraded_rows + (textract["rows"] if textract else []),
     }
+
+
+def degraded_report(rows: list[dict]) -> dict:
+    """CER per degradation kind, before (no preparation) and after, per part; page-level
+    figures of each part (mean and worst page CER, empty pages with and without a flag)."""
+    if not rows:
+        return {}
+
+    def page_cer(row: dict, prefix: str = "") -> float:
+        return row[prefix + "char_edits"] / max(1, row[prefix + "chars"])
+
+    def part(members: list[dict]) -> dict:
+        return {
+            "pages": len(members),
+            "cer_before": rates(members, "before_")["cer"],
+            "cer_after": rates(members)["cer"],
+            "mean_cer_before": statistics.fmean(page_cer(r, "before_") for r in members),
+            "mean_cer": statistics.fmean(page_cer(r) for r in members),
+            "max_cer": max(page_cer(r) for r in members),
+            "worst_page": max(members, key=page_cer)["name"],
+            "empty_before": sum(r["before_empty"] for r in members),
+            "empty_unflagged_before": sum(r["before_empty"] and not r["before_flag"] for r in members),
+            "empty": sum(r["empty"] for r in members),
+            "empty_unflagged": sum(r["empty"] and not r["flag"] for r in members),
+            "flagged": sum(bool(r["flag"]) for r in members),
+            "stage_s_per_page": statistics.fmean(r["stage_s"] for r in members),
+            "before_s_per_page": statistics.fmean(r["before_s"] for r in members),
+            "bare_s_per_page": statistics.fmean(r["bare_s"] for r in members),
+            "ratio_vs_bare": sum(r["stage_s"] for r in members) / max(1e-9, sum(r["bare_s"] for r in members)),
+        }
+
+    kinds = {}
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        kinds[kind] = {split: part(m) for split in ("development", "validation")
+                       if (m := [r for r in rows if r["kind"] == kind and r["split"] == split])}
+    parts = {split: part(m) for split in ("development", "validation")
+             if (m := [r for r in rows if r["split"] == split])}
+    steps: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for step in row["preparation"]:
+            steps.setdefault(row["kind"], {}).setdefault(step, 0)
+            steps[row["kind"]][step] += 1
+    return {"kinds": kinds, "parts": parts, "steps_applied": steps}
 
 
 def _pct(value) -> str:
@@ -895,13 +1011,76 @@ def print_report(report: dict) -> None:
     print("\npeak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in report["peak_rss_mb"].items()))
     t = report["text_layer"]
     print(f"text-layer PDFs: {t['files']} files, {t['pages']} pages, {t['sent_to_ocr']} sent to OCR")
-    print("\nchecks (issue 5, 'It must show'):")
+    d = report["degraded"]
+    if d:
+        print_degraded(d)
+    print("\nchecks (issue 5 and 13, 'It must show'):")
     for c in report["checks"]:
         figure = _pct(c["figure"]) if isinstance(c["figure"], float) and c["item"] == "1" else c["figure"]
         if isinstance(figure, float):
             figure = f"{figure:.3f}"
         limit = _pct(c["limit"]) if isinstance(c["limit"], float) and c["item"] == "1" else c["limit"]
         print(f"  [{'PASS' if c['pass'] else 'FAIL'}] {c['item']}. {c['what']}: {figure} (limit {limit})")
+
+
+def print_degraded(d: dict) -> None:
+    print("\ndegraded pages: CER before (no page preparation) -> after, development | validation (never tuned on)")
+    header = (f"{'kind':24} {'dev n':>5} {'before':>7} {'after':>7} {'worst':>7} | {'val n':>5} {'before':>7} "
+              f"{'after':>7} {'worst':>7} | {'s/page':>6} {'bare':>6} {'ratio':>5}  steps applied")
+    print(header + "\n" + "-" * len(header))
+    for kind, parts in d["kinds"].items():
+        dev, val = parts.get("development"), parts.get("validation")
+        both = [p for p in (dev, val) if p]
+        stage = sum(p["stage_s_per_page"] * p["pages"] for p in both) / sum(p["pages"] for p in both)
+        bare = sum(p["bare_s_per_page"] * p["pages"] for p in both) / sum(p["pages"] for p in both)
+
+        def cells(p):
+            if not p:
+                return f"{'-':>5} {'-':>7} {'-':>7} {'-':>7}"
+            return f"{p['pages']:5d} {_pct(p['cer_before']):>7} {_pct(p['cer_after']):>7} {_pct(p['max_cer']):>7}"
+
+        steps = ", ".join(f"{k} {v}" for k, v in d["steps_applied"].get(kind, {}).items())
+        print(f"{kind[:24]:24} {cells(dev)} | {cells(val)} | {stage:6.2f} {bare:6.2f} {stage / bare:5.2f}  {steps}")
+    for name, p in d["parts"].items():
+        print(f"  {name:11}: {p['pages']} pages, mean page CER {_pct(p['mean_cer_before'])} -> {_pct(p['mean_cer'])}, "
+              f"worst page {_pct(p['max_cer'])} ({p['worst_page']}), empty pages {p['empty_before']} "
+              f"({p['empty_unflagged_before']} unflagged) -> {p['empty']} ({p['empty_unflagged']} unflagged), "
+              f"flagged {p['flagged']}; {p['stage_s_per_page']:.2f} s/page vs {p['before_s_per_page']:.2f} "
+              f"unprepared, {p['bare_s_per_page']:.2f} bare ({p['ratio_vs_bare']:.2f}x)")
+
+
+def plot_degraded(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = report["degraded"]["kinds"]
+    names = list(kinds)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 0.5 * len(names) + 2.5), sharey=True)
+    height = 0.38
+    for axis, split in zip(axes, ("development", "validation")):
+        y = list(range(len(names)))
+        before = [100 * kinds[k][split]["cer_before"] if split in kinds[k] else 0 for k in names]
+        after = [100 * kinds[k][split]["cer_after"] if split in kinds[k] else 0 for k in names]
+        bars = axis.barh([i - height / 2 for i in y], before, height, label="before (no preparation)")
+        axis.bar_label(bars, labels=[f"{v:.2f}%" for v in before], fontsize=7, padding=2)
+        bars = axis.barh([i + height / 2 for i in y], after, height, label="after (docpipe today)")
+        axis.bar_label(bars, labels=[f"{v:.2f}%" for v in after], fontsize=7, padding=2)
+        axis.axvline(100 * THRESHOLDS["validation_mean_cer"], color="grey", linestyle="--", linewidth=1)
+        axis.set_xscale("symlog", linthresh=1)
+        axis.set_xlim(0, 300)
+        part = report["degraded"]["parts"].get(split, {})
+        axis.set_title(f"{split}: mean page CER {100 * part.get('mean_cer_before', 0):.2f}% -> "
+                       f"{100 * part.get('mean_cer', 0):.2f}%", fontsize=10)
+        axis.set_xlabel("CER, % (symlog; dashed: 3%)")
+        axis.legend(loc="lower right", fontsize=8)
+    axes[0].set_yticks(list(range(len(names))), names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"docpipe OCR on degraded pages: {report['meta']['tesseract']}, {report['meta']['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(report: dict, path: Path) -> None:

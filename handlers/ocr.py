@@ -13,6 +13,7 @@ from shared.bootstrap import Deps
 from shared.errors import FileNotFoundInDbError
 from shared.keys import page_key
 from shared.models import DiscoverMessage, FileStatus, OcrMessage, Stage
+from shared.pages.prepare import flag_for_review
 from shared.observability import logger, metrics, tracer
 from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
@@ -37,7 +38,8 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
         for page_number in todo:
             image = Path(tmp) / f"page-{page_number:04d}.jpg"
             deps.storage.download(page_key(row.patient_id, row.id, page_number), image)
-            text = deps.ocr.read(image, page_number)
+            # Whatever read it, a page with ink and no text is flagged, never a silent empty page.
+            text = flag_for_review(deps.ocr.read(image, page_number), image)
             deps.db.upsert_text(row.id, text)
             image.unlink()
             logger.info(
@@ -47,6 +49,7 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
                     "engine": text.engine,
                     "chars": len(text.text),
                     "words": len(text.words),
+                    "flag": text.flag,
                     "duration_ms": round(text.duration_ms, 1),
                 },
             )

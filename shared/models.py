@@ -144,6 +144,11 @@ class Line(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
 
 
+# Why a page's reading needs a person to look at it (PageText.flag).
+OCR_EMPTY = "ocr_empty"  # the image has ink, the reading (almost) no text
+OCR_LOW_CONFIDENCE = "ocr_low_confidence"  # the engine's mean word confidence is low
+
+
 class PageText(BaseModel):
     """The text of one page, whatever read it."""
 
@@ -154,6 +159,9 @@ class PageText(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
     engine: str  # "native", "tesseract", "textract"
     duration_ms: float = 0.0
+    flag: str | None = None  # OCR_EMPTY, OCR_LOW_CONFIDENCE: the page is for review
+    ink_coverage: float | None = Field(default=None, ge=0, le=1)  # share of dark pixels, where measured
+    preparation: list[str] = Field(default_factory=list)  # what was done to the page before OCR (not stored)
 
     @property
     def source(self) -> TextSource:
@@ -257,13 +265,17 @@ class Manifest(BaseModel):
     encounters: list[Encounter]
     page_assignments: dict[int, int | None]  # page number -> index into encounters, or None
     page_engines: dict[int, str] = Field(default_factory=dict)  # page number -> what read its text
+    # Pages whose reading a person should check: page number -> PageText.flag. A page with
+    # ink and no text is here, never a silent empty page.
+    pages_for_review: dict[int, str] = Field(default_factory=dict)
     provider: str
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
     identity_conflict: bool = False  # more than one patient in one file: a misfiled page is a safety problem
-    needs_review: bool = False  # an identity conflict, or any encounter that needs review
+    # an identity conflict, any encounter that needs review, or a page flagged by OCR
+    needs_review: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:
@@ -296,7 +308,10 @@ class Manifest(BaseModel):
             encounters=discovery.encounters,
             page_assignments=assignments,
             page_engines={p.page_number: p.engine for p in pages},
-            needs_review=discovery.identity_conflict or any(e.needs_review for e in discovery.encounters),
+            needs_review=discovery.identity_conflict
+            or any(e.needs_review for e in discovery.encounters)
+            or any(p.flag for p in pages),
+            pages_for_review={p.page_number: p.flag for p in pages if p.flag},
             **discovery.model_dump(exclude={"encounters"}),
         )
 

@@ -22,6 +22,9 @@ def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bo
             "text_source": page.text_source.value,
             "engine": text.engine if text else None,
             "chars": len(text.text) if text else 0,
+            "confidence": round(text.confidence, 3) if text and text.confidence is not None else None,
+            "flag": text.flag if text else None,
+            "ink_coverage": text.ink_coverage if text else None,
         }
         if with_text:
             entry["text"] = text.text if text else None
@@ -50,6 +53,8 @@ def file_report(db: Database, shell_file_id: uuid.UUID, file: str, with_text: bo
         "pages": pages,
         "encounters": encounters,
         "identity_conflict": bool(manifest and manifest.identity_conflict),  # more than one patient: review it
+        # Pages whose reading a person should check (ocr_empty: ink but no text; ocr_low_confidence).
+        "pages_for_review": {str(p): flag for p, flag in manifest.pages_for_review.items()} if manifest else {},
         "error_code": row.error_code,
         "error_message": row.error_message,
     }
@@ -69,9 +74,20 @@ def summary_line(report: dict) -> str:
         e["needs_review"] for e in report["encounters"]) else []
     if report["identity_conflict"]:
         flags.insert(0, "IDENTITY CONFLICT: more than one patient")
+    confidences = [
+        p["confidence"] for p in report["pages"] if p["text_source"] == "ocr" and p["confidence"] is not None
+    ]
+    ocr_confidence = f", OCR confidence {min(confidences):.2f}-{max(confidences):.2f}" if confidences else ""
+    review = report.get("pages_for_review") or {}
+    flagged = (
+        "; REVIEW " + ", ".join(f"p{page} {flag}" for page, flag in sorted(review.items(), key=lambda kv: int(kv[0])))
+        if review
+        else ""
+    )
     return (
         f"completed  {report['file']}: {_plural(report['page_count'], 'page')} ({native} native, "
-        f"{report['page_count'] - native} OCR), {_plural(len(report['encounters']), 'encounter')}: {kinds}"
+        f"{report['page_count'] - native} OCR{ocr_confidence}), {_plural(len(report['encounters']), 'encounter')}: "
+        f"{kinds}{flagged}"
         + (f" [{'; '.join(flags)}]" if flags else "")
     )
 

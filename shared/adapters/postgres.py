@@ -47,10 +47,11 @@ _UPSERT_PAGE = (
 )
 _UPSERT_TEXT = (
     "insert into ocr_text_extractions (shell_file_id, page_number, engine, text, lines, words,"
-    " confidence, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " confidence, duration_ms, flag, ink_coverage) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " on conflict (shell_file_id, page_number) do update set engine = excluded.engine,"
     " text = excluded.text, lines = excluded.lines, words = excluded.words,"
-    " confidence = excluded.confidence, duration_ms = excluded.duration_ms"
+    " confidence = excluded.confidence, duration_ms = excluded.duration_ms,"
+    " flag = excluded.flag, ink_coverage = excluded.ink_coverage"
 )
 
 
@@ -68,6 +69,8 @@ def _text_params(shell_file_id: uuid.UUID, text: PageText) -> tuple:
         Jsonb([word.model_dump() for word in text.words]),
         text.confidence,
         text.duration_ms,
+        text.flag,
+        text.ink_coverage,
     )
 
 
@@ -289,7 +292,7 @@ class PostgresDb(Database):
 
     def page_texts(self, shell_file_id: uuid.UUID) -> list[PageText]:
         rows = self._execute(
-            "select page_number, engine, text, lines, words, confidence, duration_ms"
+            "select page_number, engine, text, lines, words, confidence, duration_ms, flag, ink_coverage"
             " from ocr_text_extractions where shell_file_id = %s order by page_number",
             (shell_file_id,),
         )

@@ -16,6 +16,7 @@ from PIL import Image
 
 from shared.errors import DependencyUnavailableError, EngineCrashedError, OcrFailedError, StageTimeoutError
 from shared.models import Box, Line, PageText, Word
+from shared.pages.prepare import INKED_PAGE, LOW_CONFIDENCE, STEPS, Prepared, prepare, reads_empty, review_flag
 from shared.ports import OcrEngine
 
 # Fully automatic page segmentation without orientation detection: it finds columns,
@@ -58,14 +59,31 @@ class TesseractOcr(OcrEngine):
     is kept unless it is clearly worse; its boxes are then mapped back onto the image as
     stored, where a viewer of the page JPEG draws them (the text reads upright).
     Without the OSD data the first reading stands. ``timeout_s`` bounds the whole page.
+
+    Tesseract reads a copy of the page made ready by ``shared.pages.prepare`` (``steps``:
+    colour ink lifted, light flattened, specks removed, fax stretched square, skew
+    straightened, each only where the page needs it); the boxes are mapped back onto the
+    image as stored. A page with ink whose reading is (almost) empty is read again, turned
+    as OSD says and as stored, and keeps the fullest reading; the result carries the page's
+    ink coverage and ``flag`` (``ocr_empty``, or ``ocr_low_confidence`` under
+    ``low_confidence``), which the file's manifest lists for review.
     """
 
     name = "tesseract"
 
-    def __init__(self, cmd: str = "tesseract", lang: str = "eng", timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        cmd: str = "tesseract",
+        lang: str = "eng",
+        timeout_s: float = 120.0,
+        steps: tuple[str, ...] = STEPS,
+        low_confidence: float = LOW_CONFIDENCE,
+    ) -> None:
         self._cmd = cmd
         self._lang = lang
         self._timeout_s = timeout_s
+        self._steps = tuple(steps)
+        self._low_confidence = low_confidence
 
     def read(self, image: Path, page_number: int) -> PageText:
         binary = shutil.which(self._cmd)
@@ -73,12 +91,44 @@ class TesseractOcr(OcrEngine):
             raise DependencyUnavailableError(f"the OCR program {self._cmd!r} is not installed")
         started = time.perf_counter()
         deadline = time.monotonic() + self._timeout_s
-        text, sideways = self._recognise(binary, image, page_number, deadline)
-        if text.words and (sideways or (text.confidence or 0.0) < _UPRIGHT_MIN_CONFIDENCE):
-            turned = self._read_upright(binary, image, page_number, deadline)
-            if turned is not None and (turned.confidence or 0.0) + _TURNED_MARGIN >= (text.confidence or 0.0):
-                text = turned
-        return text.model_copy(update={"duration_ms": (time.perf_counter() - started) * 1000})
+        with tempfile.TemporaryDirectory(prefix="docpipe-ocr-prep-") as tmp:
+            prepared = _prepared(image, self._steps)
+            ink = prepared.ink if prepared else None
+            text, sideways = self._read_prepared(binary, image, prepared, Path(tmp), page_number, deadline)
+            if text.words and (sideways or (text.confidence or 0.0) < _UPRIGHT_MIN_CONFIDENCE):
+                turned = self._read_upright(binary, image, page_number, deadline)
+                if turned is not None and (turned.confidence or 0.0) + _TURNED_MARGIN >= (text.confidence or 0.0):
+                    text = turned
+            if reads_empty(text) and ink is not None and ink >= INKED_PAGE:
+                # Ink but (almost) no text: never a silent empty page. Try what the first
+                # reading skipped (the page turned, the page as stored), keep the best.
+                for retry in (
+                    lambda: self._read_upright(binary, image, page_number, deadline),
+                    lambda: self._recognise(binary, image, page_number, deadline)[0] if prepared and prepared.changed
+                    else None,
+                ):
+                    again = retry()
+                    if again is not None and _characters(again) > _characters(text):
+                        text = again
+        flag = review_flag(text, ink, self._low_confidence)
+        return text.model_copy(
+            update={
+                "duration_ms": (time.perf_counter() - started) * 1000,
+                "ink_coverage": round(ink, 5) if ink is not None else None,
+                "flag": flag,
+                "preparation": list(prepared.steps) if prepared else [],
+            }
+        )
+
+    def _read_prepared(
+        self, binary: str, image: Path, prepared: Prepared | None, tmp: Path, page_number: int, deadline: float
+    ) -> tuple[PageText, bool]:
+        """The page as preparation left it, its boxes on the image as stored."""
+        if prepared is None or not prepared.changed:
+            return self._recognise(binary, image, page_number, deadline)
+        copy = prepared.save(tmp / "prepared.tif")
+        text, sideways = self._recognise(binary, copy, page_number, deadline)
+        return _boxes_onto(text, prepared.box_onto_stored), sideways
 
     def _read_upright(self, binary: str, image: Path, page_number: int, deadline: float) -> PageText | None:
         """The page turned as orientation detection says, read again; None if it names no turn."""
@@ -165,16 +215,39 @@ _UNTURN = {
 def _boxes_onto_stored(text: PageText, turn: int) -> PageText:
     """The upright reading with its word and line boxes on the image as stored."""
 
-    def back(box: Box) -> Box:
-        xs, ys = zip(*(_UNTURN[turn](u, v) for u in (box.x0, box.x1) for v in (box.y0, box.y1)))
-        return Box(x0=round(min(xs), 5), y0=round(min(ys), 5), x1=round(max(xs), 5), y1=round(max(ys), 5))
+    def back(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+        xs, ys = zip(*(_UNTURN[turn](u, v) for u in (x0, x1) for v in (y0, y1)))
+        return min(xs), min(ys), max(xs), max(ys)
+
+    return _boxes_onto(text, back)
+
+
+def _boxes_onto(text: PageText, back) -> PageText:
+    """The reading with every word and line box passed through ``back`` (normalised x0, y0, x1, y1)."""
+
+    def moved(box: Box) -> Box:
+        x0, y0, x1, y1 = back(box.x0, box.y0, box.x1, box.y1)
+        return Box(x0=round(x0, 5), y0=round(y0, 5), x1=round(x1, 5), y1=round(y1, 5))
 
     return text.model_copy(
         update={
-            "words": [word.model_copy(update={"box": back(word.box)}) for word in text.words],
-            "lines": [line.model_copy(update={"box": back(line.box)}) for line in text.lines],
+            "words": [word.model_copy(update={"box": moved(word.box)}) for word in text.words],
+            "lines": [line.model_copy(update={"box": moved(line.box)}) for line in text.lines],
         }
     )
+
+
+def _prepared(image: Path, steps: tuple[str, ...]) -> Prepared | None:
+    """The page made ready for OCR; None if Pillow cannot decode what Tesseract may (the page
+    is then read as stored, with no ink figure)."""
+    try:
+        return prepare(image, steps)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _characters(text: PageText) -> int:
+    return sum(1 for c in text.text if c.isalnum())
 
 
 _Rect = tuple[int, int, int, int]  # left, top, right, bottom in pixels

@@ -340,7 +340,7 @@ def osd_stand_in(tmp_path: Path, rotate: int, first_conf: float, turned_conf: fl
         f'case " $* " in\n'
         f'  *" --psm 0 "*) cat {tmp_path / "osd.txt"}; exit {osd_exit} ;;\n'
         f'  *) case "$1" in\n'
-        f'       *.tif) cp "$1" {tmp_path / "seen.tif"}; cat {page(turned_conf)} ;;\n'
+        f'       *upright.tif) cp "$1" {tmp_path / "seen.tif"}; cat {page(turned_conf)} ;;\n'
         f'       *) cat {page(first_conf)} ;;\n'
         f"     esac ;;\n"
         f"esac",
