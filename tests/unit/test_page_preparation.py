@@ -239,6 +239,7 @@ def test_the_report_shows_confidence_and_pages_for_review() -> None:
             {"page_number": 2, "text_source": "ocr", "confidence": None, "flag": "ocr_empty"},
         ],
         "encounters": [],
+        "identity_conflict": False,
         "pages_for_review": {"2": "ocr_empty"},
     }
     line = summary_line(report)
