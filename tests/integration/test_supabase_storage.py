@@ -290,3 +290,110 @@ def test_the_pipeline_reads_what_it_wrote_through_storage(store, tmp_path):
         dest = tmp_path / f"{n}.jpg"
         store.download(key, dest)
         assert dest.read_bytes()[-1] == n
+
+
+# --- STORAGE_BACKEND=s3 against the same server's S3-protocol endpoint ------------------------
+
+
+def _s3_settings(server, bucket: str):
+    from shared.settings import Settings
+
+    return Settings(
+        storage_backend="s3",
+        storage_bucket=bucket,
+        s3_endpoint_url=server["SUPABASE_S3_ENDPOINT"],
+        s3_access_key_id=server["SUPABASE_S3_ACCESS_KEY_ID"],
+        s3_secret_access_key=server["SUPABASE_S3_SECRET_ACCESS_KEY"],
+        s3_region=server["SUPABASE_S3_REGION"],
+        s3_force_path_style=True,
+    )
+
+
+@pytest.fixture
+def s3_store(server):
+    """S3Storage as bootstrap builds it for STORAGE_BACKEND=s3 pointed at Supabase."""
+    from shared.adapters.aws import S3Storage
+    from shared.bootstrap import _storage
+
+    adapter = _storage(_s3_settings(server, f"s3-{uuid.uuid4().hex[:12]}"))
+    assert isinstance(adapter, S3Storage)
+    adapter.ensure_bucket()
+    return adapter
+
+
+def _raw_client(server):
+    """A plain boto3 client, without docpipe's hooks: to show each quirk is real."""
+    import boto3
+    import botocore.config
+
+    return boto3.client(
+        "s3", endpoint_url=server["SUPABASE_S3_ENDPOINT"], region_name=server["SUPABASE_S3_REGION"],
+        aws_access_key_id=server["SUPABASE_S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=server["SUPABASE_S3_SECRET_ACCESS_KEY"],
+        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def test_s3_protocol_round_trip_multipart_and_overwrite(s3_store, server, tmp_path):
+    original = tmp_path / "scan.pdf"
+    sha = _write(original, 20 * 1024 * 1024 + 5)  # over boto3's 8 MB threshold: a multipart upload
+    key = _key()
+    s3_store.put_file(key, original, "application/pdf")
+    assert s3_store.exists(key) is True
+    dest = tmp_path / "back"
+    assert s3_store.download(key, dest) == original.stat().st_size and _sha(dest) == sha
+    # Written over S3, read over the Storage API: one bucket, two protocols.
+    info = _object_info(server, s3_store._bucket, key)
+    assert info.status_code == 200 and info.json()["content_type"] == "application/pdf"
+    page = _key("page")
+    s3_store.put_bytes(page, b"\xff\xd8 one", "image/jpeg")
+    s3_store.put_bytes(page, b"\xff\xd8 two", "image/jpeg")
+    s3_store.download(page, dest)
+    assert dest.read_bytes() == b"\xff\xd8 two"
+    with pytest.raises(FileTooLargeError):
+        s3_store.download(key, tmp_path / "x", max_bytes=1024)
+
+
+def test_s3_quirk_error_xml_namespace_a_missing_object_is_still_missing(s3_store, server, tmp_path):
+    import botocore.exceptions
+
+    key = _key()
+    # The quirk: without the before-parse hook, botocore reads no error code at all.
+    with pytest.raises(botocore.exceptions.ClientError) as raw:
+        _raw_client(server).get_object(Bucket=s3_store._bucket, Key=key)
+    assert raw.value.response["Error"].get("Code", "") == "" and raw.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # With it: NoSuchKey, so the typed permanent error, and exists() says no.
+    with pytest.raises(OriginalMissingError) as caught:
+        s3_store.download(key, tmp_path / "x")
+    assert isinstance(caught.value, PermanentError) and key not in str(caught.value)
+    assert s3_store.exists(key) is False
+    with pytest.raises(botocore.exceptions.ClientError) as parsed:
+        s3_store._client.get_object(Bucket=s3_store._bucket, Key=key)
+    assert parsed.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_s3_quirk_delete_objects_needs_an_xml_content_type(s3_store, server):
+    import botocore.exceptions
+
+    keys = [_key("page") for _ in range(3)]
+    for key in keys:
+        s3_store.put_bytes(key, b"\xff\xd8", "image/jpeg")
+    objects = {"Objects": [{"Key": k} for k in keys]}
+    # The quirk: a plain client's batch delete is refused.
+    with pytest.raises(botocore.exceptions.ClientError):
+        _raw_client(server).delete_objects(Bucket=s3_store._bucket, Delete=objects)
+    assert all(s3_store.exists(k) for k in keys)
+    # The client S3Storage builds sends it as XML, and the objects go.
+    s3_store._client.delete_objects(Bucket=s3_store._bucket, Delete=objects)
+    assert not any(s3_store.exists(k) for k in keys)
+
+
+def test_s3_protocol_with_a_wrong_secret_is_retryable(server, tmp_path):
+    from pydantic import SecretStr
+
+    settings = _s3_settings(server, "docpipe").model_copy(update={"s3_secret_access_key": SecretStr("not-the-secret")})
+    from shared.bootstrap import _storage
+
+    wrong = _storage(settings)
+    with pytest.raises(DependencyUnavailableError):
+        wrong.put_bytes(_key("page"), b"\xff\xd8", "image/jpeg")
