@@ -103,7 +103,15 @@ def _storage(settings: Settings) -> Storage:
                 "SUPABASE_SERVICE_ROLE_KEY", "STORAGE_BACKEND=supabase needs it, or SUPABASE_SERVICE_ROLE_KEY_PARAMETER"
             )
         return SupabaseStorage(settings.supabase_url, key, settings.storage_bucket, settings.supabase_timeout_s)
-    return S3Storage(settings.storage_bucket, settings.aws_region, settings.s3_endpoint)
+    secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+    return S3Storage(
+        settings.storage_bucket,
+        settings.s3_region or settings.aws_region,
+        settings.s3_endpoint,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret,
+        path_style=settings.s3_force_path_style,
+    )
 
 
 def _ocr(settings: Settings) -> OcrEngine:

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(default=None, description="one endpoint for SQS and S3 (moto, ElasticMQ+MinIO)")
     sqs_endpoint_url: str | None = None
     s3_endpoint_url: str | None = None
+    # Supabase Storage's S3 protocol (STORAGE_BACKEND=s3, S3_ENDPOINT_URL=<project>/storage/v1/s3):
+    # its own access keys (not the AWS credentials SQS uses), its region, path-style addressing.
+    s3_access_key_id: str | None = Field(default=None, description="S3 keys of their own (Supabase's S3 access keys)")
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str | None = Field(default=None, description="the S3 endpoint's region if not AWS_REGION")
+    s3_force_path_style: bool = Field(default=False, description="path-style addressing (Supabase, MinIO)")
     queue_prefix: str = "docpipe"
 
     # --- storage

@@ -33,13 +33,53 @@ def local_stack(tmp_path_factory):
     stack.stop()
 
 
+# Postgres is reached directly and through PgBouncer in transaction mode (Supabase's pooler on
+# 6543: no session state, no server-side prepared statements kept across transactions). These
+# modules' tests that use the database run both ways (`[direct]`, `[pooler]`); in test_adapters
+# only the PostgresDb tests (those that touch `.db` or PostgresDb). Any other test opts in with
+# @pytest.mark.pooler; everything else is `direct` only.
+POOLED_MODULES = {"test_adapters.py", "test_idempotency.py", "test_handlers.py", "test_rls.py"}
+_DB_PATHS = ("direct", "pooler")
+
+
+def _uses_postgres(function) -> bool:
+    import inspect
+
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return True
+    return ".db" in source or "PostgresDb" in source or "database_url" in source
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pooler: also run this test through PgBouncer in transaction mode")
+
+
+def pytest_generate_tests(metafunc):
+    if "database_url" not in metafunc.fixturenames:
+        return
+    module = Path(str(metafunc.definition.fspath)).name
+    opted_in = metafunc.definition.get_closest_marker("pooler") is not None
+    if opted_in or (module in POOLED_MODULES and (module != "test_adapters.py" or _uses_postgres(metafunc.function))):
+        metafunc.parametrize("database_url", _DB_PATHS, indirect=True)
+
+
 @pytest.fixture
-def stack_settings(local_stack, tmp_path):
+def database_url(request, local_stack) -> str:
+    """The session Postgres, directly or (param ``pooler``) through the session's PgBouncer."""
+    if getattr(request, "param", "direct") == "pooler":
+        return request.getfixturevalue("pgbouncer").url
+    return local_stack.database_url
+
+
+@pytest.fixture
+def stack_settings(local_stack, database_url, tmp_path):
     from shared.settings import Settings
 
     tag = uuid.uuid4().hex[:10]
     return Settings(
-        database_url=local_stack.database_url,
+        database_url=database_url,
         aws_endpoint_url=local_stack.endpoint_url,
         storage_backend="s3",
         storage_bucket=f"docpipe-{tag}",
@@ -57,6 +97,7 @@ def stack_env(local_stack, stack_settings) -> dict[str, str]:
     return {
         **os.environ,
         **local_stack.env(),
+        "DATABASE_URL": stack_settings.database_url.get_secret_value(),
         "QUEUE_PREFIX": stack_settings.queue_prefix,
         "STORAGE_BACKEND": "s3",
         "STORAGE_BUCKET": stack_settings.storage_bucket,

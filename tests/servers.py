@@ -208,6 +208,13 @@ class SupabaseStorageServer:
         self.stop()
         raise RuntimeError("the Supabase Storage server did not start: " + (self.data_dir / "server.log").read_text()[-800:])
 
+    def jwt(self, role: str, sub: str | None = None, expires_in_s: int = 3600) -> str:
+        """A JWT as Supabase Auth issues it (HS256, signed with this server's secret): role
+        ``authenticated`` and ``sub`` = the user's id for a signed-in patient."""
+        now = int(time.time())
+        claims = {"role": role, "iat": now, "exp": now + expires_in_s} | ({"sub": str(sub)} if sub else {})
+        return sign_hs256(claims, self.env["SUPABASE_JWT_SECRET"])
+
     def stop(self) -> None:
         if self._proc is not None:
             try:
@@ -217,6 +224,21 @@ class SupabaseStorageServer:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
             self._proc = None
+
+
+def sign_hs256(claims: dict, secret: str) -> str:
+    """A compact JWS (HS256) with the standard library only."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(signature)}"
 
 
 def _which(name: str) -> bool:

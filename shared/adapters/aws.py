@@ -9,6 +9,7 @@ protocol and moto's server are one code path. Vendor errors become ours here: th
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 from pathlib import Path
 
@@ -190,12 +191,61 @@ class SqsQueue(Queue):
         )
 
 
-class S3Storage(Storage):
-    """One bucket; keys are built by docpipe from validated ids only."""
+_XMLNS = re.compile(rb"(<Error)\s+xmlns=\"[^\"]*\"")
 
-    def __init__(self, bucket: str, region: str, endpoint_url: str | None = None, client=None) -> None:
+
+def _strip_error_namespace(response_dict, **_) -> None:
+    """``before-parse`` hook. Supabase Storage's S3 endpoint (v1.70) answers errors as
+    ``<Error xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Code>NoSuchKey</Code>...``;
+    botocore looks for an un-namespaced ``Code`` and reads an empty one, so a missing object
+    would look like any other failure. Amazon S3, MinIO and moto send no namespace: a no-op there."""
+    body = response_dict.get("body")
+    if response_dict.get("status_code", 200) >= 300 and isinstance(body, bytes) and b"xmlns" in body[:512]:
+        response_dict["body"] = _XMLNS.sub(rb"\1", body, count=1)
+
+
+def _delete_objects_as_xml(params, **_) -> None:
+    """``before-call`` hook: Supabase's S3 endpoint refuses DeleteObjects (batch delete) unless
+    the request says ``Content-Type: application/xml``, which botocore does not send."""
+    params.setdefault("headers", {})["Content-Type"] = "application/xml"
+
+
+def s3_client(region: str, endpoint_url: str | None, access_key_id: str | None = None,
+              secret_access_key: str | None = None, path_style: bool = False):
+    """An S3 client that also speaks to Supabase Storage's S3 protocol: its own keys when given
+    (Supabase's S3 access keys are not the AWS credentials SQS uses), path-style addressing, and
+    the hooks above. Without keys or path style it is the shared cached client."""
+    if access_key_id or secret_access_key or path_style:
+        config = _client_config().merge(botocore.config.Config(s3={"addressing_style": "path"} if path_style else {}))
+        client = boto3.client(
+            "s3", region_name=region, endpoint_url=endpoint_url, aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key or None, config=config,
+        )
+    else:
+        client = boto_client("s3", region, endpoint_url)
+    # unique_id: the cached client is shared, and registering twice must not run a hook twice.
+    client.meta.events.register("before-parse.s3.*", _strip_error_namespace, unique_id="docpipe-s3-error-xmlns")
+    client.meta.events.register("before-call.s3.DeleteObjects", _delete_objects_as_xml,
+                                unique_id="docpipe-s3-delete-objects-xml")
+    return client
+
+
+class S3Storage(Storage):
+    """One bucket; keys are built by docpipe from validated ids only. Amazon S3, moto, MinIO, or
+    Supabase Storage's S3 protocol (``{SUPABASE_URL}/storage/v1/s3``, path style, its own keys)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        region: str,
+        endpoint_url: str | None = None,
+        client=None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        path_style: bool = False,
+    ) -> None:
         self._bucket = bucket
-        self._client = client or boto_client("s3", region, endpoint_url)
+        self._client = client or s3_client(region, endpoint_url, access_key_id, secret_access_key, path_style)
 
     def ensure_bucket(self) -> None:
         try:

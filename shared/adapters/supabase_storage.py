@@ -8,7 +8,7 @@ headers, because the package's ``download()`` returns the whole object as ``byte
 original may be hundreds of megabytes (originals are never held in memory whole).
 
 Vendor errors become ours, raised from the original: a missing object ->
-``OriginalMissingError``; 429 -> ``ThrottledError``; timeouts, connection trouble, 5xx and
+``OriginalMissingError``; a missing bucket -> ``DependencyUnavailableError``; 429 -> ``ThrottledError``; timeouts, connection trouble, 5xx and
 anything unexpected -> ``DependencyUnavailableError``; an object over Storage's size limit ->
 ``FileTooLargeError``. Their messages carry the operation and Storage's status and error code,
 never a key (keys hold patient ids) nor Storage's own message text.
@@ -32,7 +32,10 @@ from shared.errors import (
 from shared.ports import Storage
 
 _CHUNK = 1024 * 1024
-_NOT_FOUND = frozenset({"not_found", "NoSuchKey", "NoSuchBucket", "Bucket not found", "Object not found"})
+_NOT_FOUND = frozenset({"not_found", "NoSuchKey", "Object not found"})
+# A missing bucket is a deployment's mistake (STORAGE_BUCKET, or a project reset), not a missing
+# object: retryable, so files wait for the fix instead of failing for good.
+_NO_BUCKET = frozenset({"NoSuchBucket", "Bucket not found"})
 
 
 class SupabaseStorage(Storage):
@@ -150,11 +153,13 @@ class SupabaseStorage(Storage):
 
 
 def _is_not_found(status, code) -> bool:
-    return str(status) == "404" or code in _NOT_FOUND
+    return str(status) == "404" or code in _NOT_FOUND or code in _NO_BUCKET
 
 
 def _classify(what: str, status, code: str | None, retry_after: str | None = None) -> PipelineError:
     label = f"supabase storage {what}: {status}" + (f" {code}" if code else "")
+    if code in _NO_BUCKET:
+        return DependencyUnavailableError(f"supabase storage {what}: {status} bucket not found")
     if _is_not_found(status, code):
         return OriginalMissingError(f"supabase storage {what}: object not found")
     if str(status) == "429":

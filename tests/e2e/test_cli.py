@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 
 from tests.conftest import needs_tesseract
 
@@ -89,9 +90,11 @@ def test_usage_errors_exit_2(tmp_path):
     assert docpipe("frobnicate").returncode == 2
 
 
-def test_submit_then_worker_on_a_configured_stack(local_stack, samples_dir):
-    """The non-embedded path: `submit` and `worker --burst` on a stack named by the environment."""
-    env = {**local_stack.env(), "QUEUE_PREFIX": f"cli{uuid.uuid4().hex[:8]}", "STORAGE_BUCKET": "docpipe-cli"}
+@pytest.mark.pooler
+def test_submit_then_worker_on_a_configured_stack(local_stack, database_url, samples_dir):
+    """The non-embedded path: `migrate`, `submit` and `worker --burst` on a stack named by the
+    environment; directly and through PgBouncer in transaction mode (Supabase's pooler)."""
+    env = {**local_stack.env(), "DATABASE_URL": database_url, "QUEUE_PREFIX": f"cli{uuid.uuid4().hex[:8]}", "STORAGE_BUCKET": "docpipe-cli"}
     from shared.bootstrap import build_deps
     from shared.settings import Settings
     from shared.submit import provision
