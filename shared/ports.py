@@ -140,8 +140,15 @@ class Database(abc.ABC):
         manifest, discovering -> completed. False (and nothing written) if not discovering."""
 
     @abc.abstractmethod
-    def mark_failed(self, shell_file_id: uuid.UUID, error_code: str, error_message: str) -> bool:
-        """Any non-terminal status -> failed with the code; False if already completed/failed."""
+    def mark_failed(
+        self, shell_file_id: uuid.UUID, error_code: str, error_message: str, at_stage: Stage | None = None
+    ) -> bool:
+        """Any non-terminal status -> failed with the code; False if already completed/failed.
+
+        With ``at_stage`` (a dead letter of that stage), only while the file is still at that
+        stage: queued/preprocessing for preprocess, ocr with a page still lacking text for OCR,
+        discovering for discover. A stale duplicate of a message whose work was done then fails
+        nothing."""
 
     @abc.abstractmethod
     def record_run(self, run: PipelineRun) -> None: ...

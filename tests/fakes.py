@@ -22,6 +22,7 @@ from shared.models import (
     PipelineRun,
     ShellFile,
     ShellFilePage,
+    Stage,
 )
 from shared.ports import Database, EncounterProvider, OcrEngine, Queue, QueueMessage, Storage
 
@@ -143,9 +144,16 @@ class InMemoryDb(Database):
             self._set(manifest.shell_file_id, status=FileStatus.COMPLETED)
             return True
 
-    def mark_failed(self, sfid, error_code, error_message):
+    def mark_failed(self, sfid, error_code, error_message, at_stage=None):
         with self._lock:
             if sfid not in self.files or self.files[sfid].status in (FileStatus.COMPLETED, FileStatus.FAILED):
+                return False
+            status = self.files[sfid].status
+            if at_stage is not None and not {
+                Stage.PREPROCESS: status in (FileStatus.QUEUED, FileStatus.PREPROCESSING),
+                Stage.OCR: status == FileStatus.OCR and bool(self.pages_without_text(sfid)),
+                Stage.DISCOVER: status == FileStatus.DISCOVERING,
+            }[at_stage]:
                 return False
             self._set(sfid, status=FileStatus.FAILED, error_code=error_code, error_message=error_message)
             return True

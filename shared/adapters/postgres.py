@@ -28,6 +28,7 @@ from shared.models import (
     PipelineRun,
     ShellFile,
     ShellFilePage,
+    Stage,
 )
 from shared.ports import Database
 
@@ -35,6 +36,15 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
 _MIGRATION_LOCK = 0x646F6370  # "docp": one migrator at a time
 
 _ACTIVE = ("queued", "preprocessing", "ocr", "discovering")
+# Where a file is while a stage's message still has work to do (a dead letter of that stage
+# may fail it only then).
+_AT_STAGE = {
+    Stage.PREPROCESS: "f.status in ('queued', 'preprocessing')",
+    Stage.OCR: "f.status = 'ocr' and exists (select 1 from shell_file_pages p where p.shell_file_id = f.id"
+    " and not exists (select 1 from ocr_text_extractions t where t.shell_file_id = p.shell_file_id"
+    " and t.page_number = p.page_number))",
+    Stage.DISCOVER: "f.status = 'discovering'",
+}
 
 
 _UPSERT_PAGE = (
@@ -274,11 +284,15 @@ class PostgresDb(Database):
             )
         return True
 
-    def mark_failed(self, shell_file_id: uuid.UUID, error_code: str, error_message: str) -> bool:
+    def mark_failed(
+        self, shell_file_id: uuid.UUID, error_code: str, error_message: str, at_stage: Stage | None = None
+    ) -> bool:
+        # One statement: the check and the write see the same row version, so a file that
+        # moves on concurrently is either still at the stage (and failed) or left alone.
         rows = self._execute(
-            "update shell_files set status = 'failed', error_code = %s, error_message = %s, updated_at = now()"
-            " where id = %s and status = any(%s) returning id",
-            (error_code, error_message, shell_file_id, list(_ACTIVE)),
+            "update shell_files f set status = 'failed', error_code = %s, error_message = %s, updated_at = now()"
+            f" where f.id = %s and {_AT_STAGE.get(at_stage, 'f.status = any(%s)')} returning f.id",
+            (error_code, error_message, shell_file_id, *(() if at_stage in _AT_STAGE else (list(_ACTIVE),))),
         )
         return bool(rows)
 
