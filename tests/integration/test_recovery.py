@@ -66,3 +66,41 @@ def test_a_dead_letter_fails_its_file_only_at_its_stage(stack_deps, stage, statu
     assert row.status == (FileStatus.FAILED if fails else status)
     if fails:
         assert row.error_code == "retries_exhausted" and stage in row.error_message
+
+
+# --- item 4: preprocess reads only the key shared/keys.py builds for the file -----------
+
+
+@pytest.mark.parametrize("tamper", ["another patient's original", "a page image", "the same patient's other file"])
+def test_preprocess_reads_only_the_files_own_original_key(stack_deps, samples_dir, monkeypatch, tamper):
+    """A row whose storage_key names another object inside the bucket (no path tricks, so
+    storage containment cannot catch it): nothing is read, the file fails invalid_storage_key."""
+    from handlers import preprocess
+    from shared.keys import original_key, page_key
+    from shared.submit import submit
+
+    deps = stack_deps
+    other_patient = uuid.uuid4()
+    other = submit(deps, samples_dir / "two_visits.pdf", other_patient)
+    mine = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    row = deps.db.get_shell_file(mine)
+    key = {
+        "another patient's original": deps.db.get_shell_file(other).storage_key,
+        "a page image": page_key(row.patient_id, row.id, 1),
+        "the same patient's other file": original_key(row.patient_id, uuid.uuid4(), "pdf"),
+    }[tamper]
+    deps.storage.put_file(key, samples_dir / "two_visits.pdf", "application/pdf")  # a real, readable object
+    deps.db.query("update shell_files set storage_key = %s where id = %s returning id", (key, mine))
+    reads = []
+    real_download = deps.storage.download
+    monkeypatch.setattr(deps.storage, "download", lambda k, *a, **kw: reads.append(k) or real_download(k, *a, **kw))
+
+    messages = [m for m in deps.queue.receive("preprocess", max_messages=10, wait_s=1)]
+    mine_msg = [m for m in messages if str(mine) in m.body]
+    arn = queue_arn(deps.settings.aws_region, f"{deps.settings.queue_prefix}-preprocess")
+    response = preprocess.lambda_handler(sqs_event(mine_msg, arn, deps.settings.aws_region), LocalContext())
+
+    assert response == {"batchItemFailures": []}  # permanent: acknowledged
+    got = deps.db.get_shell_file(mine)
+    assert (got.status, got.error_code) == (FileStatus.FAILED, "invalid_storage_key")
+    assert reads == [] and deps.db.pages(mine) == []
