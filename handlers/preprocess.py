@@ -12,8 +12,8 @@ from pathlib import Path
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError
-from shared.keys import page_key
+from shared.errors import FileNotFoundInDbError, ForeignStorageKeyError
+from shared.keys import original_key, page_key
 from shared.models import (
     DiscoverMessage,
     FileStatus,
@@ -43,6 +43,7 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
         logger.info("file already past preprocess", extra={"status": row.status.value})
         return "skipped"
 
+    _check_original_key(row)
     limits = Limits.from_settings(deps.settings)
     needs_ocr: list[int] = []
     with tempfile.TemporaryDirectory(prefix="docpipe-pre-") as tmp:
@@ -95,6 +96,19 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
         if not needs_ocr:
             deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
     return page_count
+
+
+def _check_original_key(row) -> None:
+    """The row names the key submit built for this patient and file, or nothing is read: a
+    wrong key inside the bucket would put another patient's document into this one's pages,
+    text and encounters, which row-level security then shows to this patient."""
+    extension = row.storage_key.rsplit(".", 1)[-1]
+    try:
+        expected = original_key(row.patient_id, row.id, extension)
+    except ValueError:
+        expected = None
+    if row.storage_key != expected:
+        raise ForeignStorageKeyError()
 
 
 _ROWS_PER_WRITE = 25

@@ -102,6 +102,10 @@ class StorageKeyError(PermanentError, ValueError):
     code = "invalid_storage_key"
 
 
+class ForeignStorageKeyError(StorageKeyError):
+    """The row's storage key is not the key docpipe builds for its patient and file."""
+
+
 class EmptyFileError(PermanentError):
     """The uploaded file is empty (zero bytes)."""
 
