@@ -104,3 +104,67 @@ def test_preprocess_reads_only_the_files_own_original_key(stack_deps, samples_di
     got = deps.db.get_shell_file(mine)
     assert (got.status, got.error_code) == (FileStatus.FAILED, "invalid_storage_key")
     assert reads == [] and deps.db.pages(mine) == []
+
+
+# --- item 2: `docpipe retry`, from the database -------------------------------------------
+
+
+def test_retry_completes_files_that_failed_retryably_each_processed_once(stack_deps, samples_dir, monkeypatch):
+    """Three files, each failed at a different stage because a dependency stayed down past the
+    retry budget (every delivery, then the DLQ, then the failures handler): storage for the
+    first one's original, the OCR engine for a scanned one, the encounter provider for the
+    third. With the dependencies back, `retry` reopens each to the state its stage needs and
+    sends what that state needs; the worker then completes all three, and no stage that had
+    succeeded runs again. A second retry finds nothing to do."""
+    from shared import ops
+    from shared.errors import DependencyUnavailableError
+    from shared.runtime.worker import Worker
+    from shared.submit import submit
+
+    deps = stack_deps
+    pre = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    scanned = submit(deps, samples_dir / "scanned_discharge.pdf", uuid.uuid4())
+    disc = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    pre_key = deps.db.get_shell_file(pre).storage_key
+    down = {"storage", "ocr", "llm"}
+    real_download, real_read, real_discover = deps.storage.download, deps.ocr.read, deps.encounters.discover
+
+    def download(key, *a, **kw):
+        if "storage" in down and key == pre_key:
+            raise DependencyUnavailableError("storage down")
+        return real_download(key, *a, **kw)
+
+    def read(*a, **kw):
+        if "ocr" in down:
+            raise DependencyUnavailableError("ocr down")
+        return real_read(*a, **kw)
+
+    def discover(pages):
+        if "llm" in down:
+            raise DependencyUnavailableError("llm down")
+        return real_discover(pages)
+
+    monkeypatch.setattr(deps.storage, "download", download)
+    monkeypatch.setattr(deps.ocr, "read", read)
+    monkeypatch.setattr(deps.encounters, "discover", discover)
+    Worker(deps).run(burst=True, idle_sleep_s=0.2)
+    for sfid in (pre, scanned, disc):
+        row = deps.db.get_shell_file(sfid)
+        assert (row.status, row.error_code) == (FileStatus.FAILED, "dependency_unavailable"), sfid
+
+    down.clear()
+    assert ops.retry(deps, codes=["no_such_code"]) == []
+    retried = ops.retry(deps, ids=[pre, scanned, disc])
+    assert sorted(r["stage"] for r in retried) == ["discover", "ocr", "preprocess"]
+    assert ops.retry(deps, ids=[pre, scanned, disc]) == []  # reopened already: nothing twice
+    Worker(deps).run(burst=True, idle_sleep_s=0.2)
+
+    for sfid in (pre, scanned, disc):
+        assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED, sfid
+        runs = deps.db.query(
+            "select stage, count(*) as n from pipeline_runs where shell_file_id = %s and outcome = 'succeeded'"
+            " group by stage", (sfid,))
+        assert all(r["n"] == 1 for r in runs), runs  # no stage that succeeded ran again
+        assert deps.db.query("select count(*) as n from pipeline_runs where shell_file_id = %s"
+                             " and outcome = 'reopened'", (sfid,))[0]["n"] == 1
+    assert ops.retry(deps) == []  # nothing failed any more
