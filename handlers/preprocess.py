@@ -13,11 +13,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.bootstrap import Deps
 from shared.errors import FileNotFoundInDbError, ForeignStorageKeyError
+from shared.fanout import fan_out_missing, send_ocr
 from shared.keys import original_key, page_key
 from shared.models import (
     DiscoverMessage,
     FileStatus,
-    OcrMessage,
     PageText,
     PreprocessMessage,
     ShellFilePage,
@@ -92,7 +92,7 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
     # Only the invocation that moves the status fans out; a concurrent copy that lost the
     # race sends nothing, and a crash between the two is mended on redelivery above.
     if deps.db.finish_preprocess(row.id, page_count, needs_ocr=bool(needs_ocr)):
-        _send_ocr(deps, row.id, needs_ocr)
+        send_ocr(deps, row.id, needs_ocr)
         if not needs_ocr:
             deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
     return page_count
@@ -150,21 +150,6 @@ def _flush(deps: Deps, shell_file_id, rows: list, texts: list, pending: deque) -
     deps.db.upsert_pages(shell_file_id, rows, texts)
     rows.clear()
     texts.clear()
-
-
-def fan_out_missing(deps: Deps, shell_file_id) -> None:
-    """Re-send whatever the next stage needs for a file past preprocess (idempotent)."""
-    missing = deps.db.pages_without_text(shell_file_id)
-    if missing:
-        _send_ocr(deps, shell_file_id, missing)
-    elif deps.db.try_start_discovery(shell_file_id) or deps.db.get_shell_file(shell_file_id).status == FileStatus.DISCOVERING:
-        deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=shell_file_id))
-
-
-def _send_ocr(deps: Deps, shell_file_id, pages: list[int]) -> None:
-    size = deps.settings.ocr_pages_per_message
-    for start in range(0, len(pages), size):
-        deps.queue.send(Stage.OCR.value, OcrMessage(shell_file_id=shell_file_id, page_numbers=pages[start : start + size]))
 
 
 def _sha256(path: Path) -> str:

@@ -321,6 +321,43 @@ class PostgresDb(Database):
         )
         return rows[0]["error_code"] if rows else None
 
+    # --- `docpipe retry` ---------------------------------------------------------------
+
+    def failed_files(
+        self, codes: list[str] | None = None, since=None, ids: list[uuid.UUID] | None = None, limit: int = 10_000
+    ) -> list[dict]:
+        """Failed files (id, error_code, page_count), oldest first, filtered by any of error
+        code, last update at or after ``since``, and id."""
+        where, params = ["status = 'failed'"], []
+        if codes is not None:
+            where.append("error_code = any(%s)")
+            params.append(list(codes))
+        if since is not None:
+            where.append("updated_at >= %s")
+            params.append(since)
+        if ids is not None:
+            where.append("id = any(%s)")
+            params.append(list(ids))
+        return self._execute(
+            f"select id, error_code, page_count from shell_files where {' and '.join(where)}"
+            " order by updated_at, id limit %s",
+            (*params, limit),
+        )
+
+    def reopen_failed(self, shell_file_id: uuid.UUID) -> str | None:
+        """failed -> the state the stage it needs expects (queued before its pages exist, ocr
+        after: the fan-out then sends OCR or flips to discovering), in one conditional UPDATE;
+        return that stage, or None if the file was not failed (reopened already, or never)."""
+        rows = self._execute(
+            "update shell_files set status = case when page_count is null then 'queued' else 'ocr' end,"
+            " error_code = null, error_message = null, discovery_lease_until = null, updated_at = now()"
+            " where id = %s and status = 'failed' returning page_count",
+            (shell_file_id,),
+        )
+        if not rows:
+            return None
+        return "preprocess" if rows[0]["page_count"] is None else "ocr"
+
     # --- reads for the CLI and tests -------------------------------------------------
 
     def pages(self, shell_file_id: uuid.UUID) -> list[ShellFilePage]:

@@ -282,7 +282,9 @@ class Supervisor:
             outcome = f"killed:{run.killed_for}" if run.killed_for else ("crashed" if exitcode < 0 else "failed")
             hint = (result or {}).get("retry_after_s")
             delay = (
-                0 if run.killed_for == "shutdown" else backoff_s(message.receive_count, self.settings.retry_delay_s, hint)
+                0
+                if run.killed_for == "shutdown"
+                else backoff_s(message.receive_count, self.settings.retry_delay_s, hint, self.settings.retry_max_delay_s)
             )
             self._release(job.queue, message, delay)
             if run.killed_for or exitcode < 0 or result is None:

@@ -134,10 +134,13 @@ def test_retry_completes_files_that_failed_retryably_each_processed_once(stack_d
             raise DependencyUnavailableError("storage down")
         return real_download(key, *a, **kw)
 
-    def read(*a, **kw):
+    reads = []
+
+    def read(image, page_number):
         if "ocr" in down:
             raise DependencyUnavailableError("ocr down")
-        return real_read(*a, **kw)
+        reads.append(page_number)
+        return real_read(image, page_number)
 
     def discover(pages):
         if "llm" in down:
@@ -164,7 +167,40 @@ def test_retry_completes_files_that_failed_retryably_each_processed_once(stack_d
         runs = deps.db.query(
             "select stage, count(*) as n from pipeline_runs where shell_file_id = %s and outcome = 'succeeded'"
             " group by stage", (sfid,))
-        assert all(r["n"] == 1 for r in runs), runs  # no stage that succeeded ran again
+        # no stage that succeeded ran again (OCR: a message per page)
+        assert {r["stage"]: r["n"] for r in runs} == {
+            "preprocess": 1, "discover": 1, **({"ocr": len(reads)} if sfid == scanned else {})}, runs
         assert deps.db.query("select count(*) as n from pipeline_runs where shell_file_id = %s"
                              " and outcome = 'reopened'", (sfid,))[0]["n"] == 1
-    assert ops.retry(deps) == []  # nothing failed any more
+    assert sorted(reads) == list(range(1, deps.db.get_shell_file(scanned).page_count + 1))  # each page read once
+    assert ops.retry(deps, ids=[pre, scanned, disc]) == []  # nothing failed any more (the db is shared: by id)
+
+
+def test_docpipe_retry_and_the_terminal_redrive_on_the_command_line(stack_deps, stack_env, samples_dir):
+    """`docpipe retry` selects by code and id and prints ids, codes and stages only; `docpipe
+    redrive --terminal` uses SQS's message move task, which moto lacks: it says so and moves
+    nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shared.submit import submit
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=Path(__file__).resolve().parents[2],
+                              env=stack_env, capture_output=True, text=True, timeout=120)
+
+    deps = stack_deps
+    sfid = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    deps.db.mark_failed(sfid, "dependency_unavailable", "storage down for longer than the budget")
+    assert cli("retry", "--code", "encrypted").stdout == ""
+    done = cli("retry", "--id", str(sfid), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        {"shell_file_id": str(sfid), "stage": "preprocess", "was": "dependency_unavailable"}]
+    assert deps.db.get_shell_file(sfid).status == FileStatus.QUEUED
+    assert deps.queue.depth("preprocess")[0] == 2  # the submit's message and the retry's
+
+    deps.queue._client.create_queue(QueueName=f"{deps.settings.queue_prefix}-unrecorded-dlq")
+    moved = cli("redrive", "--terminal")
+    assert moved.returncode == 1 and "no message move task" in moved.stderr, moved.stderr[-2000:]
