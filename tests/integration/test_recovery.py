@@ -204,3 +204,88 @@ def test_docpipe_retry_and_the_terminal_redrive_on_the_command_line(stack_deps, 
     deps.queue._client.create_queue(QueueName=f"{deps.settings.queue_prefix}-unrecorded-dlq")
     moved = cli("redrive", "--terminal")
     assert moved.returncode == 1 and "no message move task" in moved.stderr, moved.stderr[-2000:]
+
+
+# --- item 5: the discover lease and the per-window cache ----------------------------------
+
+
+def _discovering_on_postgres(db, pages) -> uuid.UUID:
+    sfid = uuid.uuid4()
+    db.create_shell_file(ShellFile(id=sfid, patient_id=uuid.uuid4(), storage_key="k", status=FileStatus.QUEUED))
+    db.begin_preprocess(sfid)
+    db.upsert_pages(sfid, [], pages)
+    assert db.finish_preprocess(sfid, len(pages), needs_ocr=False)
+    return sfid
+
+
+@pytest.fixture
+def llm():
+    from tests.integration.test_openai_encounters import FakeOpenAi, packet_120
+
+    pages, truth = packet_120()
+    with FakeOpenAi(truth, pages, window=20) as fake:
+        yield fake, pages
+    assert fake.problems == [], fake.problems
+
+
+def test_two_copies_of_a_discover_message_at_once_pay_the_model_once(stack_deps, stack_settings, llm):
+    """Two invocations of the same discover message at the same moment (two warm Lambdas, or a
+    container child and a redelivery): the lease lets one call the model; the other is retried
+    later and then finds the file completed."""
+    import dataclasses
+    import threading
+
+    from shared.adapters.postgres import PostgresDb
+    from shared.errors import RetryableError
+    from tests.integration.test_openai_encounters import _deliver, provider
+
+    server, pages = llm
+    server.delay_s = 0.3  # each window takes a while: the copies overlap for certain
+    sfid = _discovering_on_postgres(stack_deps.db, pages)
+    copies = [dataclasses.replace(stack_deps, db=PostgresDb(stack_settings.database_url), encounters=provider(server))
+              for _ in range(2)]
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def deliver(deps):
+        barrier.wait()
+        try:
+            _deliver(deps, sfid, 1)
+            outcomes.append("done")
+        except RetryableError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=deliver, args=(d,)) for d in copies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["discovery_in_progress", "done"]
+    assert len(server.requests) == 6  # one copy's six windows, not twelve
+    _deliver(copies[1], sfid, 2)  # the retried copy: completed by now, skipped
+    assert len(server.requests) == 6
+    assert stack_deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
+    for deps in copies:
+        deps.db.close()
+
+
+def test_a_throttle_after_window_k_keeps_the_k_paid_windows(stack_deps, llm):
+    """A 120-page document in six windows; the endpoint throttles (a long Retry-After) on the
+    fourth. The redelivery asks only windows four to six: the three paid for are kept."""
+    import dataclasses
+
+    from shared.errors import ThrottledError
+    from tests.integration.test_openai_encounters import _deliver, error, provider
+
+    server, pages = llm
+    sfid = _discovering_on_postgres(stack_deps.db, pages)
+    deps = dataclasses.replace(stack_deps, encounters=provider(server))
+    server.script.extend([lambda seen: None] * 3 + [error(429, {"Retry-After": "600"})])
+    with pytest.raises(ThrottledError):
+        _deliver(deps, sfid, 1)
+    assert len(server.requests) == 4
+    _deliver(deps, sfid, 2)
+    assert [r.pages[0] for r in server.requests[4:]] == [61, 81, 101]  # windows 4, 5, 6 only
+    manifest = stack_deps.db.manifest(sfid)
+    assert stack_deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
+    assert len(manifest.encounters) == 9 and manifest.input_tokens == 6000  # each paid window counted once
