@@ -108,6 +108,8 @@ def _worker_env(settings, sqs_url: str, s3_url: str, tmp: Path) -> dict:
         # 180 s instead of an hour; the receive count derives from them, as in production.
         "RETRY_DELAY_S": str(RETRY_DELAY_S), "RETRY_BUDGET_S": str(RETRY_BUDGET_S),
         "RETRY_MAX_DELAY_S": str(RETRY_MAX_DELAY_S),
+        # A discover child killed mid-call holds its lease until it expires: compressed too.
+        "DISCOVERY_LEASE_S": str(660 * COMPRESS),
         "STAGE_TIMEOUT_S": "120", "WORKER_TMP_DIR": str(tmp), "SHUTDOWN_GRACE_S": "20",
         "POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_METRICS_DISABLED": "true",
     })

@@ -69,6 +69,12 @@ class NotReadyError(RetryableError):
     code = "not_ready"
 
 
+class DiscoveryInProgressError(RetryableError):
+    """Another invocation holds the file's discovery lease; try again once it has finished."""
+
+    code = "discovery_in_progress"
+
+
 # --- permanent -----------------------------------------------------------------------
 
 

@@ -173,6 +173,23 @@ class Database(abc.ABC):
         """The discovery saved for the file with this fingerprint (same provider, model and page
         texts), or None."""
 
+    @abc.abstractmethod
+    def claim_discovery(self, shell_file_id: uuid.UUID, owner: str, lease_s: float) -> bool:
+        """The discover lease, in one conditional UPDATE: True if the file is discovering and no
+        other owner holds an unexpired lease (the lease is then ``owner``'s for ``lease_s``)."""
+
+    @abc.abstractmethod
+    def release_discovery(self, shell_file_id: uuid.UUID, owner: str) -> None:
+        """Give the lease up (only ``owner``'s own)."""
+
+    def saved_window(self, shell_file_id: uuid.UUID, fingerprint: str) -> dict | None:
+        """A provider's answer for one page window, kept by ``save_window`` (None: not kept)."""
+        return None
+
+    def save_window(self, shell_file_id: uuid.UUID, fingerprint: str, answer: dict, input_tokens: int,
+                    output_tokens: int) -> None:
+        """Keep one window's answer as soon as it is paid for (a no-op where nothing is kept)."""
+
 
 class OcrEngine(abc.ABC):
     """Reads the text of one page image."""

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
         "MAX_RECEIVE_COUNT derives from it (2, 8, 32, 128, 512, 900 ... s: ten deliveries for an hour)"
     )
     retry_max_delay_s: float = Field(default=900.0, ge=1, le=43200, description="the longest wait between deliveries")
+    discovery_lease_s: float = Field(
+        default=660.0, gt=0, description="a discover invocation's claim on a file (the discover function's "
+        "600 s timeout and a margin): a second copy of the message meanwhile does not call the model"
+    )
 
     @model_validator(mode="after")
     def _derive_receive_count(self) -> Settings:

@@ -88,6 +88,7 @@ class InMemoryDb(Database):
         self.manifests: dict[uuid.UUID, Manifest] = {}
         self.runs: list[PipelineRun] = []
         self.discoveries: dict[uuid.UUID, tuple[str, Discovery]] = {}
+        self.leases: dict[uuid.UUID, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def _set(self, sfid, **changes):
@@ -173,6 +174,23 @@ class InMemoryDb(Database):
 
     def save_discovery(self, sfid, fingerprint, discovery):
         self.discoveries[sfid] = (fingerprint, discovery.model_copy(deep=True))
+
+    def claim_discovery(self, sfid, owner, lease_s):
+        import time
+
+        with self._lock:
+            held = self.leases.get(sfid)
+            if self.files[sfid].status != FileStatus.DISCOVERING:
+                return False
+            if held and held[0] != owner and held[1] > time.monotonic():
+                return False
+            self.leases[sfid] = (owner, time.monotonic() + lease_s)
+            return True
+
+    def release_discovery(self, sfid, owner):
+        with self._lock:
+            if self.leases.get(sfid, (None,))[0] == owner:
+                del self.leases[sfid]
 
     def saved_discovery(self, sfid, fingerprint):
         saved = self.discoveries.get(sfid)

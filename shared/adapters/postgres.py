@@ -398,6 +398,39 @@ class PostgresDb(Database):
             ),
         )
 
+    def claim_discovery(self, shell_file_id: uuid.UUID, owner: str, lease_s: float) -> bool:
+        rows = self._execute(
+            "update shell_files set discovery_lease_owner = %s,"
+            " discovery_lease_until = now() + make_interval(secs => %s)"
+            " where id = %s and status = 'discovering' and (discovery_lease_until is null"
+            " or discovery_lease_until < now() or discovery_lease_owner = %s) returning id",
+            (owner, float(lease_s), shell_file_id, owner),
+        )
+        return bool(rows)
+
+    def release_discovery(self, shell_file_id: uuid.UUID, owner: str) -> None:
+        self._execute(
+            "update shell_files set discovery_lease_owner = null, discovery_lease_until = null"
+            " where id = %s and discovery_lease_owner = %s",
+            (shell_file_id, owner),
+        )
+
+    def saved_window(self, shell_file_id: uuid.UUID, fingerprint: str) -> dict | None:
+        rows = self._execute(
+            "select answer, input_tokens, output_tokens from discovery_windows"
+            " where shell_file_id = %s and fingerprint = %s",
+            (shell_file_id, fingerprint),
+        )
+        return rows[0] if rows else None
+
+    def save_window(self, shell_file_id: uuid.UUID, fingerprint: str, answer: dict, input_tokens: int,
+                    output_tokens: int) -> None:
+        self._execute(
+            "insert into discovery_windows (shell_file_id, fingerprint, answer, input_tokens, output_tokens)"
+            " values (%s, %s, %s, %s, %s) on conflict (shell_file_id, fingerprint) do nothing",
+            (shell_file_id, fingerprint, Jsonb(answer), input_tokens, output_tokens),
+        )
+
     def saved_discovery(self, shell_file_id: uuid.UUID, fingerprint: str) -> Discovery | None:
         rows = self._execute(
             "select discovery from discovery_cache where shell_file_id = %s and fingerprint = %s",
