@@ -234,13 +234,13 @@ def cmd_worker(args) -> int:
     except ValueError as exc:
         _err(f"docpipe: {exc}")
         return EXIT_USAGE
-    finished = supervisor.run(burst=args.burst, max_messages=args.max_messages, restore_signals=False)
+    supervisor.run(burst=args.burst, max_messages=args.max_messages, restore_signals=False)
     # Every message is deleted or released by now; a late SIGTERM must not turn a clean
     # exit into a kill (Python restores default handlers while it shuts down).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ok = sum(f.outcome == "succeeded" for f in finished)
-    _err(f"handled {len(finished)} message(s): {ok} succeeded, {len(finished) - ok} to be retried or dead-lettered")
+    ok, total = supervisor.counts["succeeded"], sum(supervisor.counts.values())
+    _err(f"handled {total} message(s): {ok} succeeded, {total - ok} to be retried or dead-lettered")
     return EXIT_OK
 
 
