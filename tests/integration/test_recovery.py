@@ -289,3 +289,10 @@ def test_a_throttle_after_window_k_keeps_the_k_paid_windows(stack_deps, llm):
     manifest = stack_deps.db.manifest(sfid)
     assert stack_deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
     assert len(manifest.encounters) == 9 and manifest.input_tokens == 6000  # each paid window counted once
+
+
+def test_the_window_cache_is_patient_data_behind_row_level_security(stack_deps):
+    rows = stack_deps.db.query(
+        "select c.relrowsecurity, (select count(*) from pg_policies p where p.tablename = c.relname) as policies"
+        " from pg_class c where c.relname = 'discovery_windows' and c.relkind = 'r'")
+    assert rows == [{"relrowsecurity": True, "policies": 2}]
