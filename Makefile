@@ -20,14 +20,20 @@ LAMBDA_LIMIT_BYTES := 262144000
 
 setup: system-deps $(VENV)/.installed
 
+# Tesseract (OCR) and PgBouncer (Supabase's pooler, locally: `docpipe lambda`, the tests).
 system-deps:
-	@if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx osd; then \
+	@missing=; \
+	if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx osd; then \
+	  missing="tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd"; fi; \
+	command -v pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
-	    echo "Tesseract is missing: install tesseract-ocr, tesseract-ocr-eng and tesseract-ocr-osd (apt), then re-run."; exit 1; fi; \
-	  echo "installing Tesseract (apt)"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd >/dev/null; \
+	    echo "missing: install$$missing (apt), then re-run."; exit 1; fi; \
+	  echo "installing$$missing (apt)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@tesseract --version 2>&1 | head -n 1
+	@pgbouncer --version 2>&1 | head -n 1
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

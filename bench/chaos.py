@@ -99,7 +99,7 @@ def _worker_env(settings, sqs_url: str, s3_url: str, tmp: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SQS_", "S3_", "DATABASE_"))}
     env.update({
         **LOCAL_CREDENTIALS, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-        "DATABASE_URL": settings.database_url,
+        "DATABASE_URL": settings.database_url.get_secret_value(),
         "AWS_ENDPOINT_URL": sqs_url, "SQS_ENDPOINT_URL": sqs_url, "S3_ENDPOINT_URL": s3_url,
         "STORAGE_BACKEND": "s3", "STORAGE_BUCKET": settings.storage_bucket, "QUEUE_PREFIX": settings.queue_prefix,
         "VISIBILITY_TIMEOUT_S": "30", "WORKER_POLL_WAIT_S": "1",

@@ -16,6 +16,10 @@ from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import shell_file_id_of
 
 
+# The dependencies this stage builds (bootstrap builds each on first use; nothing else).
+USES = ("db", "queue")  # the queue: a failed record's retry is scheduled on it
+
+
 def stage_of(queue_arn: str) -> Stage | None:
     name = queue_arn.rsplit(":", 1)[-1]
     for stage in Stage:

@@ -18,6 +18,10 @@ from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
 
 
+# The dependencies this stage builds (bootstrap builds each on first use; nothing else).
+USES = ("db", "storage", "ocr", "queue")
+
+
 def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.get_shell_file(msg.shell_file_id)
     if row is None:

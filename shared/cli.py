@@ -8,6 +8,8 @@
   docpipe invoke STAGE --event FILE run a stage's lambda_handler on a Lambda-shaped event
   docpipe retry [--code C] [--id ID]  retry failed files from the database
   docpipe samples DIR               write the generated sample documents
+  docpipe lambda up                 template.yaml's functions, run as Lambda runs them, until Ctrl-C
+  docpipe lambda process FILE ...   the same, on these files: submit, drain, report as `process` does
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
 """
@@ -116,10 +118,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=None, help="the context's time limit, s (STAGE_TIMEOUT_S)")
 
+    _lambda_parsers(sub)
+
     p = sub.add_parser("samples", help="write the generated sample documents")
     p.add_argument("dest", type=Path)
     p.add_argument("--bad", action="store_true", help="also the bad ones (empty, truncated, encrypted, ...)")
     return parser
+
+
+def _override(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"not Key=Value: {value!r}")
+    return key, val
+
+
+def _lambda_parsers(sub) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--template", type=Path, default=Path("template.yaml"), help="the SAM template (template.yaml)")
+    common.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters, as `sam deploy --parameter-overrides` takes them",
+    )
+    common.add_argument("--data-dir", type=Path, default=Path(".docpipe/lambda"), help="local stack data")
+    common.add_argument("--database-url", default=None, help="an existing Postgres (default: an embedded one)")
+    common.add_argument("--no-pooler", action="store_true", help="functions connect directly, not through PgBouncer")
+    common.add_argument(
+        "--supabase-service-role-key",
+        default=os.environ.get("SUPABASE_SERVICE_ROLE_KEY"),
+        help="seeded into SSM for StorageBackend=supabase (default: $SUPABASE_SERVICE_ROLE_KEY)",
+    )
+    common.add_argument(
+        "--openai-api-key",
+        default=os.environ.get("OPENAI_API_KEY"),
+        help="seeded into Secrets Manager for EncounterProvider=openai (default: $OPENAI_API_KEY)",
+    )
+    common.add_argument("--openai-base-url", default=None, help="an OpenAI-compatible server for the discover function")
+    common.add_argument("--textract-endpoint-url", default=None, help="Textract's endpoint (default: moto's, random text)")
+    common.add_argument("--max-concurrency", type=int, default=None, help="cap every mapping's concurrency (laptops)")
+    p = sub.add_parser("lambda", help="template.yaml's functions run as Lambda runs them (no Docker)")
+    actions = p.add_subparsers(dest="lambda_action", required=True)
+    actions.add_parser("up", parents=[common], help="serve until Ctrl-C; function logs and REPORT lines on stderr")
+    q = actions.add_parser("process", parents=[common], help="submit files, drain, print what `docpipe process` prints")
+    q.add_argument("paths", nargs="*", type=Path, metavar="FILE")
+    q.add_argument("--json", action="store_true", help="one JSON object per input file (JSON Lines)")
+    q.add_argument("--with-text", action="store_true", help="include each page's text in --json output")
+    q.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
+    q.add_argument("--timeout", type=float, default=900.0, help="give up waiting after this many seconds")
+    q.add_argument("--summary-json", type=Path, default=None, help="also write the invocation summary here")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "retry": cmd_retry,
         "status": cmd_status,
         "samples": cmd_samples,
+        "lambda": cmd_lambda,
     }[args.command]
     try:
         return handler(args)
@@ -170,9 +221,10 @@ def _use_environment(env: dict[str, str]) -> None:
 
 
 def cmd_migrate(args) -> int:
-    from shared.adapters.postgres import PostgresDb
+    from shared.bootstrap import build_db
 
-    applied = PostgresDb(_settings_or_exit().database_url).migrate()
+    # DATABASE_URL, or the SSM parameter DATABASE_URL_PARAMETER names, as the functions read it.
+    applied = build_db(_settings_or_exit()).migrate()
     _err(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return EXIT_OK
 
@@ -353,6 +405,111 @@ def cmd_local(args) -> int:
         except KeyboardInterrupt:
             pass
     return EXIT_OK
+
+
+def cmd_lambda(args) -> int:
+    from shared.runtime.lambda_emulator import format_summary
+    from shared.runtime.lambda_local import LambdaLocal
+    from shared.runtime.lambda_template import TemplateError
+
+    if not args.template.is_file():
+        _err(f"docpipe: no such template: {args.template}")
+        return EXIT_USAGE
+    # `--parameter-overrides A=1 B=2 scan.pdf`: argparse's nargs="+" takes the files too.
+    overrides, strays = [], []
+    for item in args.parameter_overrides:
+        (strays if strays or "=" not in item else overrides).append(item)
+    if strays and args.lambda_action != "process":
+        _err(f"docpipe: not Key=Value: {strays[0]!r}")
+        return EXIT_USAGE
+    try:
+        args.parameter_overrides = [_override(item) for item in overrides]
+    except argparse.ArgumentTypeError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_USAGE
+    paths = [Path(p) for p in strays] + list(getattr(args, "paths", []) or [])
+    args.paths = paths
+    if args.lambda_action == "process" and not paths:
+        _err("docpipe: lambda process needs at least one FILE")
+        return EXIT_USAGE
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        _err("docpipe: no such file: " + ", ".join(str(p) for p in missing))
+        return EXIT_USAGE
+    processing = args.lambda_action == "process"
+    from shared.runtime.localstack import LOCAL_CREDENTIALS
+
+    # This process is the uploader: it talks to the local stand-ins with their credentials.
+    # The functions get theirs explicitly, never this process's environment.
+    _use_environment({**LOCAL_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"})
+    local = LambdaLocal(
+        args.data_dir,
+        args.template,
+        dict(args.parameter_overrides),
+        database_url=args.database_url,
+        pooler=not args.no_pooler,
+        supabase_service_role_key=args.supabase_service_role_key,
+        openai_api_key=args.openai_api_key,
+        openai_base_url=args.openai_base_url,
+        textract_endpoint_url=args.textract_endpoint_url,
+        # `process` keeps the terminal for progress and results; `up` streams the functions' logs.
+        logs_dir=args.data_dir / "logs" if processing else None,
+        report=sys.stderr,
+        concurrency_cap=args.max_concurrency,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        local.start()
+    except TemplateError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_USAGE
+    try:
+        if not processing:
+            for key, value in local.environment_for_users().items():
+                print(f"export {key}='{value}'")
+            print("# Lambda functions up (docpipe submit FILE --patient-id ID); Ctrl-C to stop", flush=True)
+            try:
+                stop.wait()
+            except KeyboardInterrupt:
+                pass
+            local.emulator.stop()
+            _err(format_summary(local.emulator.summary()))
+            return EXIT_OK
+        return _lambda_process(args, local)
+    finally:
+        local.stop()
+
+
+def _lambda_process(args, local) -> int:
+    from shared.report import file_report, summary_line
+    from shared.runtime.lambda_emulator import format_summary
+
+    files = list(zip(args.paths, local.submit(args.paths, args.patient_id)))
+    names = {sfid: path.name for path, sfid in files}
+
+    def progress(sfid, row) -> None:
+        status = row.status.value if row else "?"
+        extra = f" ({row.page_count} page{'s' if row.page_count != 1 else ''})" if row and row.page_count else ""
+        _err(f"{names[sfid]}: {status}{extra}")
+
+    finished = local.wait([sfid for _, sfid in files], args.timeout, on_change=progress)
+    local.emulator.stop()
+    db = local.uploader().db
+    reports = [file_report(db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
+    pages, ocr_pages = local.page_figures([sfid for _, sfid in files])
+    summary = local.emulator.summary(documents=len(files), pages=pages, ocr_pages=ocr_pages)
+    for report in reports:
+        print(json.dumps(report, ensure_ascii=False) if args.json else summary_line(report))
+    failed = sum(r["status"] != "completed" for r in reports)
+    if not args.json:
+        print(f"{len(reports) - failed} completed, {failed} failed; data in {args.data_dir}")
+    _err(format_summary(summary))
+    if args.summary_json:
+        args.summary_json.write_text(json.dumps(summary, indent=2))
+    if not finished:
+        _err(f"docpipe: gave up after {args.timeout:.0f} s with files still in progress (logs in {args.data_dir / 'logs'})")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_samples(args) -> int:

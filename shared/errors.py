@@ -63,6 +63,17 @@ class EngineCrashedError(RetryableError):
     code = "engine_crashed"
 
 
+class MissingSettingError(RetryableError):
+    """A setting this stage needs is not configured; the message waits until it is."""
+
+    code = "missing_setting"
+
+    def __init__(self, setting: str, why: str) -> None:
+        # Names the variable, never a value. Retryable: a deployment fixes it, not the document.
+        super().__init__(f"{setting} is not set ({why})")
+        self.setting = setting
+
+
 class NotReadyError(RetryableError):
     """The file is not yet in the state this stage needs; try again later."""
 

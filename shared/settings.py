@@ -21,10 +21,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     # --- connections
-    database_url: str = Field(default="", description="postgresql:// URL (Supabase: the transaction pooler)")
+    # A secret: never in a repr, a log line or an exception (it holds the password).
+    database_url: SecretStr = Field(default=SecretStr(""), description="postgresql:// URL (Supabase: the transaction pooler)")
     database_url_parameter: str | None = Field(
         default=None, description="SSM SecureString holding DATABASE_URL (Lambda); read once at start"
     )
+    db_statement_timeout_s: float = Field(
+        default=60.0, gt=0, description="a statement running longer is cancelled by the server (retryable)"
+    )
+    db_idle_check_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="a connection idle this long (a frozen Lambda, a NAT's idle timer) is checked before use",
+    )
+    secrets_max_age_s: int = Field(default=3600, ge=0, description="how long a read SSM parameter or secret is cached")
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = Field(default=None, description="one endpoint for SQS and S3 (moto, ElasticMQ+MinIO)")
     sqs_endpoint_url: str | None = None
@@ -52,6 +62,9 @@ class Settings(BaseSettings):
     # --- encounter discovery (Pass 0.5)
     encounter_provider: Literal["heuristic", "openai"] = "heuristic"
     openai_api_key: SecretStr | None = None
+    openai_api_key_secret: str | None = Field(
+        default=None, description="Secrets Manager secret holding OPENAI_API_KEY (Lambda); read at first use"
+    )
     openai_base_url: str | None = Field(default=None, description="any OpenAI-compatible server")
     openai_model: str = "gpt-4o-mini"
     openai_timeout_s: float = Field(default=60.0, gt=0)

@@ -85,3 +85,27 @@ def samples_dir(tmp_path_factory):
     samples.write_samples(dest)
     samples.write_bad_samples(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(local_stack, tmp_path_factory):
+    """PgBouncer in transaction mode in front of the session's Postgres (Supabase's pooler)."""
+    from shared.runtime import pgbouncer as pgb
+
+    if not pgb.available():
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    bouncer = pgb.PgBouncer(local_stack.database_url, tmp_path_factory.mktemp("pgbouncer")).start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def supabase_storage(local_stack, tmp_path_factory):
+    """The real Supabase Storage API server, sharing the session's Postgres with our tables."""
+    from tests.servers import SupabaseStorageServer
+
+    if not SupabaseStorageServer.available():
+        pytest.skip("../shared/tools/supabase-storage (and npm) are needed for the Supabase Storage server")
+    server = SupabaseStorageServer(local_stack.database_url, tmp_path_factory.mktemp("supabase-storage")).start()
+    yield server
+    server.stop()

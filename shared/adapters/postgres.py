@@ -8,8 +8,10 @@ transactions. One connection per process; it reconnects after the server went aw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,40 +82,111 @@ def _text_params(shell_file_id: uuid.UUID, text: PageText) -> tuple:
 
 
 class PostgresDb(Database):
-    def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
+    """One connection per process, for the life of a warm Lambda or a worker child.
+
+    A connection can die while nobody looks: a Lambda frozen between invocations, a pooler
+    restart, a NAT's idle timer. So: TCP keepalives and ``tcp_user_timeout`` (a black-holed
+    peer fails in seconds, not at the function's timeout); a connection idle longer than
+    ``idle_check_s`` is checked before use; a transaction whose BEGIN fails on a connection
+    that was already open is retried once on a fresh one (nothing of ours ran yet, so nothing
+    is done twice); ``statement_timeout`` set in every transaction (``SET LOCAL``: a
+    transaction-mode pooler keeps no session settings). Connection failures are
+    ``DependencyUnavailableError``: the message is retried, not the document failed.
+    """
+
+    def __init__(
+        self, url: str, connect_timeout_s: int = 10, statement_timeout_s: float = 60.0, idle_check_s: float = 30.0
+    ) -> None:
         if not url:
             raise DependencyUnavailableError("DATABASE_URL is not set")
         self._url = url
         self._connect_timeout_s = connect_timeout_s
+        self._statement_timeout_ms = int(statement_timeout_s * 1000)
+        self._idle_check_s = idle_check_s
         self._conn: psycopg.Connection | None = None
+        self._last_used = 0.0
         self._lock = threading.RLock()
+        self.reconnects = 0  # connections replaced after the first (tests, figures)
+
+    def __repr__(self) -> str:
+        return "PostgresDb(<url hidden>)"
 
     # --- connection ----------------------------------------------------------------
 
+    def _connect(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(
+                self._url,
+                autocommit=True,
+                prepare_threshold=None,
+                row_factory=dict_row,
+                connect_timeout=self._connect_timeout_s,
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+                tcp_user_timeout=max(1000, self._statement_timeout_ms + 10_000),
+            )
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise DependencyUnavailableError("database unreachable") from exc
+        if self._conn is not None:
+            self.reconnects += 1
+        return conn
+
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        elif self._idle_check_s and time.monotonic() - self._last_used > self._idle_check_s:
             try:
-                self._conn = psycopg.connect(
-                    self._url,
-                    autocommit=True,
-                    prepare_threshold=None,
-                    row_factory=dict_row,
-                    connect_timeout=self._connect_timeout_s,
-                )
-            except psycopg.OperationalError as exc:
-                raise DependencyUnavailableError("database unreachable") from exc
+                self._conn.execute("select 1")
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self._discard()
+                self._conn = self._connect()
         return self._conn
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+
+    def _begin(self) -> psycopg.Connection:
+        """An open transaction; a stale connection is replaced once, before anything ran."""
+        fresh = self._conn is None or self._conn.closed or self._conn.broken
+        conn = self._connection()
+        begin = f"begin; set local statement_timeout = {self._statement_timeout_ms}"
+        try:
+            conn.execute(begin)
+            return conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if fresh:
+                raise DependencyUnavailableError("database error at the start of a transaction") from exc
+        self._discard()
+        self._conn = conn = self._connect()
+        try:
+            conn.execute(begin)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise DependencyUnavailableError("database error at the start of a transaction") from exc
+        return conn
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection]:
         """One transaction; connection-level failures become DependencyUnavailableError."""
         with self._lock:
-            conn = self._connection()
+            conn = self._begin()
             try:
-                with conn.transaction():
-                    yield conn
-            except psycopg.OperationalError as exc:
-                raise DependencyUnavailableError("database error during a transaction") from exc
+                yield conn
+                conn.execute("commit")
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    if not conn.broken and not conn.closed:
+                        conn.execute("rollback")
+                if isinstance(exc, psycopg.errors.QueryCanceled):
+                    raise DependencyUnavailableError("a database statement ran past statement_timeout") from exc
+                if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                    raise DependencyUnavailableError("database error during a transaction") from exc
+                raise
+            finally:
+                self._last_used = time.monotonic()
 
     def _execute(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         with self._tx() as conn:

@@ -514,8 +514,8 @@ class OpenAiEncounters(EncounterProvider):
         self._local = threading.local()  # the window cache of the discover() call on this thread
 
     @classmethod
-    def from_settings(cls, settings) -> OpenAiEncounters:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    def from_settings(cls, settings, api_key: str | None = None) -> OpenAiEncounters:
+        key = api_key or (settings.openai_api_key.get_secret_value() if settings.openai_api_key else "")
         if not key and not settings.openai_base_url:
             raise ValueError("OPENAI_API_KEY is not set (ENCOUNTER_PROVIDER=openai needs it, or OPENAI_BASE_URL)")
         client = openai.OpenAI(

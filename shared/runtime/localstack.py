@@ -24,10 +24,11 @@ def free_port() -> int:
 
 
 class LocalStack:
-    def __init__(self, data_dir: Path, port: int | None = None, storage: str = "local") -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, storage: str = "local", postgres: bool = True) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.storage = storage
+        self.postgres = postgres
         self._moto = None
         self._pg = None
 
@@ -44,7 +45,8 @@ class LocalStack:
         self.port = self.port or free_port()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._moto.start()
-        self._pg = pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+        if self.postgres:
+            self._pg = pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
         return self
 
     def stop(self) -> None:

@@ -103,7 +103,10 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
         outcome, error_code = "retry", exc.code
         if getattr(exc, "retry_after_s", None):
             _retry_hints[record.message_id] = float(exc.retry_after_s)
-        logger.warning("stage will be retried", extra={"error_code": exc.code, "error": type(exc).__name__})
+        extra = {"error_code": exc.code, "error": type(exc).__name__}
+        if getattr(exc, "setting", None):
+            extra["setting"] = exc.setting  # the variable's name, never its value
+        logger.warning("stage will be retried", extra=extra)
         raise
     except Exception as exc:
         outcome, error_code = "retry", "crash"

@@ -151,7 +151,7 @@ def test_fan_in_flips_exactly_once_under_a_race(stack_settings, stack_deps, roun
         db.upsert_page(ShellFilePage(shell_file_id=row.id, page_number=n, storage_key="k", width=1, height=1,
                                      text_source=TextSource.OCR))
     db.finish_preprocess(row.id, pages, needs_ocr=True)
-    connections = [PostgresDb(stack_settings.database_url) for _ in range(pages)]
+    connections = [PostgresDb(stack_settings.database_url.get_secret_value()) for _ in range(pages)]
     for own in connections:
         own.get_shell_file(row.id)  # connected before the start line: only the race is timed
     barrier = threading.Barrier(pages)

@@ -621,7 +621,7 @@ def test_postgres_keeps_the_discovery_across_a_crash(server, packet, stack_deps,
     for page in pages:
         db.upsert_text(sfid, page)
     assert db.finish_preprocess(sfid, len(pages), needs_ocr=False)
-    deps = dataclasses.replace(stack_deps, encounters=provider(server))
+    deps = stack_deps.with_parts(encounters=provider(server))
     real_complete = type(db).complete_discovery
     crashes = [1]
 

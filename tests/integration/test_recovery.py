@@ -232,7 +232,6 @@ def test_two_copies_of_a_discover_message_at_once_pay_the_model_once(stack_deps,
     """Two invocations of the same discover message at the same moment (two warm Lambdas, or a
     container child and a redelivery): the lease lets one call the model; the other is retried
     later and then finds the file completed."""
-    import dataclasses
     import threading
 
     from shared.adapters.postgres import PostgresDb
@@ -242,7 +241,7 @@ def test_two_copies_of_a_discover_message_at_once_pay_the_model_once(stack_deps,
     server, pages = llm
     server.delay_s = 0.3  # each window takes a while: the copies overlap for certain
     sfid = _discovering_on_postgres(stack_deps.db, pages)
-    copies = [dataclasses.replace(stack_deps, db=PostgresDb(stack_settings.database_url), encounters=provider(server))
+    copies = [stack_deps.with_parts(db=PostgresDb(stack_settings.database_url.get_secret_value()), encounters=provider(server))
               for _ in range(2)]
     barrier = threading.Barrier(2)
     outcomes = []
@@ -272,14 +271,13 @@ def test_two_copies_of_a_discover_message_at_once_pay_the_model_once(stack_deps,
 def test_a_throttle_after_window_k_keeps_the_k_paid_windows(stack_deps, llm):
     """A 120-page document in six windows; the endpoint throttles (a long Retry-After) on the
     fourth. The redelivery asks only windows four to six: the three paid for are kept."""
-    import dataclasses
 
     from shared.errors import ThrottledError
     from tests.integration.test_openai_encounters import _deliver, error, provider
 
     server, pages = llm
     sfid = _discovering_on_postgres(stack_deps.db, pages)
-    deps = dataclasses.replace(stack_deps, encounters=provider(server))
+    deps = stack_deps.with_parts(encounters=provider(server))
     server.script.extend([lambda seen: None] * 3 + [error(429, {"Retry-After": "600"})])
     with pytest.raises(ThrottledError):
         _deliver(deps, sfid, 1)

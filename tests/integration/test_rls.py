@@ -80,7 +80,7 @@ def test_rls_is_enabled_on_every_patient_table(stack_deps):
 
 def test_a_patient_reads_only_their_own_rows(stack_deps, two_patients):
     a, b, file_a, file_b = two_patients
-    url = stack_deps.settings.database_url
+    url = stack_deps.settings.database_url.get_secret_value()
     # Given the owner's view (the worker's): both files have rows in every table.
     with psycopg.connect(url) as conn:
         everything = visible(conn, [file_a, file_b])
@@ -100,7 +100,7 @@ def test_a_patient_reads_only_their_own_rows(stack_deps, two_patients):
 
 def test_a_patient_cannot_write_or_truncate(stack_deps, two_patients):
     a, b, file_a, file_b = two_patients
-    url = stack_deps.settings.database_url
+    url = stack_deps.settings.database_url.get_secret_value()
     for sql in (
         "update shell_files set status = 'failed' where id = '%s'" % file_b,
         "delete from healthcare_encounters where shell_file_id = '%s'" % file_a,
@@ -115,7 +115,7 @@ def test_a_patient_cannot_write_or_truncate(stack_deps, two_patients):
 
 def test_no_sub_and_anon_read_nothing(stack_deps, two_patients):
     a, b, file_a, file_b = two_patients
-    url = stack_deps.settings.database_url
+    url = stack_deps.settings.database_url.get_secret_value()
     # An authenticated role without a `sub` claim: auth.uid() is null, no row matches.
     with as_role(url, "authenticated") as conn:
         assert all(v == {} for v in visible(conn, [file_a, file_b]).values())
@@ -135,7 +135,7 @@ def test_no_sub_and_anon_read_nothing(stack_deps, two_patients):
 
 def test_service_role_reads_and_writes_everything(stack_deps, two_patients):
     a, b, file_a, file_b = two_patients
-    url = stack_deps.settings.database_url
+    url = stack_deps.settings.database_url.get_secret_value()
     with psycopg.connect(url) as conn:
         everything = visible(conn, [file_a, file_b])
     with as_role(url, "service_role") as conn:

@@ -155,3 +155,27 @@ def test_retryable_error_propagates_for_redelivery(deps, tmp_path):
         handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, body), preprocess.run, deps)
     assert deps.db.get_shell_file(sfid).status == FileStatus.PREPROCESSING
     assert deps.db.runs[-1].outcome == "retry" and deps.db.runs[-1].error_code == "dependency_unavailable"
+
+
+def test_a_missing_setting_fails_only_the_record_that_needs_it_and_names_the_variable(tmp_path, caplog):
+    # Given the production configuration's discover settings without the OpenAI key: the
+    # preprocess stage, which never builds the provider, is unaffected
+    settings = Settings(
+        storage_backend="local", local_storage_dir=tmp_path / "store", encounter_provider="openai",
+        openai_api_key=None, openai_api_key_secret=None, openai_base_url=None,
+    )
+    deps = Deps(settings=settings, queue=InMemoryQueue(), storage=InMemoryStorage(tmp_path), db=InMemoryDb())
+    sfid = submit(deps, _text_pdf(tmp_path / "visit.pdf"), uuid.uuid4())
+    (body,) = deps.queue.bodies(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, body), preprocess.run, deps)
+    assert deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+    # When discover runs: the record is retried (not the file failed), with a log line naming the variable
+    (body,) = deps.queue.bodies(Stage.DISCOVER.value)
+    caplog.clear()
+    with pytest.raises(Exception) as raised:
+        handle_record(Stage.DISCOVER, _record(Stage.DISCOVER, body), discover.run, deps)
+    assert type(raised.value).__name__ == "MissingSettingError" and raised.value.retryable
+    assert deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+    (retry,) = [r for r in caplog.records if r.getMessage() == "stage will be retried"]
+    assert retry.setting == "OPENAI_API_KEY" and retry.error_code == "missing_setting"
+    assert deps.built() == ["queue", "storage", "db"]  # the provider was never built

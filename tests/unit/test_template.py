@@ -164,19 +164,22 @@ def test_environment_is_named_as_the_settings_model_names_it(template):
     assert template["Globals"]["Function"]["Environment"]["Variables"]["OCR_ENGINE"] == "textract"
 
 
-def test_secrets_come_from_parameters_never_literals(template):
-    secretish = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL)$")
+def test_secrets_are_read_at_run_time_never_in_the_environment(template):
+    # A resolved environment variable is readable with GetFunctionConfiguration: the functions
+    # get where a secret is kept (an SSM parameter, a Secrets Manager secret), never its value.
+    secretish = re.compile(r"(KEY|PASSWORD|TOKEN|DATABASE_URL)$")
     for block in [template["Globals"]["Function"]["Environment"]["Variables"]] + [
         f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions(template).values()
     ]:
         for name, value in block.items():
-            if secretish.search(name):
-                # Only a Secrets Manager reference, resolved by CloudFormation.
-                assert isinstance(value, _Tag), f"{name} is a literal"
-                text = repr(value)
-                assert "resolve:secretsmanager:" in text or "resolve:ssm" in text, f"{name}: {text}"
+            assert not secretish.search(name), f"{name}: a secret's value in the environment"
+            assert "resolve:" not in repr(value), f"{name}: a dynamic reference resolves the value into the environment"
+            if name.endswith(("_SECRET", "_PARAMETER")):
+                assert "Ref" in repr(value) and "Parameter" in repr(value) or "Secret" in repr(value), f"{name}: {value!r}"
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert "DATABASE_URL" not in env and env["DATABASE_URL_PARAMETER"].value == "DatabaseUrlParameter"
+    discover = functions(template)["DiscoverFunction"]["Properties"]["Environment"]["Variables"]
+    assert "OpenAiApiKeySecretName" in repr(discover["OPENAI_API_KEY_SECRET"])
     for name, parameter in template["Parameters"].items():
         if secretish.search(name.upper()):
             pytest.fail(f"parameter {name} would carry a secret as a literal")

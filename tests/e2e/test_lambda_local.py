@@ -1,0 +1,107 @@
+"""`docpipe lambda process` in the production configuration, as a user runs it before a deploy:
+the real template.yaml with EncounterProvider=openai and StorageBackend=supabase, the
+database URL read from SSM and pointing at PgBouncer in transaction mode, the real Supabase
+Storage server, Textract answering with a real recorded response, an OpenAI-compatible
+server; every function in its own execution environments with exactly the environment the
+template resolves for it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import psycopg
+import pytest
+
+from tests.e2e.test_cli import GOOD, REPO, docpipe, lines
+from tests.servers import TEXTRACT_FIXTURES, RecordedTextract, SchemaAnsweringOpenAi
+
+pytestmark = pytest.mark.slow
+
+FUNCTIONS = ("PreprocessFunction", "OcrFunction", "DiscoverFunction")
+
+
+@pytest.fixture
+def textract():
+    response = TEXTRACT_FIXTURES / "single-page-1.png.textract.json"
+    if not response.is_file():
+        pytest.skip("../shared/fixtures/textract is absent")
+    with RecordedTextract(response) as server:
+        yield server
+
+
+def test_production_configuration_completes_every_sample(
+    samples_dir, tmp_path, local_stack, supabase_storage, textract
+):
+    # Given the template's production engines, each at a local stand-in
+    bucket = f"docpipe-{uuid.uuid4().hex[:8]}"
+    with SchemaAnsweringOpenAi(usage=(1500, 120)) as openai_server:
+        # When a user runs the template on the samples
+        result = docpipe(
+            "lambda", "process", "--json",
+            "--template", REPO / "template.yaml",
+            "--data-dir", tmp_path / "lambda",
+            "--database-url", local_stack.database_url,
+            "--parameter-overrides", "EncounterProvider=openai", "StorageBackend=supabase",
+            f"SupabaseUrl={supabase_storage.env['SUPABASE_URL']}", f"StorageBucketName={bucket}",
+            "PreprocessMaxConcurrency=2", "OcrMaxConcurrency=2", "DiscoverMaxConcurrency=2",
+            "--supabase-service-role-key", supabase_storage.env["SUPABASE_SERVICE_ROLE_KEY"],
+            "--openai-base-url", openai_server.base_url,
+            "--textract-endpoint-url", textract.url,
+            "--timeout", "240",
+            *[samples_dir / n for n in GOOD],
+            timeout=420,
+        )
+        model_calls = len(openai_server.requests)
+
+    # Then every file completed, through every function, with what the production engines said
+    logs = tmp_path / "lambda" / "logs"
+    assert result.returncode == 0, result.stderr[-4000:] + "".join(
+        (logs / f"{f}.log").read_text()[-1500:] for f in FUNCTIONS if (logs / f"{f}.log").exists()
+    )
+    reports = {r["file"].rsplit("/", 1)[-1]: r for r in lines(result)}
+    assert list(reports) == GOOD
+    assert all(r["status"] == "completed" for r in reports.values()), reports
+    assert model_calls >= len(GOOD)
+    ocr_pages = [p for r in reports.values() for p in r["pages"] if p["text_source"] == "ocr"]
+    assert len(ocr_pages) == 6 and all(p["engine"] == "textract" for p in ocr_pages)
+    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        ids = [r["shell_file_id"] for r in reports.values()]
+        manifests = conn.execute(
+            "select provider, input_tokens, output_tokens from shell_file_manifests where shell_file_id = any(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+        texts = conn.execute(
+            "select text from ocr_text_extractions where shell_file_id = any(%s::uuid[]) and engine = 'textract'", (ids,)
+        ).fetchall()
+        stored = conn.execute(
+            "select count(*) from storage.objects where bucket_id = %s and name like 'processed/%%'", (bucket,)
+        ).fetchone()[0]
+    assert len(manifests) == len(GOOD)
+    assert all(m[0] == "openai" and m[1] >= 1500 and m[2] >= 120 for m in manifests), manifests
+    assert all(t[0].splitlines()[0] == textract.lines()[0] for t in texts)
+    assert stored == sum(r["page_count"] for r in reports.values())  # every page JPEG in Supabase Storage
+    # Each function ran in Lambda-style environments and said so, as Lambda does
+    for function in FUNCTIONS:
+        reports_of = re.findall(rf"^{function} REPORT RequestId: \S+\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
+                                rf"Memory Size: \d+ MB\tMax Memory Used: \d+ MB", result.stderr, re.M)
+        assert reports_of, function
+    assert "Init Duration" in result.stderr and "GB-s" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--parameter-overrides", "NoSuchParameter=1"], "not in the template"),
+        (["--parameter-overrides", "EncounterProvider=openai"], "needs an OpenAI key"),
+        (["--parameter-overrides", "StorageBackend=supabase"], "needs SupabaseUrl"),
+        (["--parameter-overrides", "OcrMaxConcurrency=1"], "below its MinValue"),
+    ],
+)
+def test_a_configuration_that_cannot_run_is_a_usage_error(args, says, samples_dir, tmp_path):
+    result = docpipe(
+        "lambda", "process", "--data-dir", tmp_path / "lambda", *args, samples_dir / GOOD[0],
+        env={"OPENAI_API_KEY": "", "SUPABASE_SERVICE_ROLE_KEY": ""}, timeout=120,
+    )
+    assert result.returncode == 2 and says in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
