@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -132,29 +133,47 @@ def run_mode(mode: str, docs: list[Path], timeout_s: float = 1800) -> dict:
 
 def parent_rss(messages: int, concurrency: int = 2, timeout_s: float = 3600) -> dict:
     """The worker parent's RSS over ``messages`` tiny messages, sampled against messages done."""
+    import threading
+
     prefix = new_prefix("parent")
     deps = stack_deps(prefix)
     client, url = deps.queue._client, deps.queue.url("preprocess-dlq")
-    for start in range(0, messages, 10):
-        entries = [{"Id": str(i), "MessageBody": '{"tiny": %d}' % i} for i in range(start, min(messages, start + 10))]
-        client.send_message_batch(QueueUrl=url, Entries=entries)
+    sent = [0]
 
     def done() -> int:
         try:
-            return messages - sum(deps.queue.depth("preprocess-dlq"))
+            return sent[0] - sum(deps.queue.depth("preprocess-dlq"))
         except Exception:  # noqa: BLE001 - a missed sample, not a failed run
             return -1
 
-    proc = docpipe("worker", "--burst", "--stages", "preprocess", "--concurrency", str(concurrency),
+    def feed() -> None:
+        # A short backlog, topped up as the worker drains it: moto's queues slow down with
+        # their length, and the parent's figure must not depend on the endpoint's.
+        while sent[0] < messages:
+            if sum(deps.queue.depth("preprocess-dlq")) < 40:
+                n = min(10, messages - sent[0])
+                client.send_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "MessageBody": '{"tiny": %d}' % (sent[0] + i)} for i in range(n)])
+                sent[0] += n
+            else:
+                time.sleep(0.2)
+
+    proc = docpipe("worker", "--stages", "preprocess", "--concurrency", str(concurrency),
                    env={"QUEUE_PREFIX": prefix, "WORKER_POLL_WAIT_S": "1"})
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     sampler = Sampler(proc.pid, done, every=0.5)
     sampler.start()
     t0 = time.monotonic()
     try:
-        proc.wait(timeout=timeout_s)
+        while time.monotonic() - t0 < timeout_s and (feeder.is_alive() or done() < messages):
+            time.sleep(1.0)
     finally:
         sampler.stop()
-        if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
             proc.kill()
     elapsed = time.monotonic() - t0
     samples = [(t, rss, n) for t, rss, n in sampler.samples if n >= 0]

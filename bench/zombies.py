@@ -63,7 +63,7 @@ def run(kills: int, docs: int, tini: bool, work: Path, deadline_s: float = 900) 
     env = {**os.environ, "QUEUE_PREFIX": prefix, "WORKER_POLL_WAIT_S": "1", "RETRY_DELAY_S": "0.1",
            "RETRY_MAX_DELAY_S": "5", "POWERTOOLS_LOG_LEVEL": "ERROR", "MAX_RECEIVE_COUNT": "20"}
     init = ["tini", "--"] if tini else []
-    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *init, sys.executable, "-m", "shared.cli",
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *init, sys.executable, "-m", "shared.cli",
                              "worker", "--concurrency", "2"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed: set[int] = set()
@@ -97,7 +97,11 @@ def run(kills: int, docs: int, tini: bool, work: Path, deadline_s: float = 900) 
         statuses = {r["status"]: r["n"] for r in deps.db.query(
             "select status, count(*) as n from shell_files where id = any(%s) group by status", (ids,))}
     finally:
-        proc.send_signal(signal.SIGTERM)
+        # The namespace's PID 1 (the worker, or tini, which forwards it) gets the SIGTERM:
+        # unshare itself does not pass it on.
+        for pid, (ppid, _, _) in _procs().items():
+            if ppid == proc.pid:
+                os.kill(pid, signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
