@@ -63,9 +63,9 @@ def run(kills: int, docs: int, tini: bool, work: Path, deadline_s: float = 900) 
     env = {**os.environ, "QUEUE_PREFIX": prefix, "WORKER_POLL_WAIT_S": "1", "RETRY_DELAY_S": "0.1",
            "RETRY_MAX_DELAY_S": "5", "POWERTOOLS_LOG_LEVEL": "ERROR", "MAX_RECEIVE_COUNT": "20"}
     init = ["tini", "--"] if tini else []
+    log = (work / f"worker-{'tini' if tini else 'bare'}.log").open("w")
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *init, sys.executable, "-m", "shared.cli",
-                             "worker", "--concurrency", "2"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "worker", "--concurrency", "2"], cwd=REPO, env=env, stdout=log, stderr=log)
     killed: set[int] = set()
     t0 = time.monotonic()
     zombies_max = 0
@@ -133,7 +133,7 @@ def main() -> int:
         results.append(run(args.kills, args.docs, True, work))
     finally:
         stack.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        print(f"worker logs in {work}")
     for r in results:
         print(f"{r['init']:16} killed {r['ocr_children_killed']:>3} OCR children; files {r['files']}; "
               f"zombies at the end {r['zombies_at_end']} {r['zombie_commands']} (max seen {r['zombies_max_seen']}); "
