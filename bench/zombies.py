@@ -64,7 +64,7 @@ def run(kills: int, docs: int, tini: bool, work: Path, deadline_s: float = 900) 
            "RETRY_MAX_DELAY_S": "5", "POWERTOOLS_LOG_LEVEL": "ERROR", "MAX_RECEIVE_COUNT": "20"}
     init = ["tini", "--"] if tini else []
     log = (work / f"worker-{'tini' if tini else 'bare'}.log").open("w")
-    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *init, sys.executable, "-m", "shared.cli",
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *init, sys.executable, "-m", "shared.cli",
                              "worker", "--concurrency", "2"], cwd=REPO, env=env, stdout=log, stderr=log)
     killed: set[int] = set()
     t0 = time.monotonic()
