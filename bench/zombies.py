@@ -45,11 +45,14 @@ def _procs() -> dict[int, tuple[int, str, str]]:
     return out
 
 
-def _descendants(root: int, procs: dict) -> set[int]:
-    found, frontier = set(), {root}
+def _descendants(root: int, procs: dict) -> dict[int, int]:
+    """pid -> depth below ``root`` (1: its children)."""
+    found: dict[int, int] = {}
+    frontier, depth = {root}, 0
     while frontier:
-        frontier = {pid for pid, (ppid, _, _) in procs.items() if ppid in frontier} - found
-        found |= frontier
+        depth += 1
+        frontier = {pid for pid, (ppid, _, _) in procs.items() if ppid in frontier} - set(found)
+        found.update({pid: depth for pid in frontier})
     return found
 
 
@@ -75,9 +78,13 @@ def run(kills: int, docs: int, tini: bool, work: Path, deadline_s: float = 900) 
             tree = _descendants(proc.pid, procs)
             zombies_max = max(zombies_max, sum(1 for p in tree if procs[p][1] == "Z"))
             if len(killed) < kills:
+                # An OCR child sits at unshare -> [tini ->] worker -> fork server -> child: only a
+                # Tesseract whose parent is at that depth is a child's; one already orphaned
+                # has PID 1 (tini, or the worker) for a parent, which must not be killed.
+                child_depth = 4 if tini else 3
                 for pid in tree:
                     ppid, state, comm = procs[pid]
-                    if comm == "tesseract" and state != "Z" and ppid in tree and ppid not in killed:
+                    if comm == "tesseract" and state != "Z" and tree.get(ppid) == child_depth and ppid not in killed:
                         try:
                             os.kill(ppid, signal.SIGKILL)  # the OCR child, mid-page
                             killed.add(ppid)
