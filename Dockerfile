@@ -2,8 +2,10 @@
 FROM python:3.12-slim-bookworm
 
 # Tesseract from Debian (5.3) for local OCR; OMP_THREAD_LIMIT=1 is set per call by the adapter.
+# tini as PID 1: it forwards SIGTERM to the worker and reaps every orphan (a Tesseract whose
+# child was killed mid-page), which Python as PID 1 never would.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd tini \
  && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,4 +28,5 @@ RUN useradd --create-home --uid 10001 docpipe
 USER docpipe
 
 # Configuration comes from the environment (see shared/settings.py and render.yaml).
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["docpipe", "worker"]

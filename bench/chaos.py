@@ -8,10 +8,18 @@ While the worker runs, the bench
     through a TCP proxy (bench/_chaos.py) instead, and the restart is modelled as an outage of
     that endpoint: every open connection dropped, new ones refused, for OUTAGE_S seconds;
   - restarts Postgres once, for real: `pg_ctl stop -m fast` on the embedded server (every
-    connection dropped), OUTAGE_S seconds down, `pg_ctl start` (data kept);
+    connection dropped), PG_OUTAGE_S seconds down, `pg_ctl start` (data kept). PG_OUTAGE_S is
+    four times the whole retry budget docpipe had before issue 12 (five deliveries at 2, 8,
+    32, 128 s: 170 s), compressed as the bench compresses time (x 1/20: 34 s); the budget the
+    worker has now (RETRY_BUDGET_S, an hour, compressed to 180 s) rides it out;
+  - injects stale duplicate dead letters: for files already past a stage, a copy of that
+    stage's message straight into its DLQ (the stages send duplicates on purpose); none of
+    those files may end failed;
+  - restarts PgBouncer, when the caller passes a ``pgbouncer_restart`` hook (the worker
+    then reaches Postgres through it); without one the fault is reported as skipped;
   - fails storage (STORAGE_BACKEND=s3 on moto, through a second proxy) for OUTAGE_S seconds the
     same way: every adapter call in that window is a real connection failure.
-Each fault fires when a given share of the documents has ended (15%, 40%, 65%).
+Each fault fires when a given share of the documents has ended (15%, 30%, 40%, 55%, 65%).
 
 Documents are copies of a few templates (2-page text PDFs and 1-page scanned PDFs), so a clean
 run of each template first gives the row counts every completed copy must match in
@@ -23,7 +31,7 @@ lists), lost (not terminal and no message left anywhere), stuck (not terminal at
 dead letters whose file is not failed, children killed, outages injected, elapsed. Prints it,
 writes bench/results/chaos.{json,png} (a timeline of faults and completions).
 
-    python bench/chaos.py [--n 200] [--seed 7] [--kill-fraction 0.12] [--outage-s 5]
+    python bench/chaos.py [--n 200] [--seed 7] [--kill-fraction 0.12] [--outage-s 5] [--pg-outage-s 34]
 """
 
 from __future__ import annotations
@@ -52,7 +60,18 @@ TABLES = ("shell_file_pages", "ocr_text_extractions", "healthcare_encounters", "
 STAGE_QUEUES = ("preprocess", "ocr", "discover")
 ALL_QUEUES = (*STAGE_QUEUES, *(f"{q}-dlq" for q in STAGE_QUEUES))
 TERMINAL = ("completed", "failed")
-FAULTS = (("sqs_outage", 0.15), ("postgres_restart", 0.40), ("storage_outage", 0.65))
+FAULTS = (("sqs_outage", 0.15), ("stale_dead_letters", 0.30), ("postgres_restart", 0.40),
+          ("pgbouncer_restart", 0.55), ("storage_outage", 0.65))
+
+# Time compression: the bench's first redelivery wait over production's (0.1 s / 2 s). Every
+# retry figure is production's times this: the budget (an hour -> 180 s), the longest wait.
+COMPRESS = 0.05
+RETRY_DELAY_S = 2.0 * COMPRESS
+RETRY_BUDGET_S = 3600 * COMPRESS
+RETRY_MAX_DELAY_S = 900 * COMPRESS
+# The whole retry budget before issue 12: five deliveries, waits of 2, 8, 32 and 128 s.
+OLD_BUDGET_S = 2 + 8 + 32 + 128
+PG_OUTAGE_S = 4 * OLD_BUDGET_S * COMPRESS
 
 
 def _settings(db_url: str, endpoint: str, prefix: str, bucket: str):
@@ -60,7 +79,8 @@ def _settings(db_url: str, endpoint: str, prefix: str, bucket: str):
 
     return Settings(
         database_url=db_url, aws_endpoint_url=endpoint, storage_backend="s3", storage_bucket=bucket,
-        queue_prefix=prefix, visibility_timeout_s=30, max_receive_count=6,
+        queue_prefix=prefix, visibility_timeout_s=30, retry_delay_s=RETRY_DELAY_S, retry_budget_s=RETRY_BUDGET_S,
+        retry_max_delay_s=RETRY_MAX_DELAY_S,
     )
 
 
@@ -82,10 +102,14 @@ def _worker_env(settings, sqs_url: str, s3_url: str, tmp: Path) -> dict:
         "DATABASE_URL": settings.database_url.get_secret_value(),
         "AWS_ENDPOINT_URL": sqs_url, "SQS_ENDPOINT_URL": sqs_url, "S3_ENDPOINT_URL": s3_url,
         "STORAGE_BACKEND": "s3", "STORAGE_BUCKET": settings.storage_bucket, "QUEUE_PREFIX": settings.queue_prefix,
-        "VISIBILITY_TIMEOUT_S": "30", "MAX_RECEIVE_COUNT": "6", "WORKER_POLL_WAIT_S": "1",
+        "VISIBILITY_TIMEOUT_S": "30", "WORKER_POLL_WAIT_S": "1",
         # Time compressed like the outages (seconds, not minutes): redeliveries after 1, 1, 2,
-        # 7, 26 s instead of 2, 8, 32, 128, 512 s.
-        "RETRY_DELAY_S": "0.1",
+        # 7, 26, 45, 45 ... s instead of 2, 8, 32, 128, 512, 900, 900 ... s, for a budget of
+        # 180 s instead of an hour; the receive count derives from them, as in production.
+        "RETRY_DELAY_S": str(RETRY_DELAY_S), "RETRY_BUDGET_S": str(RETRY_BUDGET_S),
+        "RETRY_MAX_DELAY_S": str(RETRY_MAX_DELAY_S),
+        # A discover child killed mid-call holds its lease until it expires: compressed too.
+        "DISCOVERY_LEASE_S": str(660 * COMPRESS),
         "STAGE_TIMEOUT_S": "120", "WORKER_TMP_DIR": str(tmp), "SHUTDOWN_GRACE_S": "20",
         "POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_METRICS_DISABLED": "true",
     })
@@ -175,9 +199,30 @@ def _children(log_path: Path) -> collections.Counter:
     return outcomes
 
 
+def inject_stale_dead_letters(deps, ids: list, rng: random.Random, share: float = 0.25) -> list:
+    """For about ``share`` of the files already past a stage, put a copy of that stage's
+    message straight into its DLQ, as a duplicate that exhausted its deliveries would land
+    there; return the files they name."""
+    rows = deps.db.query("select id, status from shell_files where id = any(%s)", (ids,))
+    past = {"preprocess": ("ocr", "discovering", "completed"), "ocr": ("discovering", "completed"),
+            "discover": ("completed",)}
+    hit = []
+    for r in rows:
+        if rng.random() >= share:
+            continue
+        for stage, statuses in past.items():
+            if r["status"] in statuses:
+                body = {"shell_file_id": str(r["id"]), **({"page_numbers": [1]} if stage == "ocr" else {})}
+                deps.queue.send_raw(f"{stage}-dlq", json.dumps(body))
+        if r["status"] in past["preprocess"]:
+            hit.append(r["id"])
+    return hit
+
+
 def run_chaos(n: int = 200, seed: int = 7, kill_fraction: float = 0.12, outage_s: float = 5.0,
               text_templates: int = 5, scanned_templates: int = 3, scanned_every: int = 4,
-              deadline_s: float = 1500.0, say=print) -> dict:
+              deadline_s: float = 1500.0, say=print, pg_outage_s: float = PG_OUTAGE_S,
+              pgbouncer_restart=None) -> dict:
     """Run the whole bench on a fresh local stack; return the ledger (JSON-serialisable)."""
     from shared.runtime.localstack import LOCAL_CREDENTIALS
     from shared.submit import submit
@@ -221,14 +266,24 @@ def run_chaos(n: int = 200, seed: int = 7, kill_fraction: float = 0.12, outage_s
         killer = ChildKiller(worker.pid, kill_fraction, rng, on_kill=lambda pid: event("kill"))
         killer.start()
 
+        stale: list = []
+
         def fault(kind: str) -> None:
+            if kind == "pgbouncer_restart" and pgbouncer_restart is None:
+                event("pgbouncer_restart_skipped")  # the hook: a PgBouncer in front of Postgres
+                return
             event(f"{kind}_start")
             if kind == "sqs_outage":
                 sqs_proxy.outage(outage_s)
             elif kind == "storage_outage":
                 s3_proxy.outage(outage_s)
+            elif kind == "stale_dead_letters":
+                stale.extend(inject_stale_dead_letters(deps, ids, rng))
+                event("stale_dead_letters_sent", files=len(stale))
+            elif kind == "pgbouncer_restart":
+                pgbouncer_restart()
             else:
-                took = pg.restart(outage_s)
+                took = pg.restart(pg_outage_s)
                 event("postgres_restart_took", seconds=round(took, 2))
             event(f"{kind}_end")
 
@@ -276,7 +331,14 @@ def run_chaos(n: int = 200, seed: int = 7, kill_fraction: float = 0.12, outage_s
         log.close()
 
         ledger = _ledger(deps, ids, template_of, reference, log_path, killer, events, elapsed, drained)
+        failed_now = {r["id"] for r in deps.db.query(
+            "select id from shell_files where id = any(%s) and status = 'failed'", (ids,))}
         ledger.update({
+            "stale_dead_letter_files": len(stale),
+            "wrongly_failed": sum(1 for i in stale if i in failed_now),
+            "pg_outage_s": round(pg_outage_s, 1), "old_retry_budget_s_compressed": round(OLD_BUDGET_S * COMPRESS, 1),
+            "retry_budget_s_compressed": RETRY_BUDGET_S,
+            "faults_skipped": [e["kind"].removesuffix("_skipped") for e in events if e["kind"].endswith("_skipped")],
             "n": n, "seed": seed, "kill_fraction": kill_fraction, "outage_s": outage_s,
             "worker_alive_at_end": worker_alive_at_end, "worker_exit_code": worker_code,
             "reference_counts": reference, "events": events, "series": series,
@@ -319,7 +381,8 @@ def _ledger(deps, ids, template_of, reference, log_path, killer, events, elapsed
     lost = [i for i in stuck if messages_left == 0]
     dead = _dead_letters(log_path)
     status_of = {str(i): rows[i]["status"] for i in ids}
-    dlq_without_failed = [d for d in dead if status_of.get(d["shell_file_id"]) != "failed"]
+    # A dead letter that failed its file must leave it failed (a stale one fails nothing).
+    dlq_without_failed = [d for d in dead if d["marked"] and status_of.get(d["shell_file_id"]) != "failed"]
     # DLQ messages left at the end whose file is not failed (the worker consumes DLQs: none).
     left_in_dlq = sum(depths[q]["visible"] + depths[q]["in_flight"] for q in ALL_QUEUES if q.endswith("-dlq"))
     children = _children(log_path)
@@ -361,8 +424,10 @@ def check(ledger: dict) -> list[str]:
     for key in ("duplicates", "lost", "stuck", "untyped_failures", "dlq_without_failed_row", "messages_left"):
         if ledger[key]:
             broken.append(f"{key} = {ledger[key]}")
-    if len(ledger["outages_injected"]) != len(FAULTS):
+    if len(ledger["outages_injected"]) + len(ledger.get("faults_skipped", [])) != len(FAULTS):
         broken.append(f"faults injected: {ledger['outages_injected']}")
+    if ledger.get("wrongly_failed"):
+        broken.append(f"wrongly_failed = {ledger['wrongly_failed']} (by stale dead letters)")
     return broken
 
 
@@ -380,7 +445,13 @@ def format_ledger(ledger: dict) -> str:
         f"children killed      {ledger['children_killed']} of {ledger['children_started']} started "
         f"({100 * ledger['children_killed'] / max(1, ledger['children_started']):.1f}%)",
         f"child outcomes       {ledger['child_outcomes']}",
-        f"faults injected      {', '.join(ledger['outages_injected'])}",
+        f"faults injected      {', '.join(ledger['outages_injected'])}"
+        + (f"  (skipped: {', '.join(ledger['faults_skipped'])})" if ledger.get("faults_skipped") else ""),
+        f"stale dead letters   {ledger.get('stale_dead_letter_files', 0)} files, {ledger.get('wrongly_failed', 0)} "
+        "wrongly failed",
+        f"Postgres outage      {ledger.get('pg_outage_s')} s = 4 x the old retry budget "
+        f"({ledger.get('old_retry_budget_s_compressed')} s compressed); budget now "
+        f"{ledger.get('retry_budget_s_compressed')} s compressed",
         f"stage error codes    {ledger['stage_run_error_codes']}",
         f"elapsed              {ledger['elapsed_s']} s",
         "SQS 'restart'        an outage of a proxy in front of moto (moto keeps queues in memory)",
@@ -425,13 +496,15 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200, help="documents")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--kill-fraction", type=float, default=0.12, help="share of children SIGKILLed")
-    parser.add_argument("--outage-s", type=float, default=5.0, help="length of each outage (SQS, Postgres, storage)")
+    parser.add_argument("--outage-s", type=float, default=5.0, help="length of the SQS and storage outages")
+    parser.add_argument("--pg-outage-s", type=float, default=PG_OUTAGE_S,
+                        help="Postgres down this long (default: 4 x the old retry budget, compressed)")
     parser.add_argument("--scanned-every", type=int, default=4, help="every k-th document is a scanned PDF")
     parser.add_argument("--deadline", type=float, default=1500.0, help="give up waiting after this, s")
     args = parser.parse_args()
 
     ledger = run_chaos(n=args.n, seed=args.seed, kill_fraction=args.kill_fraction, outage_s=args.outage_s,
-                       scanned_every=args.scanned_every, deadline_s=args.deadline,
+                       scanned_every=args.scanned_every, deadline_s=args.deadline, pg_outage_s=args.pg_outage_s,
                        say=lambda s: print(s, flush=True))
     print()
     print(format_ledger(ledger))

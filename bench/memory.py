@@ -11,12 +11,21 @@ for libmupdf. Then one 300-page image-only PDF through the worker's preprocess s
 the child's peak RSS. Prints a table, writes bench/results/memory.{json,png}.
 
     python bench/memory.py [--text 60] [--scanned 60] [--big-pages 300]
+
+`--messages N` measures the worker parent alone over N tiny messages (dead letters naming no
+file, each a fresh child that runs the failures handler on it and acknowledges it; no
+database, no document, so the figure is the parent's own): its RSS after the first
+100 and its growth to the end, which must stay within 2 MB (issue 12: nothing the parent keeps
+grows per message). Writes bench/results/memory_parent.json.
+
+    python bench/memory.py --messages 5000
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -122,6 +131,71 @@ def run_mode(mode: str, docs: list[Path], timeout_s: float = 1800) -> dict:
     }
 
 
+def parent_rss(messages: int, concurrency: int = 2, timeout_s: float = 3600) -> dict:
+    """The worker parent's RSS over ``messages`` tiny messages, sampled against messages done."""
+    import threading
+
+    prefix = new_prefix("parent")
+    deps = stack_deps(prefix)
+    client, url = deps.queue._client, deps.queue.url("preprocess-dlq")
+    sent = [0]
+
+    def done() -> int:
+        try:
+            return sent[0] - sum(deps.queue.depth("preprocess-dlq"))
+        except Exception:  # noqa: BLE001 - a missed sample, not a failed run
+            return -1
+
+    def feed() -> None:
+        # A short backlog, topped up as the worker drains it: moto's queues slow down with
+        # their length, and the parent's figure must not depend on the endpoint's.
+        while sent[0] < messages:
+            if sum(deps.queue.depth("preprocess-dlq")) < 40:
+                n = min(10, messages - sent[0])
+                client.send_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "MessageBody": '{"tiny": %d}' % (sent[0] + i)} for i in range(n)])
+                sent[0] += n
+            else:
+                time.sleep(0.2)
+
+    proc = docpipe("worker", "--stages", "preprocess", "--concurrency", str(concurrency),
+                   env={"QUEUE_PREFIX": prefix, "WORKER_POLL_WAIT_S": "1"})
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    sampler = Sampler(proc.pid, done, every=0.5)
+    sampler.start()
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < timeout_s and (feeder.is_alive() or done() < messages):
+            time.sleep(1.0)
+    finally:
+        sampler.stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    elapsed = time.monotonic() - t0
+    samples = [(t, rss, n) for t, rss, n in sampler.samples if n >= 0]
+    at_100 = next((rss for _, rss, n in samples if n >= 100), None)
+    after = [rss for _, rss, n in samples if n >= 100]
+    final = samples[-1][1] if samples else None
+    deps.db.close()
+    return {
+        "messages": messages,
+        "done": done(),
+        "concurrency": concurrency,
+        "elapsed_s": round(elapsed, 1),
+        "messages_per_s": round(messages / elapsed, 1) if elapsed else None,
+        "rss_at_100_mb": round(at_100 / 1024, 2) if at_100 else None,
+        "rss_final_mb": round(final / 1024, 2) if final else None,
+        "growth_after_100_mb": round((final - at_100) / 1024, 2) if final and at_100 else None,
+        "max_above_100_mb": round((max(after) - at_100) / 1024, 2) if after and at_100 else None,
+        "flat_within_2_mb": bool(after and at_100 and max(after) - at_100 <= 2048),
+        "samples": [(round(t, 1), rss, n) for t, rss, n in samples],
+    }
+
+
 def fork_server_pid(parent: int) -> int | None:
     """The multiprocessing fork server the worker started (a child of the worker process)."""
     for entry in Path("/proc").iterdir():
@@ -211,7 +285,23 @@ def main() -> int:
     parser.add_argument("--scanned", type=int, default=60, help="1-page scanned PDFs (3 messages each)")
     parser.add_argument("--big-pages", type=int, default=300, help="pages of the big image-only PDF (0: skip)")
     parser.add_argument("--modes", default="worker,naive,warm")
+    parser.add_argument("--messages", type=int, default=0, help="only the parent's RSS over N tiny messages")
     args = parser.parse_args()
+
+    if args.messages:
+        stack = start_stack()
+        try:
+            print(f"worker parent over {args.messages} tiny messages ...", flush=True)
+            result = parent_rss(args.messages)
+        finally:
+            stack.stop()
+        print(f"parent RSS: {result['rss_at_100_mb']} MB after 100 messages, {result['rss_final_mb']} MB after "
+              f"{result['done']} ({result['growth_after_100_mb']:+} MB; at most {result['max_above_100_mb']:+} MB above "
+              f"the 100-message figure); flat within 2 MB: {result['flat_within_2_mb']}; "
+              f"{result['elapsed_s']} s, {result['messages_per_s']} messages/s")
+        path = write_results("memory_parent", result)
+        print(f"wrote {path}")
+        return 0 if result["flat_within_2_mb"] and result["done"] == args.messages else 1
 
     stack = start_stack()
     try:

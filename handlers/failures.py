@@ -1,6 +1,7 @@
 """Failures: consumes the dead-letter queues. A message there failed on every delivery; its
 file is marked failed with the last error code its stage runs recorded, so the user sees why,
-and the message can still be redriven."""
+if the file is still at that message's stage (a stale duplicate fails nothing). A failed file
+is retried from the database (`docpipe retry`)."""
 
 from __future__ import annotations
 
@@ -42,8 +43,12 @@ def record_handler(record: SQSRecord) -> None:
     message = f"the {where} stage failed on every delivery and reached the dead-letter queue"
     if last:
         message += f" (last error: {last})"
-    marked = deps.db.mark_failed(shell_file_id, code, message)
-    logger.warning("dead letter recorded", extra={"error_code": code, "marked": marked})
+    # Only while the file is still at this letter's stage: the stages send duplicates on
+    # purpose, and a stale copy of a message whose work was done must not fail the file.
+    marked = deps.db.mark_failed(shell_file_id, code, message, at_stage=stage)
+    log = logger.warning if marked else logger.info
+    log("dead letter recorded" if marked else "dead letter of a file past its stage: ignored",
+        extra={"error_code": code, "marked": marked})
 
 
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)

@@ -12,12 +12,12 @@ from pathlib import Path
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError
-from shared.keys import page_key
+from shared.errors import FileNotFoundInDbError, ForeignStorageKeyError
+from shared.fanout import fan_out_missing, send_ocr
+from shared.keys import original_key, page_key
 from shared.models import (
     DiscoverMessage,
     FileStatus,
-    OcrMessage,
     PageText,
     PreprocessMessage,
     ShellFilePage,
@@ -47,6 +47,7 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
         logger.info("file already past preprocess", extra={"status": row.status.value})
         return "skipped"
 
+    _check_original_key(row)
     limits = Limits.from_settings(deps.settings)
     needs_ocr: list[int] = []
     with tempfile.TemporaryDirectory(prefix="docpipe-pre-") as tmp:
@@ -95,10 +96,23 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
     # Only the invocation that moves the status fans out; a concurrent copy that lost the
     # race sends nothing, and a crash between the two is mended on redelivery above.
     if deps.db.finish_preprocess(row.id, page_count, needs_ocr=bool(needs_ocr)):
-        _send_ocr(deps, row.id, needs_ocr)
+        send_ocr(deps, row.id, needs_ocr)
         if not needs_ocr:
             deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
     return page_count
+
+
+def _check_original_key(row) -> None:
+    """The row names the key submit built for this patient and file, or nothing is read: a
+    wrong key inside the bucket would put another patient's document into this one's pages,
+    text and encounters, which row-level security then shows to this patient."""
+    extension = row.storage_key.rsplit(".", 1)[-1]
+    try:
+        expected = original_key(row.patient_id, row.id, extension)
+    except ValueError:
+        expected = None
+    if row.storage_key != expected:
+        raise ForeignStorageKeyError()
 
 
 _ROWS_PER_WRITE = 25
@@ -140,21 +154,6 @@ def _flush(deps: Deps, shell_file_id, rows: list, texts: list, pending: deque) -
     deps.db.upsert_pages(shell_file_id, rows, texts)
     rows.clear()
     texts.clear()
-
-
-def fan_out_missing(deps: Deps, shell_file_id) -> None:
-    """Re-send whatever the next stage needs for a file past preprocess (idempotent)."""
-    missing = deps.db.pages_without_text(shell_file_id)
-    if missing:
-        _send_ocr(deps, shell_file_id, missing)
-    elif deps.db.try_start_discovery(shell_file_id) or deps.db.get_shell_file(shell_file_id).status == FileStatus.DISCOVERING:
-        deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=shell_file_id))
-
-
-def _send_ocr(deps: Deps, shell_file_id, pages: list[int]) -> None:
-    size = deps.settings.ocr_pages_per_message
-    for start in range(0, len(pages), size):
-        deps.queue.send(Stage.OCR.value, OcrMessage(shell_file_id=shell_file_id, page_numbers=pages[start : start + size]))
 
 
 def _sha256(path: Path) -> str:

@@ -6,6 +6,7 @@
   docpipe submit FILE --patient-id  upload, create the row, enqueue (configured stack)
   docpipe worker [--burst]          serve the queues (configured stack)
   docpipe invoke STAGE --event FILE run a stage's lambda_handler on a Lambda-shaped event
+  docpipe retry [--code C] [--id ID]  retry failed files from the database
   docpipe samples DIR               write the generated sample documents
   docpipe lambda up                 template.yaml's functions, run as Lambda runs them, until Ctrl-C
   docpipe lambda process FILE ...   the same, on these files: submit, drain, report as `process` does
@@ -91,6 +92,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("redrive", help="move dead-letter messages back to their stage queues")
     p.add_argument("--stage", choices=["preprocess", "ocr", "discover"], default=None, help="one stage only")
+    p.add_argument("--terminal", action="store_true",
+                   help="the terminal DLQ (unrecorded-dlq, Lambda) back to the stage DLQs, with SQS's message move task")
+
+    p = sub.add_parser("retry", help="retry failed files from the database (every runtime)")
+    p.add_argument("--code", action="append", default=None, metavar="CODE",
+                   help="only files failed with this error code (repeatable; default: the retryable codes)")
+    p.add_argument("--since", type=_since, default=None, metavar="WHEN",
+                   help="only files failed at or after this: an ISO timestamp, or hours ago (e.g. 6h)")
+    p.add_argument("--id", action="append", type=_uuid, default=None, metavar="UUID", dest="ids",
+                   help="only this file (repeatable; any error code)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file retried")
 
     p = sub.add_parser("status", help="queue depths, files by status, recent failures, stage figures")
     p.add_argument("--json", action="store_true")
@@ -178,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": cmd_worker,
         "invoke": cmd_invoke,
         "redrive": cmd_redrive,
+        "retry": cmd_retry,
         "status": cmd_status,
         "samples": cmd_samples,
         "lambda": cmd_lambda,
@@ -282,13 +295,13 @@ def cmd_worker(args) -> int:
     except ValueError as exc:
         _err(f"docpipe: {exc}")
         return EXIT_USAGE
-    finished = supervisor.run(burst=args.burst, max_messages=args.max_messages, restore_signals=False)
+    supervisor.run(burst=args.burst, max_messages=args.max_messages, restore_signals=False)
     # Every message is deleted or released by now; a late SIGTERM must not turn a clean
     # exit into a kill (Python restores default handlers while it shuts down).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ok = sum(f.outcome == "succeeded" for f in finished)
-    _err(f"handled {len(finished)} message(s): {ok} succeeded, {len(finished) - ok} to be retried or dead-lettered")
+    ok, total = supervisor.counts["succeeded"], sum(supervisor.counts.values())
+    _err(f"handled {total} message(s): {ok} succeeded, {total - ok} to be retried or dead-lettered")
     return EXIT_OK
 
 
@@ -331,10 +344,45 @@ def cmd_invoke(args) -> int:
 def cmd_redrive(args) -> int:
     from shared import ops
     from shared.bootstrap import build_deps
+    from shared.errors import PipelineError
 
     deps = build_deps(_settings_or_exit())
+    if args.terminal:
+        try:
+            _err(f"terminal DLQ: message move task started ({ops.redrive_terminal(deps.queue)})")
+        except NotImplementedError as exc:
+            _err(f"docpipe: terminal DLQ not moved: {exc}; retry the failed files from the database: docpipe retry")
+            return EXIT_FAILED
+        except PipelineError as exc:  # no such queue here (only template.yaml creates it), SQS down
+            _err(f"docpipe: terminal DLQ not moved: {exc}")
+            return EXIT_FAILED
+        return EXIT_OK
     moved = ops.redrive(deps.queue, args.stage, db=deps.db)
     _err(f"moved {moved} message(s) back to their stage queues")
+    return EXIT_OK
+
+
+def _since(value: str):
+    import datetime as dt
+
+    try:
+        if value.endswith("h"):
+            return dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=float(value[:-1]))
+        when = dt.datetime.fromisoformat(value)
+        return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time (ISO, or hours ago like 6h): {value!r}") from exc
+
+
+def cmd_retry(args) -> int:
+    from shared import ops
+    from shared.bootstrap import build_deps
+
+    deps = build_deps(_settings_or_exit())
+    done = ops.retry(deps, codes=args.code, since=args.since, ids=args.ids)
+    for item in done:
+        print(json.dumps(item) if args.json else f"{item['shell_file_id']}  {item['was'] or '-'} -> {item['stage']}")
+    _err(f"retried {len(done)} failed file(s)")
     return EXIT_OK
 
 

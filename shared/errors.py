@@ -80,6 +80,12 @@ class NotReadyError(RetryableError):
     code = "not_ready"
 
 
+class DiscoveryInProgressError(RetryableError):
+    """Another invocation holds the file's discovery lease; try again once it has finished."""
+
+    code = "discovery_in_progress"
+
+
 # --- permanent -----------------------------------------------------------------------
 
 
@@ -111,6 +117,10 @@ class StorageKeyError(PermanentError, ValueError):
     """A storage key points outside docpipe's storage (a tampered row)."""
 
     code = "invalid_storage_key"
+
+
+class ForeignStorageKeyError(StorageKeyError):
+    """The row's storage key is not the key docpipe builds for its patient and file."""
 
 
 class EmptyFileError(PermanentError):

@@ -321,7 +321,7 @@ class PipelineRun(BaseModel):
     shell_file_id: uuid.UUID | None
     message_id: str | None = None
     attempt: int = 1
-    outcome: Literal["succeeded", "failed", "retry", "skipped"]
+    outcome: Literal["succeeded", "failed", "retry", "skipped", "reopened"]
     error_code: str | None = None
     started_at: dt.datetime
     duration_ms: float

@@ -1,4 +1,4 @@
-"""Operator views and actions behind `docpipe redrive` and `docpipe status`.
+"""Operator views and actions behind `docpipe retry`, `docpipe redrive` and `docpipe status`.
 
 Both read and move ids, counts, codes and durations only: no message body is printed, no
 file name, no text. They take the deps the CLI builds, so they run against any stack the
@@ -51,6 +51,18 @@ def redrive(queue: Queue, stage: str | None = None, db=None, max_messages: int =
     return moved
 
 
+# template.yaml's end of the line: dead letters the failures function could not record.
+TERMINAL_DLQ = "unrecorded-dlq"
+
+
+def redrive_terminal(queue) -> str:
+    """Move the terminal DLQ's messages back to the stage DLQs they came from, where the
+    failures function records them, with SQS's own message move task; return its handle.
+    ``NotImplementedError`` where the endpoint has none (moto, ElasticMQ): there, nothing is
+    moved, and `docpipe retry` (the database knows what each failed file needs) is the way."""
+    return queue.start_move_task(TERMINAL_DLQ)
+
+
 def _reopen(db, body: str, stage: str) -> None:
     try:
         shell_file_id = uuid.UUID(str(json.loads(body).get("shell_file_id")))
@@ -61,6 +73,59 @@ def _reopen(db, body: str, stage: str) -> None:
         " where id = %s and status = 'failed' returning id",
         (_REOPEN_STATUS[stage], shell_file_id),
     )
+
+
+def _retryable_codes() -> list[str]:
+    """Codes of failures a later try may well fix: every RetryableError's, a dead letter's, and
+    those the runtimes record for children that crashed or were killed."""
+    from shared import errors
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    codes = {cls.code for cls in (errors.RetryableError, *subclasses(errors.RetryableError))}
+    return sorted(codes | {errors.RetriesExhaustedError.code, "crash", "killed", "memory_cap", "shutdown"})
+
+
+def retry(deps, codes: list[str] | None = None, since: dt.datetime | None = None,
+          ids: list[uuid.UUID] | None = None, limit: int = 10_000) -> list[dict]:
+    """Retry failed files from the database (every runtime: it needs only the db and the queue).
+
+    Selects failed files by ``codes`` (default: the retryable ones; a permanent code only when
+    named, e.g. after a fix), ``since`` and ``ids`` (any code). Each is reopened to the state
+    the stage it still needs expects, in one conditional UPDATE, and only the caller that
+    reopened it sends what that state needs: a preprocess message before its pages exist, else
+    what the fan-out repair sends (OCR for the pages without text, or the one discover
+    message). Running it twice, or two at once, reopens and sends each file once; a pipeline_runs
+    row (outcome 'reopened') records each. Returns what it did, ids, stages and codes only.
+
+    A crash between the reopen and the send leaves the file active with nothing queued; the
+    stages' idempotency makes ``retry --id`` after ``docpipe status`` safe, but it selects failed
+    files only, so such a file is re-sent by hand (the window is one statement wide)."""
+    from shared.fanout import fan_out_missing
+    from shared.models import PipelineRun, PreprocessMessage, Stage
+
+    if codes is None and ids is None:
+        codes = _retryable_codes()
+    done = []
+    for row in deps.db.failed_files(codes=codes, since=since, ids=ids, limit=limit):
+        started_at = dt.datetime.now(dt.timezone.utc)
+        stage = deps.db.reopen_failed(row["id"])
+        if stage is None:
+            continue  # another retry got there first
+        if stage == Stage.PREPROCESS.value:
+            deps.queue.send(stage, PreprocessMessage(shell_file_id=row["id"]))
+        else:
+            stage = fan_out_missing(deps, row["id"]) or stage
+        deps.db.record_run(PipelineRun(
+            stage=Stage(stage), shell_file_id=row["id"], attempt=0, outcome="reopened", error_code=None,
+            started_at=started_at,
+            duration_ms=(dt.datetime.now(dt.timezone.utc) - started_at).total_seconds() * 1000,
+        ))
+        done.append({"shell_file_id": str(row["id"]), "stage": stage, "was": row["error_code"]})
+    return done
 
 
 def status(deps, window_hours: float = 24.0, failure_limit: int = 10) -> dict:

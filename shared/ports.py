@@ -140,8 +140,15 @@ class Database(abc.ABC):
         manifest, discovering -> completed. False (and nothing written) if not discovering."""
 
     @abc.abstractmethod
-    def mark_failed(self, shell_file_id: uuid.UUID, error_code: str, error_message: str) -> bool:
-        """Any non-terminal status -> failed with the code; False if already completed/failed."""
+    def mark_failed(
+        self, shell_file_id: uuid.UUID, error_code: str, error_message: str, at_stage: Stage | None = None
+    ) -> bool:
+        """Any non-terminal status -> failed with the code; False if already completed/failed.
+
+        With ``at_stage`` (a dead letter of that stage), only while the file is still at that
+        stage: queued/preprocessing for preprocess, ocr with a page still lacking text for OCR,
+        discovering for discover. A stale duplicate of a message whose work was done then fails
+        nothing."""
 
     @abc.abstractmethod
     def record_run(self, run: PipelineRun) -> None: ...
@@ -165,6 +172,23 @@ class Database(abc.ABC):
     def saved_discovery(self, shell_file_id: uuid.UUID, fingerprint: str) -> Discovery | None:
         """The discovery saved for the file with this fingerprint (same provider, model and page
         texts), or None."""
+
+    @abc.abstractmethod
+    def claim_discovery(self, shell_file_id: uuid.UUID, owner: str, lease_s: float) -> bool:
+        """The discover lease, in one conditional UPDATE: True if the file is discovering and no
+        other owner holds an unexpired lease (the lease is then ``owner``'s for ``lease_s``)."""
+
+    @abc.abstractmethod
+    def release_discovery(self, shell_file_id: uuid.UUID, owner: str) -> None:
+        """Give the lease up (only ``owner``'s own)."""
+
+    def saved_window(self, shell_file_id: uuid.UUID, fingerprint: str) -> dict | None:
+        """A provider's answer for one page window, kept by ``save_window`` (None: not kept)."""
+        return None
+
+    def save_window(self, shell_file_id: uuid.UUID, fingerprint: str, answer: dict, input_tokens: int,
+                    output_tokens: int) -> None:
+        """Keep one window's answer as soon as it is paid for (a no-op where nothing is kept)."""
 
 
 class OcrEngine(abc.ABC):

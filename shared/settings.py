@@ -11,8 +11,10 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.retry import deliveries_for
 
 
 class Settings(BaseSettings):
@@ -95,16 +97,16 @@ class Settings(BaseSettings):
 
     # --- queues
     visibility_timeout_s: int = Field(default=120, ge=1)
-    # Five deliveries with the backoff below span about three minutes: long enough to ride out
-    # a database restart or a network blip, short enough that a document that crashes on
-    # every delivery is marked failed soon.
-    max_receive_count: int = Field(default=5, ge=1)
+    # Unset (the default): the fewest deliveries whose waits add up to RETRY_BUDGET_S, so a
+    # dependency down for an hour (a maintenance window, a throttling storm) fails nothing.
+    # Permanent errors never use it: they fail the file at once.
+    max_receive_count: int | None = Field(default=None, ge=1, le=1000)
     retry_delay_s: float = Field(
         default=2.0,
         ge=0,
         le=900,
         description="wait before a failed message's second delivery; each later wait is 4x longer (up to "
-        "15 min), or the dependency's own Retry-After when longer",
+        "RETRY_MAX_DELAY_S), or the dependency's own Retry-After when longer",
     )
 
     # --- container worker (a fresh child process per message)
@@ -115,6 +117,23 @@ class Settings(BaseSettings):
     child_memory_mb: int = Field(default=1024, ge=64, description="a child above this RSS is killed")
     shutdown_grace_s: float = Field(default=25.0, ge=0, description="SIGTERM: time running children get")
     worker_tmp_dir: Path | None = Field(default=None, description="parent of the per-child temp dirs")
+
+    # --- retries (issue 12): a budget in time, not a count of deliveries
+    retry_budget_s: float = Field(
+        default=3600.0, ge=0, description="how long retryable failures are retried before the DLQ; "
+        "MAX_RECEIVE_COUNT derives from it (2, 8, 32, 128, 512, 900 ... s: ten deliveries for an hour)"
+    )
+    retry_max_delay_s: float = Field(default=900.0, ge=1, le=43200, description="the longest wait between deliveries")
+    discovery_lease_s: float = Field(
+        default=660.0, gt=0, description="a discover invocation's claim on a file (the discover function's "
+        "600 s timeout and a margin): a second copy of the message meanwhile does not call the model"
+    )
+
+    @model_validator(mode="after")
+    def _derive_receive_count(self) -> Settings:
+        if self.max_receive_count is None:
+            self.max_receive_count = deliveries_for(self.retry_budget_s, self.retry_delay_s, self.retry_max_delay_s)
+        return self
 
     @property
     def sqs_endpoint(self) -> str | None:

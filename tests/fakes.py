@@ -22,6 +22,7 @@ from shared.models import (
     PipelineRun,
     ShellFile,
     ShellFilePage,
+    Stage,
 )
 from shared.ports import Database, EncounterProvider, OcrEngine, Queue, QueueMessage, Storage
 
@@ -87,6 +88,7 @@ class InMemoryDb(Database):
         self.manifests: dict[uuid.UUID, Manifest] = {}
         self.runs: list[PipelineRun] = []
         self.discoveries: dict[uuid.UUID, tuple[str, Discovery]] = {}
+        self.leases: dict[uuid.UUID, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def _set(self, sfid, **changes):
@@ -143,9 +145,16 @@ class InMemoryDb(Database):
             self._set(manifest.shell_file_id, status=FileStatus.COMPLETED)
             return True
 
-    def mark_failed(self, sfid, error_code, error_message):
+    def mark_failed(self, sfid, error_code, error_message, at_stage=None):
         with self._lock:
             if sfid not in self.files or self.files[sfid].status in (FileStatus.COMPLETED, FileStatus.FAILED):
+                return False
+            status = self.files[sfid].status
+            if at_stage is not None and not {
+                Stage.PREPROCESS: status in (FileStatus.QUEUED, FileStatus.PREPROCESSING),
+                Stage.OCR: status == FileStatus.OCR and bool(self.pages_without_text(sfid)),
+                Stage.DISCOVER: status == FileStatus.DISCOVERING,
+            }[at_stage]:
                 return False
             self._set(sfid, status=FileStatus.FAILED, error_code=error_code, error_message=error_message)
             return True
@@ -165,6 +174,23 @@ class InMemoryDb(Database):
 
     def save_discovery(self, sfid, fingerprint, discovery):
         self.discoveries[sfid] = (fingerprint, discovery.model_copy(deep=True))
+
+    def claim_discovery(self, sfid, owner, lease_s):
+        import time
+
+        with self._lock:
+            held = self.leases.get(sfid)
+            if self.files[sfid].status != FileStatus.DISCOVERING:
+                return False
+            if held and held[0] != owner and held[1] > time.monotonic():
+                return False
+            self.leases[sfid] = (owner, time.monotonic() + lease_s)
+            return True
+
+    def release_discovery(self, sfid, owner):
+        with self._lock:
+            if self.leases.get(sfid, (None,))[0] == owner:
+                del self.leases[sfid]
 
     def saved_discovery(self, sfid, fingerprint):
         saved = self.discoveries.get(sfid)

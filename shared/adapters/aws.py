@@ -121,6 +121,26 @@ class SqsQueue(Queue):
         self.url.cache_clear()
         return urls
 
+    def start_move_task(self, queue: str) -> str:
+        """Move every message of a dead-letter queue back to the queues it came from with SQS's
+        own message move task (StartMessageMoveTask); return the task handle. Raises
+        ``NotImplementedError`` where the endpoint has no move task (moto, ElasticMQ)."""
+        try:
+            arn = self._client.get_queue_attributes(QueueUrl=self.url(queue), AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+            return self._client.start_message_move_task(SourceArn=arn)["TaskHandle"]
+        except NotImplementedError:
+            raise
+        except botocore.exceptions.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            code = exc.response.get("Error", {}).get("Code", "")
+            if status >= 500 or "Unsupported" in code or "InvalidAction" in code or "NotImplemented" in code:
+                raise NotImplementedError(f"the SQS endpoint has no message move task ({code or status})") from exc
+            raise translate(exc, f"move task on {queue}") from exc
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, f"move task on {queue}") from exc
+
     def send(self, queue: str, message: BaseModel, delay_s: int = 0) -> str:
         try:
             response = self._client.send_message(

@@ -30,6 +30,7 @@ from shared.models import (
     PipelineRun,
     ShellFile,
     ShellFilePage,
+    Stage,
 )
 from shared.ports import Database
 
@@ -37,6 +38,15 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
 _MIGRATION_LOCK = 0x646F6370  # "docp": one migrator at a time
 
 _ACTIVE = ("queued", "preprocessing", "ocr", "discovering")
+# Where a file is while a stage's message still has work to do (a dead letter of that stage
+# may fail it only then).
+_AT_STAGE = {
+    Stage.PREPROCESS: "f.status in ('queued', 'preprocessing')",
+    Stage.OCR: "f.status = 'ocr' and exists (select 1 from shell_file_pages p where p.shell_file_id = f.id"
+    " and not exists (select 1 from ocr_text_extractions t where t.shell_file_id = p.shell_file_id"
+    " and t.page_number = p.page_number))",
+    Stage.DISCOVER: "f.status = 'discovering'",
+}
 
 
 _UPSERT_PAGE = (
@@ -356,11 +366,15 @@ class PostgresDb(Database):
             )
         return True
 
-    def mark_failed(self, shell_file_id: uuid.UUID, error_code: str, error_message: str) -> bool:
+    def mark_failed(
+        self, shell_file_id: uuid.UUID, error_code: str, error_message: str, at_stage: Stage | None = None
+    ) -> bool:
+        # One statement: the check and the write see the same row version, so a file that
+        # moves on concurrently is either still at the stage (and failed) or left alone.
         rows = self._execute(
-            "update shell_files set status = 'failed', error_code = %s, error_message = %s, updated_at = now()"
-            " where id = %s and status = any(%s) returning id",
-            (error_code, error_message, shell_file_id, list(_ACTIVE)),
+            "update shell_files f set status = 'failed', error_code = %s, error_message = %s, updated_at = now()"
+            f" where f.id = %s and {_AT_STAGE.get(at_stage, 'f.status = any(%s)')} returning f.id",
+            (error_code, error_message, shell_file_id, *(() if at_stage in _AT_STAGE else (list(_ACTIVE),))),
         )
         return bool(rows)
 
@@ -388,6 +402,43 @@ class PostgresDb(Database):
             (shell_file_id,),
         )
         return rows[0]["error_code"] if rows else None
+
+    # --- `docpipe retry` ---------------------------------------------------------------
+
+    def failed_files(
+        self, codes: list[str] | None = None, since=None, ids: list[uuid.UUID] | None = None, limit: int = 10_000
+    ) -> list[dict]:
+        """Failed files (id, error_code, page_count), oldest first, filtered by any of error
+        code, last update at or after ``since``, and id."""
+        where, params = ["status = 'failed'"], []
+        if codes is not None:
+            where.append("error_code = any(%s)")
+            params.append(list(codes))
+        if since is not None:
+            where.append("updated_at >= %s")
+            params.append(since)
+        if ids is not None:
+            where.append("id = any(%s)")
+            params.append(list(ids))
+        return self._execute(
+            f"select id, error_code, page_count from shell_files where {' and '.join(where)}"
+            " order by updated_at, id limit %s",
+            (*params, limit),
+        )
+
+    def reopen_failed(self, shell_file_id: uuid.UUID) -> str | None:
+        """failed -> the state the stage it needs expects (queued before its pages exist, ocr
+        after: the fan-out then sends OCR or flips to discovering), in one conditional UPDATE;
+        return that stage, or None if the file was not failed (reopened already, or never)."""
+        rows = self._execute(
+            "update shell_files set status = case when page_count is null then 'queued' else 'ocr' end,"
+            " error_code = null, error_message = null, discovery_lease_until = null, updated_at = now()"
+            " where id = %s and status = 'failed' returning page_count",
+            (shell_file_id,),
+        )
+        if not rows:
+            return None
+        return "preprocess" if rows[0]["page_count"] is None else "ocr"
 
     # --- reads for the CLI and tests -------------------------------------------------
 
@@ -427,6 +478,39 @@ class PostgresDb(Database):
                 discovery.output_tokens,
                 discovery.cost_usd,
             ),
+        )
+
+    def claim_discovery(self, shell_file_id: uuid.UUID, owner: str, lease_s: float) -> bool:
+        rows = self._execute(
+            "update shell_files set discovery_lease_owner = %s,"
+            " discovery_lease_until = now() + make_interval(secs => %s)"
+            " where id = %s and status = 'discovering' and (discovery_lease_until is null"
+            " or discovery_lease_until < now() or discovery_lease_owner = %s) returning id",
+            (owner, float(lease_s), shell_file_id, owner),
+        )
+        return bool(rows)
+
+    def release_discovery(self, shell_file_id: uuid.UUID, owner: str) -> None:
+        self._execute(
+            "update shell_files set discovery_lease_owner = null, discovery_lease_until = null"
+            " where id = %s and discovery_lease_owner = %s",
+            (shell_file_id, owner),
+        )
+
+    def saved_window(self, shell_file_id: uuid.UUID, fingerprint: str) -> dict | None:
+        rows = self._execute(
+            "select answer, input_tokens, output_tokens from discovery_windows"
+            " where shell_file_id = %s and fingerprint = %s",
+            (shell_file_id, fingerprint),
+        )
+        return rows[0] if rows else None
+
+    def save_window(self, shell_file_id: uuid.UUID, fingerprint: str, answer: dict, input_tokens: int,
+                    output_tokens: int) -> None:
+        self._execute(
+            "insert into discovery_windows (shell_file_id, fingerprint, answer, input_tokens, output_tokens)"
+            " values (%s, %s, %s, %s, %s) on conflict (shell_file_id, fingerprint) do nothing",
+            (shell_file_id, fingerprint, Jsonb(answer), input_tokens, output_tokens),
         )
 
     def saved_discovery(self, shell_file_id: uuid.UUID, fingerprint: str) -> Discovery | None:

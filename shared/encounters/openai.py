@@ -43,10 +43,12 @@ import collections
 import dataclasses
 import datetime as dt
 import email.utils
+import hashlib
 import json
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -535,6 +537,7 @@ class OpenAiEncounters(EncounterProvider):
     """
 
     name = "openai"
+    caches_windows = True  # discover() takes a window_cache (handlers/discover.py)
 
     def __init__(
         self,
@@ -559,6 +562,7 @@ class OpenAiEncounters(EncounterProvider):
         self.max_wait_s = max_wait_s
         self._sleep = sleep
         self.max_page_chars = max_page_chars
+        self._local = threading.local()  # the window cache of the discover() call on this thread
 
     @classmethod
     def from_settings(cls, settings, api_key: str | None = None) -> OpenAiEncounters:
@@ -582,7 +586,17 @@ class OpenAiEncounters(EncounterProvider):
 
     # --- the document --------------------------------------------------------------------
 
-    def discover(self, pages: list[PageText]) -> Discovery:
+    def discover(self, pages: list[PageText], window_cache: Any = None) -> Discovery:
+        """``window_cache`` (``get(key)``, ``put(key, answer, input_tokens, output_tokens)``)
+        keeps each answer as soon as it is paid for, keyed by the model and the exact request:
+        a later call for the same document replays the answers it has and asks only the rest."""
+        self._local.cache = window_cache
+        try:
+            return self._discover(pages)
+        finally:
+            self._local.cache = None
+
+    def _discover(self, pages: list[PageText]) -> Discovery:
         doc = _Document(pages)
         usage = _Usage()
         drafts: list[_Draft] = []
@@ -709,6 +723,15 @@ class OpenAiEncounters(EncounterProvider):
     def _call(self, messages: list[dict[str, str]], window: list[int], usage: _Usage, ask: int) -> WindowAnswer:
         """One answer from the model, waiting out short throttles; ``_BadAnswer`` if malformed."""
         extra: dict[str, Any] = {} if _reasoning_model(self.model) else {"temperature": 0}
+        cache = getattr(self._local, "cache", None)
+        key = hashlib.sha256(json.dumps([self.model, messages]).encode()).hexdigest() if cache is not None else ""
+        saved = cache.get(key) if cache is not None else None
+        if saved is not None:
+            # Paid for by an earlier delivery: counted in this discovery's tokens, not asked again.
+            usage.input_tokens += saved["input_tokens"]
+            usage.output_tokens += saved["output_tokens"]
+            logger.info("window answer reused", extra={"first_page": window[0], "last_page": window[-1], "ask": ask})
+            return WindowAnswer.model_validate(saved["answer"])
         waited = 0.0
         for attempt in range(1, self.max_attempts + 1):
             t0 = time.perf_counter()
@@ -739,7 +762,12 @@ class OpenAiEncounters(EncounterProvider):
                 self._sleep(wait)
                 waited += wait
                 continue
-            return self._read(raw, window, usage, ask, attempt, (time.perf_counter() - t0) * 1000)
+            before = (usage.input_tokens, usage.output_tokens)
+            answer = self._read(raw, window, usage, ask, attempt, (time.perf_counter() - t0) * 1000)
+            if cache is not None:
+                cache.put(key, answer.model_dump(mode="json"), usage.input_tokens - before[0],
+                          usage.output_tokens - before[1])
+            return answer
         raise AssertionError("unreachable")
 
     def _parse_api(self) -> Any:

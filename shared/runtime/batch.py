@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from shared.bootstrap import get_deps
 from shared.observability import logger, metrics, set_stage_dimension
 from shared.runtime.records import attempt_of, retry_hint
-from shared.runtime.worker import backoff_s
+from shared.retry import backoff_s
 
 
 def process_sqs_batch(event: dict, context, record_handler: Callable[[SQSRecord], None]) -> dict:
@@ -51,11 +51,13 @@ def process_sqs_batch(event: dict, context, record_handler: Callable[[SQSRecord]
 
 def schedule_retries(event: dict, failed: set[str]) -> None:
     """On Lambda: make each failed record visible again after the same backoff the local
-    runtimes use (2, 8, 32, 128 s by default, or the dependency's Retry-After) instead of the
+    runtimes use (2, 8, 32, 128, 512, 900 ... s by default, or the dependency's Retry-After) instead of the
     queue's visibility timeout, which is 6x the function's timeout (an hour for preprocess): a
     Postgres blip must not hold a document back for hours. Best effort: if SQS refuses, the
     visibility timeout applies as before. The receive count still grows, so a record that
-    keeps failing still reaches the DLQ after MAX_RECEIVE_COUNT deliveries."""
+    keeps failing still reaches the DLQ after MAX_RECEIVE_COUNT deliveries: the count the
+    retry budget (RETRY_BUDGET_S, an hour) needs, which template.yaml's maxReceiveCount
+    matches (tests/unit/test_template.py)."""
     try:
         deps = get_deps()
     except Exception as exc:  # noqa: BLE001 - the visibility timeout is the fallback
@@ -68,7 +70,9 @@ def schedule_retries(event: dict, failed: set[str]) -> None:
             continue
         physical = record.event_source_arn.rsplit(":", 1)[-1]
         queue = physical.removeprefix(prefix)
-        delay = backoff_s(attempt_of(record), deps.settings.retry_delay_s, retry_hint(record.message_id))
+        delay = backoff_s(
+            attempt_of(record), deps.settings.retry_delay_s, retry_hint(record.message_id), deps.settings.retry_max_delay_s
+        )
         try:
             deps.queue.release(queue, record.receipt_handle, delay)
         except Exception as exc:  # noqa: BLE001 - the visibility timeout is the fallback

@@ -13,7 +13,8 @@ released for redelivery. Success deletes the message; any other end (a failed re
 crash, SIGKILL, the OOM killer) leaves it to SQS's redelivery and, in the end, the DLQ.
 
 Signals (Render sends SIGTERM, then SIGKILL after its grace period):
-- first SIGTERM/SIGINT: stop receiving; running children get SHUTDOWN_GRACE_S to finish;
+- first SIGTERM/SIGINT: stop receiving (messages a long poll returns after it are released at
+  once, not started); running children get SHUTDOWN_GRACE_S to finish;
   whatever is still running then is killed and its message released at once;
 - second SIGTERM/SIGINT: kill every child's process group now and release their messages.
 Nothing is lost either way: a message is deleted only after its child succeeded.
@@ -21,6 +22,7 @@ Nothing is lost either way: a message is deleted only after its child succeeded.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import multiprocessing
@@ -44,6 +46,9 @@ from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS, backoff_s, s
 from shared.settings import Settings
 
 _TICK_S = 0.2
+# What the parent remembers of finished children: the latest few for progress lines, tests
+# and benches; totals as counters. A worker runs for weeks, so nothing here grows per message.
+FINISHED_KEPT = 1000
 
 
 @dataclasses.dataclass
@@ -91,7 +96,8 @@ class Supervisor:
             self.ctx.set_forkserver_preload(["shared.runtime.child"])
         self.on_finish = on_finish
         self.running: dict[int, _Running] = {}
-        self.finished: list[Finished] = []
+        self.finished: collections.deque[Finished] = collections.deque(maxlen=FINISHED_KEPT)
+        self.counts: collections.Counter[str] = collections.Counter()  # outcome -> children, all time
         self._aux: list[multiprocessing.Process] = []
         self._signals = 0
         self._grace_deadline = 0.0
@@ -101,7 +107,8 @@ class Supervisor:
     # --- the loop --------------------------------------------------------------------
 
     def run(self, burst: bool = False, max_messages: int | None = None, restore_signals: bool = True) -> list[Finished]:
-        """Serve until signalled; with ``burst``, until every queue is empty and settled.
+        """Serve until signalled; with ``burst``, until every queue is empty and settled. Returns
+        the last FINISHED_KEPT children's ends (``counts`` has the totals).
 
         ``restore_signals=False`` (the CLI) keeps this worker's handlers after the loop, so a
         late SIGTERM during exit is counted, not fatal."""
@@ -141,7 +148,7 @@ class Supervisor:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
             shutil.rmtree(self._tmp_root, ignore_errors=True)
-        return self.finished
+        return list(self.finished)
 
     def _on_signal(self, signum, frame) -> None:
         self._signals += 1
@@ -170,6 +177,11 @@ class Supervisor:
                 time.sleep(1.0)
                 continue
             for message in messages:
+                if self._signals:
+                    # SIGTERM came during the long poll: this worker starts nothing more, so
+                    # the message goes back at once, for a worker that stays.
+                    self._release(queue, message, 0)
+                    continue
                 self._start(queue, message)
                 started += 1
         return started
@@ -282,7 +294,9 @@ class Supervisor:
             outcome = f"killed:{run.killed_for}" if run.killed_for else ("crashed" if exitcode < 0 else "failed")
             hint = (result or {}).get("retry_after_s")
             delay = (
-                0 if run.killed_for == "shutdown" else backoff_s(message.receive_count, self.settings.retry_delay_s, hint)
+                0
+                if run.killed_for == "shutdown"
+                else backoff_s(message.receive_count, self.settings.retry_delay_s, hint, self.settings.retry_max_delay_s)
             )
             self._release(job.queue, message, delay)
             if run.killed_for or exitcode < 0 or result is None:
@@ -297,6 +311,7 @@ class Supervisor:
             peak_rss_kb=peak_kb,
         )
         self.finished.append(finished)
+        self.counts[outcome] += 1
         log = logger.info if outcome == "succeeded" else logger.warning
         log("child finished", extra={"queue": job.queue, "message_id": message.message_id, "outcome": outcome,
                                      "exitcode": exitcode, "duration_ms": round(duration * 1000, 1),

@@ -10,13 +10,13 @@ its deliveries marks its file failed instead of vanishing.
 from __future__ import annotations
 
 import importlib
-import math
 import time
 from collections.abc import Callable, Iterable
 
 from shared.bootstrap import Deps
 from shared.observability import logger
 from shared.ports import QueueMessage, dlq_name
+from shared.retry import MAX_BACKOFF_S, MAX_DELAY_S, backoff_s  # noqa: F401 - re-exported
 from shared.runtime.events import LocalContext, queue_arn, sqs_event
 
 STAGE_HANDLERS = {
@@ -38,20 +38,6 @@ def serving_order(stages: Iterable[str], include_dlqs: bool) -> list[str]:
         raise ValueError(f"unknown stages: {sorted(unknown)}")
     order = [s for s in ("discover", "ocr", "preprocess") if s in stages]
     return order + ([dlq_name(s) for s in order] if include_dlqs else [])
-
-
-MAX_DELAY_S = 12 * 3600  # SQS's longest visibility timeout
-MAX_BACKOFF_S = 900
-
-
-def backoff_s(receive_count: int, first_s: float, retry_after_s: float | None = None) -> int:
-    """Visibility delay before a failed message is tried again: ``first_s`` (RETRY_DELAY_S)
-    after its first delivery, 4x longer after each later one, at most 15 minutes; or the
-    dependency's own Retry-After when it asked for longer."""
-    delay = min(MAX_BACKOFF_S, math.ceil(first_s * 4 ** max(0, receive_count - 1)))
-    if retry_after_s:
-        delay = max(delay, math.ceil(retry_after_s))
-    return min(delay, MAX_DELAY_S)
 
 
 class Worker:
@@ -97,7 +83,9 @@ class Worker:
                 if m.message_id in failed:
                     from shared.runtime.records import retry_hint  # the handlers' module: loaded by now
 
-                    delay = backoff_s(m.receive_count, self.deps.settings.retry_delay_s, retry_hint(m.message_id))
+                    settings = self.deps.settings
+                    delay = backoff_s(m.receive_count, settings.retry_delay_s, retry_hint(m.message_id),
+                                      settings.retry_max_delay_s)
                     self.deps.queue.release(queue, m.receipt_handle, delay)
                 else:
                     self.deps.queue.delete(queue, m.receipt_handle)

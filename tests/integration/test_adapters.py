@@ -138,8 +138,11 @@ def test_status_transitions_are_conditional(stack_deps):
     assert [t.page_number for t in db.page_texts(row.id)] == [1, 2]
 
 
-def test_fan_in_flips_exactly_once_under_a_race(stack_settings, stack_deps):
-    """Eight connections record the last pages and try the flip at the same moment."""
+@pytest.mark.parametrize("round_", range(5))
+def test_fan_in_flips_exactly_once_under_a_race(stack_settings, stack_deps, round_):
+    """Eight connections, each with its own page, start together: the upserts of the last
+    pages race each other as well as the flips (no page is written before the start line),
+    and exactly one of them flips the file, whichever commits last."""
     db: PostgresDb = stack_deps.db
     row = _new_file(db)
     db.begin_preprocess(row.id)
@@ -148,13 +151,16 @@ def test_fan_in_flips_exactly_once_under_a_race(stack_settings, stack_deps):
         db.upsert_page(ShellFilePage(shell_file_id=row.id, page_number=n, storage_key="k", width=1, height=1,
                                      text_source=TextSource.OCR))
     db.finish_preprocess(row.id, pages, needs_ocr=True)
+    connections = [PostgresDb(stack_settings.database_url.get_secret_value()) for _ in range(pages)]
+    for own in connections:
+        own.get_shell_file(row.id)  # connected before the start line: only the race is timed
     barrier = threading.Barrier(pages)
     flips = []
 
     def worker(n):
-        own = PostgresDb(stack_settings.database_url.get_secret_value())
-        own.upsert_text(row.id, _text(n))
+        own = connections[n - 1]
         barrier.wait()
+        own.upsert_text(row.id, _text(n))
         flips.append(own.try_start_discovery(row.id))
         own.close()
 
@@ -165,6 +171,7 @@ def test_fan_in_flips_exactly_once_under_a_race(stack_settings, stack_deps):
         t.join()
     assert sorted(flips) == [False] * (pages - 1) + [True]
     assert db.get_shell_file(row.id).status == FileStatus.DISCOVERING
+    assert db.pages_without_text(row.id) == []
 
 
 def test_complete_discovery_replaces_the_set(stack_deps):

@@ -339,11 +339,21 @@ def test_docpipe_invoke_runs_a_stage_on_an_event_file(stack_deps, stack_env, sam
     assert json.loads(done.stdout) == {"batchItemFailures": []}
     assert stack_deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
 
-    # A dead letter from the preprocess DLQ: the failures function marks the file failed.
+    # A stale dead letter from the preprocess DLQ (a duplicate of a message whose work was
+    # done): the file is past preprocess, so the failures function leaves it alone.
     dead = cli(stack_env, "invoke", "failures", "--event", str(events / "failures.json"), "--shell-file-id", str(sfid))
     assert dead.returncode == 0 and json.loads(dead.stdout) == {"batchItemFailures": []}
-    row = stack_deps.db.get_shell_file(sfid)
-    assert (row.status, row.error_code) == (FileStatus.FAILED, "not_ready")  # the last code its runs recorded
+    assert stack_deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+
+    # The same dead letter for a file still at preprocess fails it, with the last code its
+    # runs recorded.
+    stuck = submit(stack_deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    early = cli(stack_env, "invoke", "discover", "--event", str(events / "discover.json"), "--shell-file-id", str(stuck))
+    assert early.returncode == 1
+    dead = cli(stack_env, "invoke", "failures", "--event", str(events / "failures.json"), "--shell-file-id", str(stuck))
+    assert dead.returncode == 0 and json.loads(dead.stdout) == {"batchItemFailures": []}
+    row = stack_deps.db.get_shell_file(stuck)
+    assert (row.status, row.error_code) == (FileStatus.FAILED, "not_ready")
 
     bad = cli(stack_env, "invoke", "ocr", "--event", str(events / "no-such-event.json"))
     assert bad.returncode == 2

@@ -251,3 +251,20 @@ def test_lambda_requirements_are_pyprojects_runtime_dependencies():
     assert [line for line in lines if line and not line.startswith("#")] == deps, "run `make lambda-requirements`"
     assert any(d.startswith("aws-lambda-powertools[tracer]") for d in deps)
     assert any(d.startswith("supabase") for d in deps)
+
+
+def test_stage_queues_deliver_for_the_whole_retry_budget(template):
+    """Each stage queue's maxReceiveCount is the count the settings derive from the retry
+    budget (RETRY_BUDGET_S over the backoff schedule, the same on Lambda and in the container),
+    so a dependency down for the budget (an hour) fails nothing; and when scheduling the retry
+    fails, the queue's own visibility timeout alone spaces the deliveries at least as far."""
+    settings = Settings()
+    queues = resources(template, "AWS::SQS::Queue")
+    stage_queues = {name: q for name, q in queues.items() if name in ("PreprocessQueue", "OcrQueue", "DiscoverQueue")}
+    assert len(stage_queues) == 3
+    for name, queue in stage_queues.items():
+        count = queue["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+        assert count == settings.max_receive_count, name
+        assert (count - 1) * queue["Properties"]["VisibilityTimeout"] >= settings.retry_budget_s, name
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert "MAX_RECEIVE_COUNT" not in env and "RETRY_DELAY_S" not in env  # defaults: the ones checked here
