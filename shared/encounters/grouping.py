@@ -231,12 +231,21 @@ def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
     end = max(discharges, key=lambda d: d.value) if discharges else None
     if start is None:
         planned = [d for d in dates if d.role == "planned"]
-        if not end and planned and any(cues.APPOINTMENT.search(p.text) for p in group.pages):
+        if not end and planned and _appointment_letter(group):
             return planned[0], None, Timing.PLANNED
         return None, end, Timing.HAPPENED  # a discharge date alone: the end is known, the start is not
     if end is None and start.role == "visit":
         end = start  # a visit is one day
     return start, end, Timing.HAPPENED
+
+
+def _appointment_letter(group: Group) -> bool:
+    """A letter booking a visit, not a note that names its follow-up ("Next appointment: ...")."""
+    title = group.title
+    if title is not None:
+        page = next(p for p in group.pages if p.number == title[1].page)
+        return bool(cues.APPOINTMENT.search(page.text[title[1].start : title[1].end]))
+    return any(cues.APPOINTMENT.search(p.text) for p in group.pages)
 
 
 def _best(found: Iterable[Found]) -> Found | None:
