@@ -810,3 +810,21 @@ def test_ocr_misread_labels_still_say_what_a_date_is_for(label: str) -> None:
     page = _NOTE.format(line=f"{label}: 01/15/2019")
     (encounter,) = _discover(page).encounters
     assert encounter.date_start is None
+
+
+def test_a_running_header_repeating_the_title_continues_a_document_whose_title_ocr_lost() -> None:
+    first = """Lakeshore Orthopedic Associates
+7 Lakeshore Drive, Madison, WI 53703
+Tel (608) 555-0166
+Lakeshore Orthopedic Associates: Clinic ‘Note
+Patient: Isabella Jones DOB: 05/01/2005 MRN: 998991
+Visit date: 10/09/2022
+CHIEF COMPLAINT
+Knee pain.
+"""
+    second = """Isabella Jones | MRN 998991 | Lakeshore Orthopedic Associates: Clinic Note
+PHYSICAL EXAM
+Mild effusion of the right knee.
+"""
+    (visit,) = _discover(first, second).encounters
+    assert visit.page_ranges == [(1, 2)]
