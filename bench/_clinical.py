@@ -572,6 +572,26 @@ def build(p: dict, ocr) -> Packet:
     )
 
 
+def confused(packet: Packet, seed: int) -> Packet:
+    """The packet as a poor OCR reads it: letters it confuses swapped in some words ("Prevlous",
+    "D0B", "Encountcr"), every page marked OCR'd. For the development part only: it exposes
+    labels misread, without more validation packets and without Tesseract's time."""
+    rng = random.Random(f"confused/{seed}/{packet.name}")
+    swaps = [("i", "l"), ("l", "1"), ("o", "0"), ("e", "c"), ("rn", "m"), ("u", "v"), ("S", "5"), ("O", "0"), ("t", "f")]
+
+    def read(text: str) -> str:
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            if word and rng.random() < 0.08:
+                a, b = rng.choice(swaps)
+                words[i] = word.replace(a, b, 1)
+        return " ".join(words)
+
+    pages = [PageText(page_number=p.page_number, text=read(p.text), engine="tesseract", confidence=0.8)
+             for p in packet.pages]
+    return dataclasses.replace(packet, name=f"{packet.name}-confused-{seed}", pages=pages)
+
+
 # --- scoring --------------------------------------------------------------------------------------
 
 

@@ -961,6 +961,12 @@ def run_clinical(args: argparse.Namespace) -> dict | None:
         plans = [p for part in ("dev", "val") for p in _clinical.plan(docs, part, args.clinical_packets, args.seed)]
         with concurrent.futures.ThreadPoolExecutor(args.ocr_workers) as pool:
             packets = list(pool.map(lambda p: _clinical.build(p, ocr), plans))
+        # More development packets (never validation ones): other seeds, printed and read with
+        # OCR's letter confusions; the split stays by source, as plan() draws from one part only.
+        for seed in args.dev_seeds:
+            for p in _clinical.plan(docs, "dev", args.clinical_packets, seed):
+                printed = _clinical.build({**p, "name": f"{p['name']}-s{seed}"}, None)
+                packets += [printed, _clinical.confused(printed, seed)]
     read_s = time.perf_counter() - t0
     results: dict[str, dict] = {}
     for name, make in providers(settings, args.before).items():
@@ -1047,6 +1053,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", choices=("all", "clinical", "generated"), default="all",
                         help="clinical: the printed corpus documents (dev and validation); generated: the old packets")
     parser.add_argument("--clinical-packets", type=int, default=24, help="packets per part of the clinical set")
+    parser.add_argument("--dev-seeds", type=int, nargs="*", default=[],
+                        help="more development packets from these seeds, printed and OCR-confused (validation unchanged)")
     parser.add_argument("--before", default=BEFORE, help="git commit whose heuristic gives the 'before' figures ('' for none)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

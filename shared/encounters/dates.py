@@ -178,15 +178,48 @@ class Date:
         return self.role in _ANCHOR_ROLES or (self.role == "generic" and self.in_header)
 
 
-def label_role(segment: str) -> str | None:
+# OCR reads "Previous" as "Prevlous" or "Prcvious" and "DOB" as "D0B": labels are matched with
+# the letters it confuses folded together, in the page and in the patterns alike (one character
+# for one, so positions hold).
+_FOLD = str.maketrans("iIl1!eE0O", "lllllccoo")
+_FOLDED = [(role, re.compile(pattern.pattern.translate(str.maketrans("iIeE", "llcc")), pattern.flags))
+           for role, pattern in _ROLES]
+
+
+def _label(segment: str) -> tuple[str, int, int] | None:
+    """The label nearest the end of ``segment``: its role, start and end."""
+    folded = segment.translate(_FOLD)
     best: tuple[int, int, int] | None = None
-    role_found = None
-    for order, (role, pattern) in enumerate(_ROLES):
-        for m in pattern.finditer(segment):
+    found = None
+    for order, (role, pattern) in enumerate(_FOLDED):
+        for m in pattern.finditer(folded):
             key = (m.end(), m.end() - m.start(), -order)
             if best is None or key > best:
-                best, role_found = key, role
-    return role_found
+                best, found = key, (role, m.start(), m.end())
+    return found
+
+
+def label_role(segment: str) -> str | None:
+    found = _label(segment)
+    return found[0] if found else None
+
+
+# A field's label sits at the start of its line or cell, or right after the previous field's
+# date ("Admission date: ...    Discharge date: ..."), and only punctuation parts it from its date.
+# The same words inside a sentence ("she was seen in the ED on ...", "scheduled to have surgery
+# on ...") tell the patient's history or plan, not when this encounter happened.
+# One short word may sit between: what OCR made of "date" ("Visit dafe:").
+_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()]*)?$")
+_LABEL_WORDS = frozenset({"date", "time", "and", "of", "the", "on", "at"})  # words a label may start with
+
+
+def _is_field(segment: str, label: tuple[str, int, int], after_date: bool) -> bool:
+    _, start, end = label
+    if not _LABEL_GAP.match(re.sub(r"^\w+", "", segment[end:])):  # "Discharge" of "Discharged:" ends mid-word
+        return False
+    head = re.split(r"\s{2,}|\t|\|", segment[:start])[-1]
+    words = [w for w in re.findall(r"[A-Za-z]+", head) if w.lower() not in _LABEL_WORDS]
+    return not words if after_date else len(words) <= 1
 
 
 # A fax machine's transmission line: "06/01/2019 14:22 FROM: (217) 555-0142 TO: ... P. 2/4".
@@ -208,13 +241,20 @@ def _column_role(lines: Sequence[Line], index: int, offset: int) -> str | None:
     return label_role(header[column]) or "column"
 
 
+_PROSE = "prose"  # a role's words inside a sentence: no role at all
+
+
 def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: int) -> str | None:
     line = lines[index]
     column = _column_role(lines, index, start - line.start)
     if column is not None:
         return None if column == "column" else column
     segment = text[max(line.start, floor, start - LABEL_REACH) : start]
-    role = label_role(segment)
+    label = _label(segment)
+    role = label[0] if label else None
+    # A letter tells its appointment in a sentence ("your appointment is booked for ...").
+    if label and role not in ("dob", "ignore", "planned") and not _is_field(segment, label, floor > line.start):
+        return _PROSE
     if role is None and not re.search(r"\w", segment) and index > 0:
         # Tables read column-wise put the label on the line above the date.
         above = lines[index - 1]
@@ -240,11 +280,13 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool) -
                 role = _date_role(text, lines, index, start, floor)
             floor = end
             previous = None
-            if value is None or role in ("dob", "ignore"):
+            if value is None or role in ("dob", "ignore", _PROSE):
                 continue
             if "|" in line.text and role not in ("admission", "discharge"):
                 continue  # a row of a table lists past events (results, encounters, plans), not this one
             in_header = start < header_end
+            if role == "generic" and not in_header:
+                continue  # "Date:" below the letterhead dates a result, a dose or a problem, not the visit
             if role is None:
                 if not in_header:
                     continue  # an unlabelled date in the body says nothing about the encounter

@@ -157,7 +157,8 @@ def boundary(group: Group, page: Page) -> str | None:
         return STRONG  # a title with its banner or letterhead: a document's first page, even of the same kind
     if _banner(page) and _banner(group.pages[0]) and not _banner(last):
         return STRONG  # a banner again after pages without one: printers that repeat it do so on every page
-    if page.top_title and (group.title is None or page.top_title[0] != group.title[0]):
+    if page.top_title and (group.title is None or page.top_title[0] != group.title[0]) \
+            and not _running_header(group, page, page.top_title[1]):
         return STRONG
     if page.salutation:
         return STRONG  # "Dear Dr ..." near the top opens a letter
@@ -177,6 +178,18 @@ def boundary(group: Group, page: Page) -> str | None:
     if last.footer and page.footer and not cues.same_footer(last.footer, page.footer):
         return WEAK  # another running footer: another print job
     return None
+
+
+def _running_header(group: Group, page: Page, title: Span) -> bool:
+    """Whether the title sits in a running header naming the encounter's patient ("Name | MRN | Title").
+
+    Such a header repeats the document's title on each later page; when OCR lost the title on
+    the first page, it is no new document's title.
+    """
+    line = next((ln.text for ln in page.lines if ln.start <= title.start < ln.end), "")
+    known = group.patient
+    names = [v[0] for v in (known.name, known.identifier) if v]
+    return any(len(name) >= 4 and name.lower() in line.lower() for name in names)
 
 
 def _banner(page: Page) -> bool:
@@ -231,12 +244,21 @@ def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
     end = max(discharges, key=lambda d: d.value) if discharges else None
     if start is None:
         planned = [d for d in dates if d.role == "planned"]
-        if not end and planned and any(cues.APPOINTMENT.search(p.text) for p in group.pages):
+        if not end and planned and _appointment_letter(group):
             return planned[0], None, Timing.PLANNED
         return None, end, Timing.HAPPENED  # a discharge date alone: the end is known, the start is not
     if end is None and start.role == "visit":
         end = start  # a visit is one day
     return start, end, Timing.HAPPENED
+
+
+def _appointment_letter(group: Group) -> bool:
+    """A letter booking a visit, not a note that names its follow-up ("Next appointment: ...")."""
+    title = group.title
+    if title is not None:
+        page = next(p for p in group.pages if p.number == title[1].page)
+        return bool(cues.APPOINTMENT.search(page.text[title[1].start : title[1].end]))
+    return any(cues.APPOINTMENT.search(p.text) for p in group.pages)
 
 
 def _best(found: Iterable[Found]) -> Found | None:

@@ -753,3 +753,78 @@ def test_dates_in_the_rows_of_a_table_are_history_not_the_encounter_date():
     # A summary of care lists past encounters and results; it is no encounter of those dates.
     (encounter,) = _discover(SUMMARY_OF_CARE).encounters
     assert (encounter.date_start, encounter.date_end) == (None, None)
+
+
+# Dates a document prints that are not its encounter's: each of these, on a note that prints no
+# service date of its own, must leave the encounter undated rather than give it that date.
+_NOTE = """Maple Grove Family Medicine
+410 Elm Street, Springfield, IL 62704
+Tel (217) 555-0142
+Patient: Martha Collins    DOB: 03/14/1968    MRN: 4471902
+PROGRESS NOTE
+CHIEF COMPLAINT
+Follow-up of chronic conditions.
+HISTORY OF PRESENT ILLNESS
+The patient returns for review of her blood pressure and diabetes. She reports feeling well and
+has been taking her medications as prescribed. No chest pain, no shortness of breath.
+{line}
+ASSESSMENT AND PLAN
+Continue current management. Recheck labs in three months.
+"""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Result date: 02/11/2019",  # a result's date, in a results section
+        "Start date: 01/02/2017",  # a medication's start
+        "Immunization date: 10/01/2018",  # an immunisation given some other day
+        "Date resolved: 04/04/2016",  # a problem's resolution
+        "She is currently scheduled to have surgery on 06/24/2019.",  # the plan, told in prose
+        "She was seen in the emergency department on 04/02/2019 for dizziness.",  # history, in prose
+        "Admitted to the hospital on 02/03/2018 for pneumonia, discharged on 02/07/2018.",  # a past stay
+        "Next appointment: 08/20/2019",  # a visit note's follow-up is no appointment letter
+        "Fax received 05/31/2019 from the cardiology clinic.",
+        "Date signed: 05/30/2019",
+        "Printed on: 06/01/2019",
+    ],
+)
+def test_a_date_the_note_mentions_is_not_its_encounter_date(line: str) -> None:
+    (encounter,) = _discover(_NOTE.format(line=line)).encounters
+    assert (encounter.date_start, encounter.date_end) == (None, None)
+    assert "no_date" in encounter.review_reasons
+
+
+def test_a_field_labelled_date_in_the_letterhead_beats_a_date_told_in_prose() -> None:
+    page = _NOTE.replace("PROGRESS NOTE\n", "PROGRESS NOTE\nDate: 05/10/2019\n").format(
+        line="She is currently scheduled to have surgery on 06/24/2019.")
+    (encounter,) = _discover(page).encounters
+    assert encounter.date_start == dt.date(2019, 5, 10)
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["Prevlous visit", "Prev1ous visit", "Prcvious visit", "D0B", "Date 0f Birth", "Prlnted", "Signcd on"],
+)
+def test_ocr_misread_labels_still_say_what_a_date_is_for(label: str) -> None:
+    page = _NOTE.format(line=f"{label}: 01/15/2019")
+    (encounter,) = _discover(page).encounters
+    assert encounter.date_start is None
+
+
+def test_a_running_header_repeating_the_title_continues_a_document_whose_title_ocr_lost() -> None:
+    first = """Lakeshore Orthopedic Associates
+7 Lakeshore Drive, Madison, WI 53703
+Tel (608) 555-0166
+Lakeshore Orthopedic Associates: Clinic ‘Note
+Patient: Isabella Jones DOB: 05/01/2005 MRN: 998991
+Visit date: 10/09/2022
+CHIEF COMPLAINT
+Knee pain.
+"""
+    second = """Isabella Jones | MRN 998991 | Lakeshore Orthopedic Associates: Clinic Note
+PHYSICAL EXAM
+Mild effusion of the right knee.
+"""
+    (visit,) = _discover(first, second).encounters
+    assert visit.page_ranges == [(1, 2)]
