@@ -222,8 +222,12 @@ def inject_stale_dead_letters(deps, ids: list, rng: random.Random, share: float 
 def run_chaos(n: int = 200, seed: int = 7, kill_fraction: float = 0.12, outage_s: float = 5.0,
               text_templates: int = 5, scanned_templates: int = 3, scanned_every: int = 4,
               deadline_s: float = 1500.0, say=print, pg_outage_s: float = PG_OUTAGE_S,
-              pgbouncer_restart=None) -> dict:
-    """Run the whole bench on a fresh local stack; return the ledger (JSON-serialisable)."""
+              pgbouncer_restart=None, pooler: bool = True) -> dict:
+    """Run the whole bench on a fresh local stack; return the ledger (JSON-serialisable).
+
+    With ``pooler`` (and Debian's pgbouncer installed) the worker reaches Postgres through
+    PgBouncer in transaction mode, as a deployment reaches Supabase's pooler, and the
+    ``pgbouncer_restart`` fault restarts it."""
     from shared.runtime.localstack import LOCAL_CREDENTIALS
     from shared.submit import submit
 
@@ -235,8 +239,14 @@ def run_chaos(n: int = 200, seed: int = 7, kill_fraction: float = 0.12, outage_s
     pg = None
     sqs_proxy = s3_proxy = None
     worker = None
+    bouncer = None
     try:
         pg = Postgres(work / "pg")
+        from shared.runtime import pgbouncer as pgb
+
+        if pooler and pgb.available():
+            bouncer = pgb.PgBouncer(pg.url, work / "pgbouncer").start()
+            pgbouncer_restart = pgbouncer_restart or bouncer.restart
         sqs_proxy = TcpProxy(moto.port, "sqs").start()
         s3_proxy = TcpProxy(moto.port, "s3").start()
         bucket = f"chaos-{uuid.uuid4().hex[:8]}"
@@ -262,7 +272,10 @@ def run_chaos(n: int = 200, seed: int = 7, kill_fraction: float = 0.12, outage_s
         def event(kind: str, **extra) -> None:
             events.append({"t": round(time.monotonic() - t0, 2), "kind": kind, **extra})
 
-        worker = _worker(_worker_env(settings, sqs_proxy.url, s3_proxy.url, work), log)
+        worker_env = _worker_env(settings, sqs_proxy.url, s3_proxy.url, work)
+        if bouncer is not None:
+            worker_env["DATABASE_URL"] = bouncer.url  # the bench itself reads Postgres directly
+        worker = _worker(worker_env, log)
         killer = ChildKiller(worker.pid, kill_fraction, rng, on_kill=lambda pid: event("kill"))
         killer.start()
 
@@ -358,6 +371,8 @@ def run_chaos(n: int = 200, seed: int = 7, kill_fraction: float = 0.12, outage_s
             if proxy is not None:
                 proxy.stop()
         moto.stop()
+        if bouncer is not None:
+            bouncer.stop()
         if pg is not None:
             pg.stop()
         shutil.rmtree(work, ignore_errors=True)

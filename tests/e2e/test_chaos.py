@@ -4,6 +4,8 @@ real and storage refuses connections. Every document ends exactly once, or faile
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.conftest import needs_tesseract
@@ -39,6 +41,8 @@ def test_chaos_loses_nothing_and_duplicates_nothing():
     assert ledger["worker_alive_at_end"] and ledger["worker_exit_code"] == 0
     # and the faults really happened
     assert sorted(ledger["outages_injected"] + ledger["faults_skipped"]) == sorted(kind for kind, _ in FAULTS)
+    if shutil.which("pgbouncer"):  # the worker went through the pooler, and the pooler restarted
+        assert "pgbouncer_restart" in ledger["outages_injected"], ledger["faults_skipped"]
     assert ledger["children_killed"] >= 1
     assert ledger["child_outcomes"].get("crashed", 0) >= 1
     assert check(ledger) == []
