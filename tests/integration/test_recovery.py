@@ -193,7 +193,10 @@ def test_docpipe_retry_and_the_terminal_redrive_on_the_command_line(stack_deps, 
     deps = stack_deps
     sfid = submit(deps, samples_dir / "two_visits.pdf", uuid.uuid4())
     deps.db.mark_failed(sfid, "dependency_unavailable", "storage down for longer than the budget")
-    assert cli("retry", "--code", "encrypted").stdout == ""
+    # Filters combine: this file failed with another code, so nothing is selected. (Bounded by
+    # --id: the session's database holds other tests' failed files, which must stay failed.)
+    assert cli("retry", "--code", "encrypted", "--id", str(sfid)).stdout == ""
+    assert deps.db.get_shell_file(sfid).status == FileStatus.FAILED
     done = cli("retry", "--id", str(sfid), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     assert [json.loads(line) for line in done.stdout.splitlines()] == [
