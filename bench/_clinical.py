@@ -33,7 +33,7 @@ import random
 import re
 import xml.etree.ElementTree as ElementTree
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pymupdf
@@ -661,27 +661,40 @@ def _norm(value: str | None) -> str:
     return re.sub(r"[^a-z0-9]", "", (value or "").lower())
 
 
+def match_encounters(truth: Sequence, pred: Sequence) -> dict:
+    """Each true document -> the predicted encounter sharing most of its pages, one to one
+    (greedy by overlap, ties by key): the pairing both benches score against."""
+    overlap: dict[tuple, int] = {}
+    for t, q in zip(truth, pred, strict=True):
+        if t is not None and q is not None:
+            overlap[(t, q)] = overlap.get((t, q), 0) + 1
+    match: dict = {}
+    taken: set = set()
+    for (t, q), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1])):
+        if t not in match and q not in taken:
+            match[t] = q
+            taken.add(q)
+    return match
+
+
+def count_boundaries(truth: Sequence, pred: Sequence, counts) -> None:
+    """Add the true, predicted and found document boundaries between readable pages to
+    ``counts`` (its boundaries_true / _pred / _hit)."""
+    readable = [i for i, t in enumerate(truth) if t is not None]
+    for a, b in zip(readable, readable[1:]):
+        true_cut, pred_cut = truth[a] != truth[b], pred[a] != pred[b]
+        counts.boundaries_true += true_cut
+        counts.boundaries_pred += pred_cut
+        counts.boundaries_hit += true_cut and pred_cut
+
+
 def score(packet: Packet, discovery, manifest) -> Scores:
     s = Scores()
     n = len(packet.pages)
     pred = [manifest.page_assignments[p] for p in range(1, n + 1)]
     truth = packet.truth
-    overlap: dict[tuple[str, int], int] = {}
-    for t, q in zip(truth, pred, strict=True):
-        if t is not None and q is not None:
-            overlap[(t, q)] = overlap.get((t, q), 0) + 1
-    match: dict[str, int] = {}
-    taken: set[int] = set()
-    for (t, q), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1])):
-        if t not in match and q not in taken:
-            match[t] = q
-            taken.add(q)
-    readable = [i for i, t in enumerate(truth) if t is not None]
-    for a, b in zip(readable, readable[1:]):
-        true_cut, pred_cut = truth[a] != truth[b], pred[a] != pred[b]
-        s.boundaries_true += true_cut
-        s.boundaries_pred += pred_cut
-        s.boundaries_hit += true_cut and pred_cut
+    match = match_encounters(truth, pred)
+    count_boundaries(truth, pred, s)
     for index, enc in enumerate(discovery.encounters):
         keys = [truth[p - 1] for p in enc.pages()]
         s.assigned += len(keys)

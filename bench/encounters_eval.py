@@ -736,25 +736,13 @@ def score(packet: Packet, discovery: Discovery) -> Counts:
                     pred[p - 1] = index
     truth = packet.truth
 
-    overlap: dict[tuple[str, int], int] = {}
-    for t, q in zip(truth, pred, strict=True):
-        if t is not None and q is not None:
-            overlap[(t, q)] = overlap.get((t, q), 0) + 1
-    match: dict[str, int] = {}
-    taken: set[int] = set()
-    for (t, q), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1])):
-        if t not in match and q not in taken:
-            match[t] = q
-            taken.add(q)
+    from bench._clinical import count_boundaries, match_encounters
+
+    match = match_encounters(truth, pred)
 
     c.pages = n
     c.pages_right = sum((t is None and q is None) or (t is not None and match.get(t) == q) for t, q in zip(truth, pred))
-    readable = [i for i, t in enumerate(truth) if t is not None]
-    for a, b in zip(readable, readable[1:]):
-        true_cut, pred_cut = truth[a] != truth[b], pred[a] != pred[b]
-        c.boundaries_true += true_cut
-        c.boundaries_pred += pred_cut
-        c.boundaries_hit += true_cut and pred_cut
+    count_boundaries(truth, pred, c)
 
     printed = {d for s in packet.sources.values() for d in (s.start, s.end) if d}
     for key, source in packet.sources.items():
