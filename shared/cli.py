@@ -479,6 +479,9 @@ def cmd_lambda(args) -> int:
     except TemplateError as exc:
         _err(f"docpipe: {exc}")
         return EXIT_USAGE
+    except (RuntimeError, OSError) as exc:  # a stand-in (PgBouncer, Postgres, moto) did not start
+        _err(f"docpipe: a local stand-in did not start: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
     try:
         if not processing:
             _export_and_wait(

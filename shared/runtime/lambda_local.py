@@ -60,6 +60,8 @@ class LambdaLocal:
         self.concurrency_cap = concurrency_cap
         self.region = region
         self.stack: LocalStack | None = None
+        self.direct_database_url: str | None = None
+        self.function_database_url: str | None = None
         self.pooler = None
         self.emulator: LambdaEmulator | None = None
         self.template: lambda_template.LocalTemplate | None = None
@@ -130,7 +132,8 @@ class LambdaLocal:
         if self.emulator is not None:
             self.emulator.stop()
         if self._deps is not None:
-            self._deps.db.close()
+            if "db" in self._deps.built():
+                self._deps.db.close()
             self._deps = None
         if self.pooler is not None:
             self.pooler.stop()
