@@ -40,6 +40,7 @@ import pymupdf
 from PIL import Image, ImageDraw, ImageFilter
 
 from shared.models import EncounterType, PageText
+from shared.samples import wrap
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "text"
@@ -387,7 +388,7 @@ def print_doc(doc: Doc, patient: Identity, layout: Layout, rng: random.Random,
             continue
         font, size = {"title": (bold, 13), "heading": (bold, 10.5), "row": ("cour", 8.5), "cell": (regular, 10), "kv": (regular, 10),
                       "para": (regular, 10)}[kind]
-        lines = _wrap(text, font, size, width)
+        lines = wrap(text, font, size, width)
         for line in lines:
             if y > bottom:
                 y = new_page(False)
@@ -431,18 +432,6 @@ def print_doc(doc: Doc, patient: Identity, layout: Layout, rng: random.Random,
     data = out.tobytes(garbage=3, no_new_id=True)
     out.close()
     return data, cover
-
-
-def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
-    lines, current = [], ""
-    for word in text.split():
-        candidate = f"{current} {word}" if current else word
-        if current and pymupdf.get_text_length(candidate, fontname=font, fontsize=size) > width:
-            lines.append(current)
-            current = word
-        else:
-            current = candidate
-    return lines + ([current] if current else [])
 
 
 # --- reading the printed pages as the pipeline does ------------------------------------------------

@@ -88,6 +88,7 @@ from shared.models import Discovery, EncounterType, Manifest, PageText  # noqa: 
 from shared.pages.documents import Limits, open_document  # noqa: E402
 from shared.pages.sniff import DocumentKind  # noqa: E402
 from shared.ports import EncounterProvider  # noqa: E402
+from shared.samples import wrap  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 ET = EncounterType
@@ -491,18 +492,6 @@ _SIZES = {"head": 15, "sub": 9.5, "title": 13, "kv": 10.5, "para": 10.5, "table"
 MARGIN = 56
 
 
-def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
-    lines, current = [], ""
-    for word in text.split():
-        candidate = f"{current} {word}" if current else word
-        if current and pymupdf.get_text_length(candidate, fontname=font, fontsize=size) > width:
-            lines.append(current)
-            current = word
-        else:
-            current = candidate
-    return lines + ([current] if current else [])
-
-
 def _draw_page(page: pymupdf.Page, source: Source, k: int) -> None:
     regular, bold = _FONTS[source.font]
     width = page.rect.width - 2 * MARGIN
@@ -519,7 +508,7 @@ def _draw_page(page: pymupdf.Page, source: Source, k: int) -> None:
             continue
         size = _SIZES[style]
         fontname = bold if style in ("head", "title") else ("cour" if style == "table" else regular)
-        lines = _wrap(text, fontname, size, width) if style == "para" else [text]
+        lines = wrap(text, fontname, size, width) if style == "para" else [text]
         for line in lines:
             if style in ("head", "sub", "title") and source.letterhead == "center":
                 x = (page.rect.width - pymupdf.get_text_length(line, fontname=fontname, fontsize=size)) / 2

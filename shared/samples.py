@@ -284,7 +284,8 @@ def _clinic_note_png() -> list[Page]:
 # --- drawing -------------------------------------------------------------------------
 
 
-def _wrap(text: str, fontname: str, size: float, width: float) -> list[str]:
+def wrap(text: str, fontname: str, size: float, width: float) -> list[str]:
+    """``text`` in lines no wider than ``width`` points in ``fontname`` at ``size``."""
     lines: list[str] = []
     current = ""
     for word in text.split():
@@ -307,7 +308,7 @@ def _draw(page: pymupdf.Page, blocks: Page) -> None:
             y += 8
             continue
         fontname, size = _STYLES[style]
-        lines = _wrap(text, fontname, size, width) if style == "para" else [text]
+        lines = wrap(text, fontname, size, width) if style == "para" else [text]
         for line in lines:
             page.insert_text((MARGIN, y), line, fontname=fontname, fontsize=size)
             y += size * 1.5

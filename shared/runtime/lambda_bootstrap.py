@@ -86,11 +86,13 @@ def main() -> int:
         context = Context(message["request_id"], message["deadline_ms"], message["function_arn"])
         try:
             response = handler(message["event"], context)
-            json.dumps(response)  # Lambda serialises the response; an unserialisable one is an error
+            # Lambda serialises the response; an unserialisable one is a function error too.
+            line = json.dumps({"type": "result", "response": response, "max_rss_kb": _max_rss_kb()})
         except Exception as exc:  # noqa: BLE001 - the function error Lambda reports
             say({"type": "error", "error": type(exc).__name__, "max_rss_kb": _max_rss_kb()})
             continue
-        say({"type": "result", "response": response, "max_rss_kb": _max_rss_kb()})
+        outbox.write(line + "\n")
+        outbox.flush()
     return 0
 
 
