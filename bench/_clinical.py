@@ -330,7 +330,7 @@ def _banner(patient: Identity, layout: Layout) -> list[tuple[str, str]]:
 
 
 def print_doc(doc: Doc, patient: Identity, layout: Layout, rng: random.Random,
-              fax_date: dt.date | None = None) -> tuple[bytes, int]:
+              fax_date: dt.date | None = None, width: float | None = None) -> tuple[bytes, int]:
     """The document as a PDF, and whether page 1 is a fax cover sheet (1) or not (0)."""
     regular, bold = _FONTS[layout.font]
     style = layout.date_style
@@ -355,7 +355,7 @@ def print_doc(doc: Doc, patient: Identity, layout: Layout, rng: random.Random,
         blocks += [("gap", ""), ("kv", f"Electronically signed by: {signer} on {_fmt(doc.printed, style)}")]
 
     out = pymupdf.open()
-    width = A4[0] - 2 * MARGIN
+    width = width or A4[0] - 2 * MARGIN
     pages: list[list[tuple[float, float, str, str, float]]] = []  # (x, y, text, font, size)
 
     def new_page(first: bool) -> float:
@@ -545,7 +545,7 @@ def build(p: dict, ocr) -> Packet:
     for item in p["items"]:
         doc = item["doc"]
         rng = random.Random(item["seed"])
-        data, cover = print_doc(doc, item["patient"], item["layout"], rng)
+        data, cover = print_doc(doc, item["patient"], item["layout"], rng, width=item.get("width"))
         read = read_pdf(data, item["scanned"], item["seed"], ocr)
         for index, page in enumerate(read):
             texts.append(page)
@@ -559,6 +559,68 @@ def build(p: dict, ocr) -> Packet:
         patients={i["doc"].key: i["patient"] for i in p["items"]}, mixed=p["mixed"],
         scanned=[i["doc"].key for i in p["items"] if i["scanned"]],
     )
+
+
+def undated(docs: list[Doc]) -> list[Doc]:
+    """Every development document as one that says no encounter date: printed with its
+    "Document created" line and nothing else dated above its body, its truth undated. A summary
+    of care or a plan is such a document; any date predicted for it is invented. For the
+    development part only (its sources have none of their own)."""
+    return [dataclasses.replace(d, start=None, end=None) if d.part == "dev" else d for d in docs]
+
+
+def with_notes(docs: list[Doc]) -> list[Doc]:
+    """Development documents with the C-CDA *Notes* examples' narratives (a hospital course, a
+    procedure's note, a nursing note, a consultation letter: sources neither part uses) added
+    as sections, each note's dates those of other events, never this document's encounter."""
+    folder = CORPUS / "hl7_c-cda_examples" / "Notes"
+    notes = []
+    for path in sorted(folder.rglob("*.xml")):
+        for section in ElementTree.parse(path).getroot().iter("{urn:hl7-org:v3}section"):
+            title, text = section.find("h:title", _NS), section.find("h:text", _NS)
+            lines = [line for line in _narrative(text) if line][:40] if text is not None else []
+            if title is not None and lines:
+                notes.append((_text(title).upper(), lines))
+    if not notes:
+        return docs
+    return [dataclasses.replace(d, sections=d.sections + [notes[i % len(notes)]]) if d.part == "dev" else d
+            for i, d in enumerate(docs)]
+
+
+def narrow(plans: list[dict], seed: int) -> list[dict]:
+    """The plans printed at other text widths, so the sentences of a note wrap elsewhere and
+    words such as "admitted on" or "seen on" open a line."""
+    rng = random.Random(f"narrow/{seed}")
+    return [{**p, "name": f"{p['name']}-narrow", "items": [{**i, "width": rng.choice([300, 360, 420])} for i in p["items"]]}
+            for p in plans]
+
+
+def all_scanned(plans: list[dict]) -> list[dict]:
+    """The plans with every document scanned (rendered, degraded, OCR'd): misread digits and labels."""
+    return [{**p, "name": f"{p['name']}-scan", "items": [{**i, "scanned": True} for i in p["items"]]} for p in plans]
+
+
+def invented(packet: Packet, discovery) -> list[str]:
+    """Each invented date and the line it was read from (development packets only: the
+    validation part is scored, never read)."""
+    if packet.part != "dev":
+        raise ValueError("only development packets are explained")
+    true_dates = {d for doc in packet.docs.values() for d in (doc.start, doc.end) if d}
+    out = []
+    for enc in discovery.encounters:
+        for field in ("date_start", "date_end"):
+            value = getattr(enc, field)
+            if value is None or value in true_dates:
+                continue
+            where = next((e for e in enc.evidence if e.field == field), None)
+            line = "?"
+            if where is not None:
+                text = packet.pages[where.page_number - 1].text
+                a = text.rfind("\n", 0, where.start) + 1
+                b = text.find("\n", where.end)
+                line = text[a : b if b >= 0 else len(text)]
+            out.append(f"{packet.name} p{where.page_number if where else '?'} {field}={value}: {line!r}")
+    return out
 
 
 def confused(packet: Packet, seed: int) -> Packet:

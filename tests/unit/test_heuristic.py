@@ -828,3 +828,34 @@ Mild effusion of the right knee.
 """
     (visit,) = _discover(first, second).encounters
     assert visit.page_ranges == [(1, 2)]
+
+
+def test_a_numeric_date_whose_order_the_file_does_not_settle_is_not_guessed() -> None:
+    # A US clinic's note in which every numeric date could be read either way: reading
+    # 06/08/2020 as 6 August instead of June 8 invents a date. Nothing in the file tells the
+    # order, so the date is left out (and the encounter needs review) unless the deployment
+    # says which order its documents use.
+    text = (
+        "Maple Grove Family Medicine\nPROGRESS NOTE\nPatient: Ann Example    MRN: 123456\n"
+        "Encounter date: 06/08/2020\nFollow-up of hypertension.\n"
+    )
+    (encounter,) = _discover(text).encounters
+    assert encounter.date_start is None
+    assert "no_date" in encounter.review_reasons
+
+    (us,) = HeuristicEncounters(date_order="mdy").discover(_pages(text)).encounters
+    (au,) = HeuristicEncounters(date_order="dmy").discover(_pages(text)).encounters
+    assert us.date_start == dt.date(2020, 6, 8)
+    assert au.date_start == dt.date(2020, 8, 6)
+
+
+def test_a_date_told_in_a_sentence_at_the_top_of_a_page_is_no_letterhead_date() -> None:
+    # A page opening an encounter with the middle of a note (its first page lost): the first
+    # lines are prose, and a date inside them dates a result, not this encounter.
+    text = (
+        "RESULTS\n"
+        "Labs reviewed, 03/03/2021: CBC, U&Es, coagulation, and CRP are all normal. Pituitary\n"
+        "hormone profile demonstrates a low TSH, all other results were normal.\n"
+    )
+    (encounter,) = _discover(text).encounters
+    assert encounter.date_start is None
