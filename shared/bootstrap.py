@@ -138,7 +138,7 @@ def _encounters(settings: Settings) -> EncounterProvider:
         return OpenAiEncounters.from_settings(settings, api_key=key)
     from shared.encounters.heuristic import HeuristicEncounters
 
-    return HeuristicEncounters()
+    return HeuristicEncounters(date_order=settings.date_order)
 
 
 _BUILDERS = {"queue": _queue, "storage": _storage, "db": build_db, "ocr": _ocr, "encounters": _encounters}

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # --- encounter discovery (Pass 0.5)
     encounter_provider: Literal["heuristic", "openai"] = "heuristic"
+    # How numeric dates such as 06/08/2020 read: as each file shows it (auto: one that reads both
+    # ways in a file that does not show it is no date), or day-first / month-first throughout.
+    date_order: Literal["auto", "dmy", "mdy"] = "auto"
     openai_api_key: SecretStr | None = None
     openai_api_key_secret: str | None = Field(
         default=None, description="Secrets Manager secret holding OPENAI_API_KEY (Lambda); read at first use"

@@ -6,7 +6,9 @@ start, discharge -> end, visit/service/procedure/exam -> start and end, collecte
 start, a bare "Date:" -> start; the second date of a range ("03/01/2013 - 03/05/2013") ends it.
 Birth, printed, faxed, created, signed and previous-visit dates have roles that never make an
 encounter date, and a fax transmission header's date is ignored. An unlabelled date counts
-only in a page's letterhead. No date found means no date: nothing is guessed.
+only in a page's letterhead, on a line of its own. No date found means no date: nothing is
+guessed, and a numeric date that reads both ways in a file that does not show its order (and
+no ``DATE_ORDER`` says it) is no date either.
 """
 
 from __future__ import annotations
@@ -94,19 +96,32 @@ def raw_dates(text: str) -> list[RawDate]:
     return kept
 
 
-def month_first(raws: Iterable[RawDate]) -> bool:
-    """Day-first unless the document's own numeric dates only ever fit month-first."""
+DATE_ORDERS = ("auto", "dmy", "mdy")
+
+
+def month_first(raws: Iterable[RawDate], order: str = "auto") -> bool | None:
+    """Whether numeric dates are month-first: as the deployment says (``mdy``, ``dmy``), or as
+    the file's own numeric dates show (a 13-31 in one place only); None when they do not show
+    it (every one could be read both ways, or both ways occur)."""
+    if order != "auto":
+        return order == "mdy"
     nums = [r.parts for r in raws if r.kind == "num"]
     day_first_seen = any(a > 12 for a, _, _ in nums)
     month_first_seen = any(b > 12 for _, b, _ in nums)
-    return month_first_seen and not day_first_seen
+    if day_first_seen == month_first_seen:
+        return None
+    return month_first_seen
 
 
-def to_date(raw: RawDate, month_first: bool) -> dt.date | None:
+def to_date(raw: RawDate, month_first: bool | None) -> dt.date | None:
+    """The date, or None for an impossible one and for 06/08/2020 when the order is unknown:
+    reading it either way would be a guess."""
     if raw.kind == "num":
         a, b, year = raw.parts
         if a > 12 or b > 12:
             day, month = (a, b) if a > 12 else (b, a)
+        elif a != b and month_first is None:
+            return None
         else:
             month, day = (a, b) if month_first else (b, a)
     else:
@@ -263,7 +278,14 @@ def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: 
     return role
 
 
-def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool) -> list[Date]:
+def _stands_alone(line: str, raw: RawDate) -> bool:
+    """A letter's date sits on a line of its own, now and then with a place or a weekday
+    ("Springfield, 12 April 2024"); a date inside a sentence dates what the sentence tells."""
+    rest = line[: raw.start] + " " + line[raw.end :]
+    return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 3
+
+
+def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None) -> list[Date]:
     out: list[Date] = []
     header_end = lines[min(HEADER_LINES, len(lines)) - 1].end if lines else 0
     for index, line in enumerate(lines):
@@ -288,8 +310,8 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool) -
             if role == "generic" and not in_header:
                 continue  # "Date:" below the letterhead dates a result, a dose or a problem, not the visit
             if role is None:
-                if not in_header:
-                    continue  # an unlabelled date in the body says nothing about the encounter
+                if not in_header or not _stands_alone(line.text, raw):
+                    continue  # an unlabelled date in the body, or in a sentence, says nothing about the encounter
                 role = "letterhead"
             previous = Date(value, role, Span(page, start, end), in_header)
             out.append(previous)

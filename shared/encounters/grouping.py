@@ -77,7 +77,7 @@ class Page:
         return self.patient.dob is not None and date.value == self.patient.dob[0]
 
 
-def read_page(page: PageText, month_first: bool) -> Page:
+def read_page(page: PageText, month_first: bool | None) -> Page:
     text = page.text
     lines = lines_of(text)
     title = cues.find_title(page.page_number, text, lines, cues.BANNER_TITLE_LINES)

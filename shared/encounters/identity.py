@@ -94,7 +94,7 @@ def distinct(identities: Iterable[Identity]) -> list[Identity]:
     return people
 
 
-def _date_at(text: str, start: int, month_first: bool) -> tuple[dt.date, int, int] | None:
+def _date_at(text: str, start: int, month_first: bool | None) -> tuple[dt.date, int, int] | None:
     raws = raw_dates(text[start : start + 24])
     if not raws or raws[0].start > 2:
         return None
@@ -102,7 +102,7 @@ def _date_at(text: str, start: int, month_first: bool) -> tuple[dt.date, int, in
     return (value, start + raws[0].start, start + raws[0].end) if value else None
 
 
-def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool) -> Identity:
+def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool | None) -> Identity:
     """The patient banner of a page (its first lines), or an empty identity."""
     top = lines[:BANNER_LINES]
     if not top:
@@ -133,7 +133,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
     return Identity(name, dob, identifier)
 
 
-def _from_table(page: int, header: Line, row: Line, month_first: bool) -> Identity:
+def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
     heads = [m.group().strip().lower() for m in re.finditer(r"[^|]+", header.text)]
     cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", row.text)]
     if len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
