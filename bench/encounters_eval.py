@@ -785,7 +785,7 @@ def providers(settings: Settings, before: str | None = None) -> dict[str, Callab
     old = before_provider(before)
     if old:
         found[old[0]] = old[1]
-    found["heuristic"] = HeuristicEncounters
+    found["heuristic"] = lambda: HeuristicEncounters(date_order=settings.date_order)
     if settings.openai_api_key is not None and settings.openai_api_key.get_secret_value():
         from shared.encounters.openai import OpenAiEncounters
 

@@ -54,6 +54,7 @@ class RawDate:
     end: int
     kind: str  # "num" (day/month order to settle), "fixed"
     parts: tuple[int, int, int]  # num: (a, b, year); fixed: (year, month, day)
+    order: str | None = None  # a month-name date's writing order: "dmy" (7 March 2023) or "mdy" (March 7, 2023)
 
 
 def _year(token: str) -> int | None:
@@ -82,10 +83,10 @@ def raw_dates(text: str) -> list[RawDate]:
         )
     for m in _NAME_DMY.finditer(text):
         month = _MONTHS[m.group(2)[:3].lower()]
-        found.append(RawDate(m.start(), m.end(), "fixed", (int(m.group(3)), month, int(m.group(1)))))
+        found.append(RawDate(m.start(), m.end(), "fixed", (int(m.group(3)), month, int(m.group(1))), "dmy"))
     for m in _NAME_MDY.finditer(text):
         month = _MONTHS[m.group(1)[:3].lower()]
-        found.append(RawDate(m.start(), m.end(), "fixed", (int(m.group(3)), month, int(m.group(2)))))
+        found.append(RawDate(m.start(), m.end(), "fixed", (int(m.group(3)), month, int(m.group(2))), "mdy"))
     # Where patterns overlap keep the earliest, then longest, match.
     found.sort(key=lambda r: (r.start, -(r.end - r.start)))
     kept: list[RawDate] = []
@@ -101,13 +102,18 @@ DATE_ORDERS = ("auto", "dmy", "mdy")
 
 def month_first(raws: Iterable[RawDate], order: str = "auto") -> bool | None:
     """Whether numeric dates are month-first: as the deployment says (``mdy``, ``dmy``), or as
-    the file's own numeric dates show (a 13-31 in one place only); None when they do not show
-    it (every one could be read both ways, or both ways occur)."""
+    the file shows it: its numeric dates (a 13-31 in one place only), else the order it writes
+    month names in ("7 March 2023" is a day-first writer's, "March 7, 2023" a month-first
+    one's). None when the file does not show it, or shows both."""
     if order != "auto":
         return order == "mdy"
+    raws = list(raws)
     nums = [r.parts for r in raws if r.kind == "num"]
     day_first_seen = any(a > 12 for a, _, _ in nums)
     month_first_seen = any(b > 12 for _, b, _ in nums)
+    if day_first_seen == month_first_seen and not day_first_seen:
+        day_first_seen = any(r.order == "dmy" for r in raws)
+        month_first_seen = any(r.order == "mdy" for r in raws)
     if day_first_seen == month_first_seen:
         return None
     return month_first_seen

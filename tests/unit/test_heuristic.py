@@ -862,3 +862,13 @@ def test_a_date_told_in_a_sentence_at_the_top_of_a_page_is_no_letterhead_date() 
     )
     (encounter,) = _discover(text).encounters
     assert encounter.date_start is None
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("Letter sent 7 March 2023.", dt.date(2020, 8, 6)), ("Letter sent March 7, 2023.", dt.date(2020, 6, 8))],
+)
+def test_the_order_a_file_writes_month_names_in_settles_its_numeric_dates(written: str, expected: dt.date) -> None:
+    text = f"Maple Grove Family Medicine\nPROGRESS NOTE\nEncounter date: 06/08/2020\n{written}\n"
+    (encounter,) = _discover(text, date_order="auto").encounters
+    assert encounter.date_start == expected
