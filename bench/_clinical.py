@@ -547,6 +547,8 @@ def build(p: dict, ocr) -> Packet:
         rng = random.Random(item["seed"])
         data, cover = print_doc(doc, item["patient"], item["layout"], rng, width=item.get("width"))
         read = read_pdf(data, item["scanned"], item["seed"], ocr)
+        if item.get("headless") and len(read) - cover > 1:
+            read = read[:cover] + read[cover + 1 :]  # its first page never came through
         for index, page in enumerate(read):
             texts.append(page)
             truth.append(None if index < cover else doc.key)
@@ -592,6 +594,14 @@ def narrow(plans: list[dict], seed: int) -> list[dict]:
     words such as "admitted on" or "seen on" open a line."""
     rng = random.Random(f"narrow/{seed}")
     return [{**p, "name": f"{p['name']}-narrow", "items": [{**i, "width": rng.choice([300, 360, 420])} for i in p["items"]]}
+            for p in plans]
+
+
+def headless(plans: list[dict], seed: int) -> list[dict]:
+    """The plans with some documents' first page lost (a fax that dropped it, a scan that
+    missed it): their other pages arrive without title, banner or service date."""
+    rng = random.Random(f"headless/{seed}")
+    return [{**p, "name": f"{p['name']}-headless", "items": [{**i, "headless": rng.random() < 0.35} for i in p["items"]]}
             for p in plans]
 
 

@@ -954,6 +954,9 @@ def run_clinical(args: argparse.Namespace) -> dict | None:
         if "narrow" in args.dev_variants:
             for p in _clinical.narrow(_clinical.plan(docs, "dev", args.clinical_packets, args.seed + 400), args.seed):
                 packets.append(_clinical.build(p, None))
+        if "headless" in args.dev_variants:
+            for p in _clinical.headless(_clinical.plan(docs, "dev", args.clinical_packets, args.seed + 500), args.seed):
+                packets.append(_clinical.build(p, None))
         if "scanned" in args.dev_variants:
             scans = _clinical.all_scanned(_clinical.plan(docs, "dev", args.variant_packets, args.seed + 200))
             with concurrent.futures.ThreadPoolExecutor(args.ocr_workers) as pool:
@@ -1049,9 +1052,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clinical-packets", type=int, default=24, help="packets per part of the clinical set")
     parser.add_argument("--dev-seeds", type=int, nargs="*", default=[],
                         help="more development packets from these seeds, printed and OCR-confused (validation unchanged)")
-    parser.add_argument("--dev-variants", nargs="*", choices=("undated", "notes", "narrow", "scanned"), default=[],
+    parser.add_argument("--dev-variants", nargs="*", choices=("undated", "notes", "narrow", "headless", "scanned"), default=[],
                         help="more development packets: undated (documents that say no encounter date), notes (other "
-                        "C-CDA notes' narratives added), narrow (printed at other widths) and scanned (every "
+                        "C-CDA notes' narratives added), narrow (printed at other widths), headless (some documents' first page lost) and scanned (every "
                         "document scanned and OCR'd)")
     parser.add_argument("--variant-packets", type=int, default=8, help="packets of the scanned development variant")
     parser.add_argument("--parts", nargs="+", choices=("dev", "val"), default=["dev", "val"],
