@@ -41,7 +41,8 @@ from shared.models import PipelineRun, Stage
 from shared.observability import logger
 from shared.ports import Queue, QueueMessage
 from shared.runtime.events import queue_arn
-from shared.runtime.jobs import EXIT_OK, Job, read_result, record_abnormal_end, run_job
+from shared.runtime.jobs import EXIT_OK, Job, read_result
+from shared.runtime.targets import record_abnormal_end, run_job
 from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS, backoff_s, serving_order
 from shared.settings import Settings
 
@@ -93,7 +94,7 @@ class Supervisor:
         self.isolation = isolation or settings.worker_isolation
         self.ctx = multiprocessing.get_context(self.isolation)
         if self.isolation == "forkserver":
-            self.ctx.set_forkserver_preload(["shared.runtime.child"])
+            self.ctx.set_forkserver_preload(["shared.runtime.child", "shared.runtime.targets"])
         self.on_finish = on_finish
         self.running: dict[int, _Running] = {}
         self.finished: collections.deque[Finished] = collections.deque(maxlen=FINISHED_KEPT)
