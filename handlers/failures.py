@@ -9,11 +9,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.bootstrap import get_deps
 from shared.errors import RetriesExhaustedError
-from shared.models import Stage
+from shared.models import Stage, shell_file_id_of
 from shared.observability import logger, metrics, tracer
 from shared.ports import DLQ_SUFFIX
 from shared.runtime.batch import process_sqs_batch
-from shared.runtime.records import shell_file_id_of
 
 
 # The dependencies this stage builds (bootstrap builds each on first use; nothing else).

@@ -440,6 +440,16 @@ class PostgresDb(Database):
             return None
         return "preprocess" if rows[0]["page_count"] is None else "ocr"
 
+    def reopen_for_redrive(self, shell_file_id: uuid.UUID, status: str) -> bool:
+        """failed -> ``status``, the state a redriven message's stage expects (`docpipe
+        redrive`), in one conditional UPDATE; False if the file was not failed."""
+        rows = self._execute(
+            "update shell_files set status = %s, error_code = null, error_message = null, updated_at = now()"
+            " where id = %s and status = 'failed' returning id",
+            (status, shell_file_id),
+        )
+        return bool(rows)
+
     # --- reads for the CLI and tests -------------------------------------------------
 
     def pages(self, shell_file_id: uuid.UUID) -> list[ShellFilePage]:
