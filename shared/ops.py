@@ -98,7 +98,7 @@ def retry(deps, codes: list[str] | None = None, since: dt.datetime | None = None
     A crash between the reopen and the send leaves the file active with nothing queued; the
     stages' idempotency makes ``retry --id`` after ``docpipe status`` safe, but it selects failed
     files only, so such a file is re-sent by hand (the window is one statement wide)."""
-    from shared.fanout import fan_out_missing
+    from shared.stages.fanout import fan_out_missing
     from shared.models import PipelineRun, PreprocessMessage, Stage
 
     if codes is None and ids is None:

@@ -10,7 +10,6 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from PIL import Image, ImageDraw
 
-from handlers import discover, ocr, preprocess
 from shared.bootstrap import Deps
 from shared.errors import DependencyUnavailableError
 from shared.models import FileStatus, Stage
@@ -18,6 +17,7 @@ from shared.ports import QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
 from shared.settings import Settings
+from shared.stages import discover, ocr, preprocess
 from shared.submit import submit
 from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage, OneEncounterPerDocument
 
