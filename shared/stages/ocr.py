@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError
+from shared.errors import FileNotFoundInDbError, ObjectMissingError, PageImageMissingError
 from shared.keys import page_key
 from shared.models import DiscoverMessage, FileStatus, OcrMessage, Stage
 from shared.pages.prepare import flag_for_review
@@ -33,7 +33,12 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     with tempfile.TemporaryDirectory(prefix="docpipe-ocr-") as tmp:
         for page_number in todo:
             image = Path(tmp) / f"page-{page_number:04d}.jpg"
-            deps.storage.download(page_key(row.patient_id, row.id, page_number), image)
+            try:
+                deps.storage.download(page_key(row.patient_id, row.id, page_number), image)
+            except ObjectMissingError as exc:
+                # Preprocess stored it; its original may well still be there. The page number
+                # is the whole story: the key names the patient.
+                raise PageImageMissingError(f"the image of page {page_number} is not in storage") from exc
             # Whatever read it, a page with ink and no text is flagged, never a silent empty page.
             text = flag_for_review(deps.ocr.read(image, page_number), image)
             deps.db.upsert_text(row.id, text)

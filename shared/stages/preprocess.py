@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError, ForeignStorageKeyError
+from shared.errors import FileNotFoundInDbError, ForeignStorageKeyError, ObjectMissingError, OriginalMissingError
 from shared.keys import original_key, page_key
 from shared.models import (
     DiscoverMessage,
@@ -54,7 +54,10 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
     needs_ocr: list[int] = []
     with tempfile.TemporaryDirectory(prefix="docpipe-pre-") as tmp:
         original = Path(tmp) / "original"
-        size = deps.storage.download(row.storage_key, original, max_bytes=deps.settings.max_file_bytes)
+        try:
+            size = deps.storage.download(row.storage_key, original, max_bytes=deps.settings.max_file_bytes)
+        except ObjectMissingError as exc:
+            raise OriginalMissingError() from exc
         kind = sniff(original)
         deps.db.set_file_facts(row.id, kind.mime, size, _sha256(original))
         # MuPDF renders page N+1 on this thread while writer threads encode the JPEGs of the

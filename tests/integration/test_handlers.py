@@ -13,6 +13,7 @@ from shared.models import FileStatus
 from shared.runtime.events import LocalContext
 from shared.submit import submit
 from tests.conftest import needs_tesseract
+from tests.fakes import is_stored
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -41,7 +42,7 @@ def test_text_pdf_through_preprocess_and_discover(stack_deps, samples_dir):
     row = stack_deps.db.get_shell_file(sfid)
     assert (row.status, row.page_count) == (FileStatus.DISCOVERING, 3)
     for page in stack_deps.db.pages(sfid):
-        assert stack_deps.storage.exists(page.storage_key)
+        assert is_stored(stack_deps.storage, page.storage_key)
 
     assert discover.lambda_handler(event_for("discover", sfid), LocalContext()) == {"batchItemFailures": []}
     row = stack_deps.db.get_shell_file(sfid)
