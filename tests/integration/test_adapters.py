@@ -119,6 +119,18 @@ def test_migrate_is_idempotent(stack_deps):
             "shell_file_manifests", "pipeline_runs"} <= tables
 
 
+def test_query_reads_and_execute_writes(stack_deps):
+    import psycopg
+
+    db: PostgresDb = stack_deps.db
+    row = _new_file(db)
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        db.query("update shell_files set status = 'failed' where id = %s returning id", (row.id,))
+    assert db.get_shell_file(row.id).status == FileStatus.QUEUED
+    assert db.execute("update shell_files set status = 'failed' where id = %s returning id", (row.id,)) == [{"id": row.id}]
+    assert db.query("select status from shell_files where id = %s", (row.id,)) == [{"status": "failed"}]
+
+
 def test_status_transitions_are_conditional(stack_deps):
     db: PostgresDb = stack_deps.db
     row = _new_file(db)
