@@ -212,6 +212,35 @@ def test_no_module_imports_a_higher_layer():
     assert [str(a) for a in upward(arrows())] == []
 
 
+def outside_imports(module: str, root: Path = ROOT) -> set[str]:
+    """The top-level names of the packages outside this repository a module imports."""
+    names = set()
+    for node, _ in _imports(ast.parse(modules(root)[module].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            continue
+        for name in [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]:
+            names.add(name.split(".")[0])
+    return names - set(PACKAGES) - {"__future__"}
+
+
+def test_the_stages_know_nothing_of_lambda_records():
+    # Plain functions over Deps: no Powertools type (SQSRecord, the batch utilities) in them.
+    stages = [m for m in modules() if m.startswith("shared.stages")]
+    assert stages and {m: sorted(outside_imports(m) & {"aws_lambda_powertools"}) for m in stages} == {m: [] for m in stages}
+
+
+def test_a_handler_imports_powertools_and_docpipe_only():
+    # A screen: no boto3, psycopg, openai or textractor; the adapters talk to those.
+    handlers = [m for m in modules() if m.startswith("handlers.")]
+    assert len(handlers) == 4
+    assert {m: outside_imports(m) - {"aws_lambda_powertools"} for m in handlers} == {m: set() for m in handlers}
+    # and defines the entry and its record handler, nothing else
+    for m in handlers:
+        tree = ast.parse(modules()[m].read_text())
+        defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        assert defined == {"lambda_handler", "record_handler"}, m
+
+
 def test_nothing_under_shared_imports_handlers():
     assert [str(a) for a in arrows() if a.source.startswith("shared") and a.target.startswith("handlers")] == []
 
