@@ -4,7 +4,7 @@
 
 Every page goes the way production sends it: the source (a scan, a photo, a PDF) is opened
 and rendered by the real preprocess code (``shared.pages.documents.open_document``) into the
-page JPEG, and that JPEG is read by the real OCR stage (``handlers.ocr.run`` through
+page JPEG, and that JPEG is read by the real OCR stage (``shared.stages.ocr.run`` through
 ``handle_record``, over the in-memory fakes of ``tests/fakes.py``) with the real engine.
 The same JPEG is also read by bare ``tesseract IMG stdout`` in the same run, the two
 interleaved page by page, so the stage's cost is a ratio over the engine's own.
@@ -81,7 +81,7 @@ if str(ROOT) not in sys.path:  # `python bench/ocr_eval.py` as well as `python -
 # peak RSS is its own engine's.
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord  # noqa: E402
 
-from handlers import ocr  # noqa: E402
+from shared.stages import ocr  # noqa: E402
 from shared.bootstrap import Deps  # noqa: E402
 from shared.errors import PipelineError  # noqa: E402
 from shared.keys import original_key, page_key  # noqa: E402

@@ -1,1 +1,2 @@
-"""docpipe's stage handlers: one module per stage, each a Powertools SQS batch handler."""
+"""docpipe's Lambda entry points, one module per stage: ``lambda_handler`` (a Powertools batch
+call) and its ``record_handler``. The stages themselves are in ``shared.stages``."""

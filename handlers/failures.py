@@ -1,54 +1,17 @@
-"""Failures: consumes the dead-letter queues. A message there failed on every delivery; its
-file is marked failed with the last error code its stage runs recorded, so the user sees why,
-if the file is still at that message's stage (a stale duplicate fails nothing). A failed file
-is retried from the database (`docpipe retry`)."""
+"""Lambda entry of the failures stage (``shared.stages.failures``): the dead-letter queues."""
 
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.bootstrap import get_deps
-from shared.errors import RetriesExhaustedError
-from shared.models import Stage
 from shared.observability import logger, metrics, tracer
-from shared.ports import DLQ_SUFFIX
 from shared.runtime.batch import process_sqs_batch
-from shared.runtime.records import shell_file_id_of
-
-
-# The dependencies this stage builds (bootstrap builds each on first use; nothing else).
-USES = ("db", "queue")  # the queue: a failed record's retry is scheduled on it
-
-
-def stage_of(queue_arn: str) -> Stage | None:
-    name = queue_arn.rsplit(":", 1)[-1]
-    for stage in Stage:
-        if name.endswith(f"-{stage.value}{DLQ_SUFFIX}") or name == f"{stage.value}{DLQ_SUFFIX}":
-            return stage
-    return None
+from shared.stages import failures
 
 
 def record_handler(record: SQSRecord) -> None:
-    deps = get_deps()
-    stage = stage_of(record.event_source_arn or "")
-    shell_file_id = shell_file_id_of(record.body)
-    logger.append_keys(message_id=record.message_id, stage=stage.value if stage else None)
-    if shell_file_id is None:
-        logger.warning("dead letter without a file id", extra={"error_code": "invalid_message"})
-        return
-    logger.append_keys(shell_file_id=str(shell_file_id))
-    last = deps.db.last_error_code(shell_file_id)
-    code = last if last and last not in ("crash", "retryable") else RetriesExhaustedError.code
-    where = stage.value if stage else "an unknown stage"
-    message = f"the {where} stage failed on every delivery and reached the dead-letter queue"
-    if last:
-        message += f" (last error: {last})"
-    # Only while the file is still at this letter's stage: the stages send duplicates on
-    # purpose, and a stale copy of a message whose work was done must not fail the file.
-    marked = deps.db.mark_failed(shell_file_id, code, message, at_stage=stage)
-    log = logger.warning if marked else logger.info
-    log("dead letter recorded" if marked else "dead letter of a file past its stage: ignored",
-        extra={"error_code": code, "marked": marked})
+    failures.run(get_deps(), record.event_source_arn or "", record.body, record.message_id)
 
 
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)

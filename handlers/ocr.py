@@ -1,79 +1,18 @@
-"""OCR: read the page JPEGs that have no text layer, record their text, and, for the
-invocation that records a file's last missing page, flip the file to discovering and send
-the one discover message (the fan-in)."""
+"""Lambda entry of the ocr stage (``shared.stages.ocr``): one record, parsed and run."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError
-from shared.keys import page_key
-from shared.models import DiscoverMessage, FileStatus, OcrMessage, Stage
-from shared.pages.prepare import flag_for_review
+from shared.models import Stage
 from shared.observability import logger, metrics, tracer
 from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
-
-
-# The dependencies this stage builds (bootstrap builds each on first use; nothing else).
-USES = ("db", "storage", "ocr", "queue")
-
-
-def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
-    row = deps.db.get_shell_file(msg.shell_file_id)
-    if row is None:
-        raise FileNotFoundInDbError()
-    if row.status != FileStatus.OCR:
-        if row.status == FileStatus.DISCOVERING and attempt > 1:
-            _send_discover(deps, row.id)
-        return "skipped"
-
-    # A redelivered message never pays for a page that is already read.
-    todo = sorted(set(msg.page_numbers) & set(deps.db.pages_without_text(row.id)))
-    with tempfile.TemporaryDirectory(prefix="docpipe-ocr-") as tmp:
-        for page_number in todo:
-            image = Path(tmp) / f"page-{page_number:04d}.jpg"
-            deps.storage.download(page_key(row.patient_id, row.id, page_number), image)
-            # Whatever read it, a page with ink and no text is flagged, never a silent empty page.
-            text = flag_for_review(deps.ocr.read(image, page_number), image)
-            deps.db.upsert_text(row.id, text)
-            image.unlink()
-            logger.info(
-                "page read",
-                extra={
-                    "page": page_number,
-                    "engine": text.engine,
-                    "chars": len(text.text),
-                    "words": len(text.words),
-                    "flag": text.flag,
-                    "duration_ms": round(text.duration_ms, 1),
-                },
-            )
-
-    if deps.db.try_start_discovery(row.id):
-        _send_discover(deps, row.id)
-    elif attempt > 1 and _status(deps, row.id) == FileStatus.DISCOVERING:
-        # The flip may have committed before a crash lost the send; a duplicate discover
-        # message is harmless, a missing one would leave the file stuck.
-        _send_discover(deps, row.id)
-    return len(msg.page_numbers)
-
-
-def _status(deps: Deps, shell_file_id) -> FileStatus | None:
-    row = deps.db.get_shell_file(shell_file_id)
-    return row.status if row else None
-
-
-def _send_discover(deps: Deps, shell_file_id) -> None:
-    deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=shell_file_id))
+from shared.stages import ocr
 
 
 def record_handler(record: SQSRecord) -> None:
-    handle_record(Stage.OCR, record, run)
+    handle_record(Stage.OCR, record, ocr.run)
 
 
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)

@@ -1,171 +1,18 @@
-"""Preprocess: the original -> page JPEGs in storage, native text where the PDF has it, and an
-OCR message for every page that has none (or straight to discover when none need OCR)."""
+"""Lambda entry of the preprocess stage (``shared.stages.preprocess``): one record, parsed and run."""
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError, ForeignStorageKeyError
-from shared.fanout import fan_out_missing, send_ocr
-from shared.keys import original_key, page_key
-from shared.models import (
-    DiscoverMessage,
-    FileStatus,
-    PageText,
-    PreprocessMessage,
-    ShellFilePage,
-    Stage,
-    TextSource,
-)
+from shared.models import Stage
 from shared.observability import logger, metrics, tracer
-from shared.pages.documents import Limits, open_document, release_native_caches
-from shared.pages.sniff import sniff
 from shared.runtime.batch import process_sqs_batch
 from shared.runtime.records import handle_record
-
-
-# The dependencies this stage builds (bootstrap builds each on first use; nothing else).
-USES = ("db", "storage", "queue")
-
-
-def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | None:
-    row = deps.db.begin_preprocess(msg.shell_file_id)
-    if row is None:
-        raise FileNotFoundInDbError()
-    if row.status in (FileStatus.OCR, FileStatus.DISCOVERING):
-        # A redelivery after the status moved: the fan-out may have been lost in a crash.
-        fan_out_missing(deps, msg.shell_file_id)
-        return "skipped"
-    if row.status != FileStatus.PREPROCESSING:
-        logger.info("file already past preprocess", extra={"status": row.status.value})
-        return "skipped"
-
-    _check_original_key(row)
-    limits = Limits.from_settings(deps.settings)
-    needs_ocr: list[int] = []
-    with tempfile.TemporaryDirectory(prefix="docpipe-pre-") as tmp:
-        original = Path(tmp) / "original"
-        size = deps.storage.download(row.storage_key, original, max_bytes=deps.settings.max_file_bytes)
-        kind = sniff(original)
-        deps.db.set_file_facts(row.id, kind.mime, size, _sha256(original))
-        # MuPDF renders page N+1 on this thread while writer threads encode the JPEGs of the
-        # pages before it and store them (Pillow and the storage client release the GIL); at
-        # most _WRITERS + 1 pages' pixels are alive at once. Rows are written in runs of
-        # pages, one commit per run.
-        rows: list[ShellFilePage] = []
-        texts: list[PageText] = []
-        with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="docpipe-pages") as writer:
-            pending: deque[Future] = deque()
-            try:
-                with open_document(original, kind, limits) as document:
-                    page_count = document.page_count
-                    for page in document.pages():
-                        key = page_key(row.patient_id, row.id, page.page_number)
-                        rows.append(_page_row(row.id, key, page))
-                        if page.native_text is None:
-                            needs_ocr.append(page.page_number)
-                        else:
-                            texts.append(page.native_text)
-                        if len(pending) >= _WRITERS:
-                            _settle(pending.popleft())
-                        pending.append((writer.submit(_store_jpeg, deps, key, page), page))
-                        if len(rows) >= _ROWS_PER_WRITE:
-                            _flush(deps, row.id, rows, texts, pending)
-                _flush(deps, row.id, rows, texts, pending)
-            finally:
-                while pending:  # on error: wait for the writer, free pixels on this thread
-                    future, page = pending.popleft()
-                    future.cancel()
-                    try:
-                        _settle((future, page))
-                    except BaseException:  # noqa: BLE001 - the first error is already raising
-                        pass
-                if deps.settings.release_native_caches:
-                    release_native_caches()
-    logger.info(
-        "preprocessed",
-        extra={"kind": kind.value, "bytes": size, "pages": page_count, "pages_for_ocr": len(needs_ocr)},
-    )
-    # Only the invocation that moves the status fans out; a concurrent copy that lost the
-    # race sends nothing, and a crash between the two is mended on redelivery above.
-    if deps.db.finish_preprocess(row.id, page_count, needs_ocr=bool(needs_ocr)):
-        send_ocr(deps, row.id, needs_ocr)
-        if not needs_ocr:
-            deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
-    return page_count
-
-
-def _check_original_key(row) -> None:
-    """The row names the key submit built for this patient and file, or nothing is read: a
-    wrong key inside the bucket would put another patient's document into this one's pages,
-    text and encounters, which row-level security then shows to this patient."""
-    extension = row.storage_key.rsplit(".", 1)[-1]
-    try:
-        expected = original_key(row.patient_id, row.id, extension)
-    except ValueError:
-        expected = None
-    if row.storage_key != expected:
-        raise ForeignStorageKeyError()
-
-
-_ROWS_PER_WRITE = 25
-# Encoder threads. Pillow encodes without the GIL (into a file descriptor), MuPDF renders
-# holding it: two writers keep a JPEG encoding whenever the renderer has the GIL, at the cost
-# of one more page's pixels alive (three in all). Measured on a 120-page RGB text PDF: one
-# writer 1.5-1.7 s, two 1.15-1.2 s, three no better than two.
-_WRITERS = 2
-
-
-def _store_jpeg(deps: Deps, key: str, page) -> None:
-    deps.storage.put_bytes(key, page.jpeg, "image/jpeg")
-
-
-def _settle(entry: tuple[Future, object]) -> None:
-    """Wait for a page's JPEG to be stored, then free its pixels here, on MuPDF's thread."""
-    future, page = entry
-    try:
-        future.result()
-    finally:
-        page.release()
-
-
-def _page_row(shell_file_id, key: str, page) -> ShellFilePage:
-    return ShellFilePage(
-        shell_file_id=shell_file_id,
-        page_number=page.page_number,
-        storage_key=key,
-        width=page.width,
-        height=page.height,
-        text_source=TextSource.NATIVE if page.native_text is not None else TextSource.OCR,
-    )
-
-
-def _flush(deps: Deps, shell_file_id, rows: list, texts: list, pending: deque) -> None:
-    """Write the rows of pages whose JPEGs are stored: a page row never names a missing image."""
-    while pending:
-        _settle(pending.popleft())
-    deps.db.upsert_pages(shell_file_id, rows, texts)
-    rows.clear()
-    texts.clear()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from shared.stages import preprocess
 
 
 def record_handler(record: SQSRecord) -> None:
-    handle_record(Stage.PREPROCESS, record, run)
+    handle_record(Stage.PREPROCESS, record, preprocess.run)
 
 
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)

@@ -333,7 +333,9 @@ def cmd_invoke(args) -> int:
         _err("docpipe: the event must be an SQS event: an object with a non-empty 'Records' list")
         return EXIT_USAGE
     settings = _settings_or_exit()
-    module = "handlers.failures" if args.stage == "failures" else f"handlers.{args.stage}"
+    from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS
+
+    module = FAILURES_HANDLER if args.stage == "failures" else STAGE_HANDLERS[args.stage]
     handler = importlib.import_module(module).lambda_handler
     timeout = args.timeout if args.timeout is not None else settings.stage_timeout_s
     response = handler(event, LocalContext(function_name=f"docpipe-{args.stage}", timeout_s=timeout))

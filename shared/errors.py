@@ -107,10 +107,22 @@ class FileNotFoundInDbError(PermanentError):
     code = "unknown_file"
 
 
-class OriginalMissingError(PermanentError):
+class ObjectMissingError(PermanentError):
+    """An object is not in storage (what every storage adapter raises; the stage says which)."""
+
+    code = "object_missing"
+
+
+class OriginalMissingError(ObjectMissingError):
     """The uploaded original is not in storage."""
 
     code = "original_missing"
+
+
+class PageImageMissingError(ObjectMissingError):
+    """A page's JPEG, stored by preprocess, is not in storage."""
+
+    code = "page_image_missing"
 
 
 class StorageKeyError(PermanentError, ValueError):

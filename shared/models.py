@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import uuid
 from typing import Annotated, Literal
 
@@ -29,6 +30,15 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     shell_file_id: uuid.UUID
+
+
+def shell_file_id_of(body: str) -> uuid.UUID | None:
+    """Best-effort id of the file a queue body is about, even one no model accepts (an
+    invalid message, a dead letter, a redriven one): None when it names no UUID."""
+    try:
+        return uuid.UUID(str(json.loads(body).get("shell_file_id")))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 class PreprocessMessage(_Message):

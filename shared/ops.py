@@ -8,9 +8,9 @@ settings point at (local, or SQS + Supabase).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 
+from shared.models import shell_file_id_of
 from shared.ports import STAGE_QUEUES, Queue, dlq_name
 
 # The state a file re-enters when its stage's message is redriven: the state that stage
@@ -64,15 +64,9 @@ def redrive_terminal(queue) -> str:
 
 
 def _reopen(db, body: str, stage: str) -> None:
-    try:
-        shell_file_id = uuid.UUID(str(json.loads(body).get("shell_file_id")))
-    except (ValueError, TypeError, AttributeError):
-        return  # an invalid message goes back as is; its stage rejects it again
-    db.query(
-        "update shell_files set status = %s, error_code = null, error_message = null, updated_at = now()"
-        " where id = %s and status = 'failed' returning id",
-        (_REOPEN_STATUS[stage], shell_file_id),
-    )
+    shell_file_id = shell_file_id_of(body)
+    if shell_file_id is not None:  # an invalid message goes back as is; its stage rejects it again
+        db.reopen_for_redrive(shell_file_id, _REOPEN_STATUS[stage])
 
 
 def _retryable_codes() -> list[str]:
@@ -104,7 +98,7 @@ def retry(deps, codes: list[str] | None = None, since: dt.datetime | None = None
     A crash between the reopen and the send leaves the file active with nothing queued; the
     stages' idempotency makes ``retry --id`` after ``docpipe status`` safe, but it selects failed
     files only, so such a file is re-sent by hand (the window is one statement wide)."""
-    from shared.fanout import fan_out_missing
+    from shared.stages.fanout import fan_out_missing
     from shared.models import PipelineRun, PreprocessMessage, Stage
 
     if codes is None and ids is None:

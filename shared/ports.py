@@ -82,12 +82,9 @@ class Storage(abc.ABC):
     def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
         """Stream the object to ``dest`` without holding it in memory; return its size.
 
-        Raises ``OriginalMissingError`` when the key does not exist and
-        ``FileTooLargeError`` when it is bigger than ``max_bytes``.
+        Raises ``ObjectMissingError`` when the key does not exist (the caller says which
+        object that was) and ``FileTooLargeError`` when it is bigger than ``max_bytes``.
         """
-
-    @abc.abstractmethod
-    def exists(self, key: str) -> bool: ...
 
 
 class Database(abc.ABC):

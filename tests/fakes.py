@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import tempfile
 import threading
 import uuid
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from shared.errors import FileTooLargeError, OriginalMissingError
+from shared.errors import FileTooLargeError, ObjectMissingError
 from shared.models import (
     Discovery,
     Encounter,
@@ -67,15 +68,23 @@ class InMemoryStorage(Storage):
 
     def download(self, key, dest, max_bytes=None):
         if key not in self.objects:
-            raise OriginalMissingError("object not found")
+            raise ObjectMissingError("object not found")
         data = self.objects[key]
         if max_bytes is not None and len(data) > max_bytes:
             raise FileTooLargeError("too large")
         Path(dest).write_bytes(data)
         return len(data)
 
-    def exists(self, key):
-        return key in self.objects
+
+def is_stored(storage: Storage, key: str) -> bool:
+    """Whether ``storage`` holds ``key``, asked the way a stage asks: a download (to a temp
+    file) that finds the object or raises ``ObjectMissingError``."""
+    with tempfile.TemporaryDirectory(prefix="docpipe-test-") as tmp:
+        try:
+            storage.download(key, Path(tmp) / "object")
+        except ObjectMissingError:
+            return False
+    return True
 
 
 class InMemoryDb(Database):

@@ -3,7 +3,8 @@
 The endpoint URL comes from settings, so Amazon SQS/S3, ElasticMQ, MinIO, Supabase's S3
 protocol and moto's server are one code path. Vendor errors become ours here: throttling ->
 ``ThrottledError``, connection trouble -> ``DependencyUnavailableError``, a missing object
--> ``OriginalMissingError``; always raised from the original.
+-> ``ObjectMissingError`` (the stage that asked says which object); always raised from the
+original.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 from shared.errors import (
     DependencyUnavailableError,
     FileTooLargeError,
-    OriginalMissingError,
+    ObjectMissingError,
     PipelineError,
     StorageKeyError,
     ThrottledError,
@@ -46,7 +47,7 @@ def translate(exc: Exception, what: str) -> PipelineError:
         if code in _THROTTLING:
             return ThrottledError(f"{what}: throttled ({code})")
         if code in _NOT_FOUND:
-            return OriginalMissingError(f"{what}: object not found")
+            return ObjectMissingError(f"{what}: object not found")
         return DependencyUnavailableError(f"{what}: {code or 'client error'}")
     return DependencyUnavailableError(f"{what}: {type(exc).__name__}")
 
@@ -302,17 +303,6 @@ class S3Storage(Storage):
             raise translate(exc, "download") from exc
         return size
 
-    def exists(self, key: str) -> bool:
-        try:
-            self._client.head_object(Bucket=self._bucket, Key=key)
-            return True
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
-                return False
-            raise translate(exc, "head object") from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise translate(exc, "head object") from exc
-
 
 class LocalStorage(Storage):
     """Storage in a local directory: the embedded default (`docpipe process`)."""
@@ -343,12 +333,9 @@ class LocalStorage(Storage):
     def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
         source = self.path(key)
         if not source.is_file():
-            raise OriginalMissingError("object not found")
+            raise ObjectMissingError("object not found")
         size = source.stat().st_size
         if max_bytes is not None and size > max_bytes:
             raise FileTooLargeError(f"file is {size} bytes; the limit is {max_bytes}")
         shutil.copyfile(source, dest)
         return size
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()

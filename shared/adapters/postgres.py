@@ -440,6 +440,16 @@ class PostgresDb(Database):
             return None
         return "preprocess" if rows[0]["page_count"] is None else "ocr"
 
+    def reopen_for_redrive(self, shell_file_id: uuid.UUID, status: str) -> bool:
+        """failed -> ``status``, the state a redriven message's stage expects (`docpipe
+        redrive`), in one conditional UPDATE; False if the file was not failed."""
+        rows = self._execute(
+            "update shell_files set status = %s, error_code = null, error_message = null, updated_at = now()"
+            " where id = %s and status = 'failed' returning id",
+            (status, shell_file_id),
+        )
+        return bool(rows)
+
     # --- reads for the CLI and tests -------------------------------------------------
 
     def pages(self, shell_file_id: uuid.UUID) -> list[ShellFilePage]:
@@ -455,7 +465,16 @@ class PostgresDb(Database):
         return Manifest.model_validate(rows[0]["manifest"]) if rows else None
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
-        """Read-only helper for the CLI's status view and tests."""
+        """Rows for the CLI's status view, the review page, benches and tests, in a read-only
+        transaction: Postgres refuses a write through it (``ReadOnlySqlTransaction``)."""
+        with self._tx() as conn:
+            conn.execute("set transaction read only")
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        """A write outside the port's methods, for tests that set up what no stage does (a
+        tampered storage key, a file stopped mid-stage); the rows it returns, if any."""
         return self._execute(sql, params)
 
     # --- the discovery cache ---------------------------------------------------------

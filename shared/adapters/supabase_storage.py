@@ -2,13 +2,13 @@
 ``supabase`` package, for deployments that have a Supabase project and no S3 keys.
 
 The service-role key authenticates every request (Storage's RLS does not apply to it), and
-the bucket is STORAGE_BUCKET. Uploads, existence checks and bucket provisioning go through
+the bucket is STORAGE_BUCKET. Uploads and bucket provisioning go through
 ``supabase``'s storage client; downloads are streamed through the same HTTP client, URL and
 headers, because the package's ``download()`` returns the whole object as ``bytes`` and an
 original may be hundreds of megabytes (originals are never held in memory whole).
 
 Vendor errors become ours, raised from the original: a missing object ->
-``OriginalMissingError``; a missing bucket -> ``DependencyUnavailableError``; 429 -> ``ThrottledError``; timeouts, connection trouble, 5xx and
+``ObjectMissingError``; a missing bucket -> ``DependencyUnavailableError``; 429 -> ``ThrottledError``; timeouts, connection trouble, 5xx and
 anything unexpected -> ``DependencyUnavailableError``; an object over Storage's size limit ->
 ``FileTooLargeError``. Their messages carry the operation and Storage's status and error code,
 never a key (keys hold patient ids) nor Storage's own message text.
@@ -25,7 +25,7 @@ import httpx
 from shared.errors import (
     DependencyUnavailableError,
     FileTooLargeError,
-    OriginalMissingError,
+    ObjectMissingError,
     PipelineError,
     ThrottledError,
 )
@@ -105,16 +105,6 @@ class SupabaseStorage(Storage):
             raise _from_transport("download", exc) from exc
         return size
 
-    def exists(self, key: str) -> bool:
-        from storage3.exceptions import StorageApiError
-
-        try:
-            return bool(self._bucket.exists(key))
-        except StorageApiError as exc:
-            raise _from_api_error("head object", exc) from exc
-        except httpx.HTTPError as exc:
-            raise _from_transport("head object", exc) from exc
-
     # --- provisioning ----------------------------------------------------------------
 
     def ensure_bucket(self) -> None:
@@ -161,7 +151,7 @@ def _classify(what: str, status, code: str | None, retry_after: str | None = Non
     if code in _NO_BUCKET:
         return DependencyUnavailableError(f"supabase storage {what}: {status} bucket not found")
     if _is_not_found(status, code):
-        return OriginalMissingError(f"supabase storage {what}: object not found")
+        return ObjectMissingError(f"supabase storage {what}: object not found")
     if str(status) == "429":
         try:
             hint = float(retry_after) if retry_after else None

@@ -1,9 +1,10 @@
 """What runs inside the fresh child process the container worker starts for each message.
 
 The module is the fork server's preload: importing it loads the pure-Python part of docpipe
-(boto3, psycopg, Powertools, the discover/ocr/failures handlers) once, so a forked child
-starts warm. It deliberately does not import ``handlers.preprocess``: PyMuPDF and its native
-allocator are loaded by the child that needs them and die with it.
+(boto3, psycopg, Powertools, the discover/ocr/failures handlers, found by name in the
+worker's table) once, so a forked child starts warm. It deliberately does not load the
+preprocess handler: PyMuPDF and its native allocator are loaded by the child that needs them
+and die with it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,21 @@ import tempfile
 
 # Preloaded for the fork server; each is pure Python apart from the compiled pieces of
 # pydantic and psycopg, which keep no pools between messages.
-import handlers.discover  # noqa: F401
-import handlers.failures  # noqa: F401
-import handlers.ocr  # noqa: F401
 import shared.adapters.aws  # noqa: F401
 import shared.adapters.postgres  # noqa: F401
 import shared.adapters.tesseract  # noqa: F401
 from shared import bootstrap
 from shared.observability import logger
 from shared.runtime.events import LocalContext, sqs_event
-from shared.runtime.records import retry_hint
 from shared.runtime.jobs import EXIT_CRASHED, EXIT_OK, EXIT_RECORD_FAILED, Job, write_result
+from shared.runtime.records import retry_hint
+from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS
 from shared.settings import Settings
+
+# The handlers too, by name (nothing under shared/ imports handlers): every one but preprocess's.
+PRELOADED_HANDLERS = (STAGE_HANDLERS["discover"], STAGE_HANDLERS["ocr"], FAILURES_HANDLER)
+for _module in PRELOADED_HANDLERS:
+    importlib.import_module(_module)
 
 
 def _warm() -> None:

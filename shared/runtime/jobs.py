@@ -1,8 +1,7 @@
-"""The light half of the parent/child contract: the job a child gets and its entry point.
-
-The parent imports only this module; the trampoline defers to ``shared.runtime.child``, which
-the fork server has preloaded (and which the parent must never import: it pulls in the
-handlers and their dependencies).
+"""The light half of the parent/child contract: the job a child gets, its exit codes and the
+result file it leaves. The parent (``shared.runtime.supervisor``) and the child
+(``shared.runtime.child``) both import it; it imports neither (the parent's handles on the
+child's entry points are in ``shared.runtime.targets``).
 """
 
 from __future__ import annotations
@@ -32,18 +31,6 @@ class Job:
     settings: Settings
     tmpdir: str
     timeout_s: float
-
-
-def run_job(job: Job) -> None:
-    from shared.runtime.child import run_job as run
-
-    run(job)
-
-
-def record_abnormal_end(settings: Settings, run) -> None:
-    from shared.runtime.child import record_abnormal_end as record
-
-    record(settings, run)
 
 
 def write_result(tmpdir: str, exitcode: int, maxrss_kb: int, retry_after_s: float | None = None) -> None:

@@ -17,7 +17,6 @@ not turn a retry into a crash) and its metrics: pages, duration, peak and curren
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pydantic import ValidationError
 
 from shared.bootstrap import Deps, get_deps
 from shared.errors import InvalidMessageError, PermanentError, PipelineError
-from shared.models import MAX_MESSAGE_BYTES, MESSAGE_MODELS, PipelineRun, Stage
+from shared.models import MAX_MESSAGE_BYTES, MESSAGE_MODELS, PipelineRun, Stage, shell_file_id_of
 from shared.observability import count_error, logger, peak_rss_kb, record_metrics, rss_kb, set_stage_dimension
 
 # run(msg, deps, attempt) -> the pages it handled (for the ``pages`` metric), "skipped", or None
@@ -54,15 +53,6 @@ def parse_message(stage: Stage, body: str):
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in err["loc"]) or "body" for err in exc.errors()})
         raise InvalidMessageError(f"invalid {stage.value} message: bad or unknown fields {fields}") from exc
-
-
-def shell_file_id_of(body: str) -> uuid.UUID | None:
-    """Best-effort id of the file a (possibly invalid) message is about."""
-    try:
-        value = json.loads(body).get("shell_file_id")
-        return uuid.UUID(str(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
 
 
 def attempt_of(record: SQSRecord) -> int:

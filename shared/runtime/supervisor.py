@@ -32,16 +32,16 @@ import shutil
 import signal
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from shared.errors import PipelineError
-from shared.models import PipelineRun, Stage
+from shared.models import PipelineRun, Stage, shell_file_id_of
 from shared.observability import logger
 from shared.ports import Queue, QueueMessage
 from shared.runtime.events import queue_arn
-from shared.runtime.jobs import EXIT_OK, Job, read_result, record_abnormal_end, run_job
+from shared.runtime.jobs import EXIT_OK, Job, read_result
+from shared.runtime.targets import record_abnormal_end, run_job
 from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS, backoff_s, serving_order
 from shared.settings import Settings
 
@@ -93,7 +93,7 @@ class Supervisor:
         self.isolation = isolation or settings.worker_isolation
         self.ctx = multiprocessing.get_context(self.isolation)
         if self.isolation == "forkserver":
-            self.ctx.set_forkserver_preload(["shared.runtime.child"])
+            self.ctx.set_forkserver_preload(["shared.runtime.child", "shared.runtime.targets"])
         self.on_finish = on_finish
         self.running: dict[int, _Running] = {}
         self.finished: collections.deque[Finished] = collections.deque(maxlen=FINISHED_KEPT)
@@ -301,10 +301,11 @@ class Supervisor:
             self._release(job.queue, message, delay)
             if run.killed_for or exitcode < 0 or result is None:
                 self._record_abnormal(run, exitcode, peak_kb, duration)
+        shell_file_id = shell_file_id_of(message.body)
         finished = Finished(
             queue=job.queue,
             message_id=message.message_id,
-            shell_file_id=_shell_file_id(message.body),
+            shell_file_id=str(shell_file_id) if shell_file_id else None,
             exitcode=exitcode,
             outcome=outcome,
             duration_s=duration,
@@ -334,7 +335,7 @@ class Supervisor:
         stage = run.job.queue.removesuffix("-dlq")
         pipeline_run = PipelineRun(
             stage=Stage(stage),
-            shell_file_id=_shell_file_id(run.job.message.body),
+            shell_file_id=shell_file_id_of(run.job.message.body),
             message_id=run.job.message.message_id,
             attempt=run.job.message.receive_count,
             outcome="retry",
@@ -371,11 +372,3 @@ def _rss_kb(pid: int) -> tuple[int, int]:
         pass
     return rss, hwm
 
-
-def _shell_file_id(body: str) -> str | None:
-    import json
-
-    try:
-        return str(uuid.UUID(str(json.loads(body).get("shell_file_id"))))
-    except (ValueError, TypeError, AttributeError):
-        return None

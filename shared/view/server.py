@@ -27,7 +27,7 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-from shared.errors import OriginalMissingError
+from shared.errors import ObjectMissingError
 from shared.ports import Database, Storage
 from shared.view import DEFAULT_HOST, DEFAULT_PORT, data, html
 
@@ -176,7 +176,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             dest = Path(tmp) / "page.jpg"
             try:
                 self.view.storage.download(page.storage_key, dest)
-            except OriginalMissingError:
+            except ObjectMissingError:
                 raise _NotFound from None
             return dest.read_bytes()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_tesseract
+from tests.fakes import is_stored
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = ["two_visits.pdf", "scanned_discharge.pdf", "fax_referral.tiff", "lab_photo.jpg", "phone_letter.heic"]
@@ -110,7 +111,7 @@ def test_submit_then_worker_on_a_configured_stack(local_stack, database_url, sam
     assert worked.returncode == 0, worked.stderr[-2000:]
     row = deps.db.get_shell_file(sfid)
     assert row.status.value == "completed" and row.page_count == 3
-    assert all(deps.storage.exists(p.storage_key) for p in deps.db.pages(sfid))
+    assert all(is_stored(deps.storage, p.storage_key) for p in deps.db.pages(sfid))
     deps.db.close()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from shared.adapters.aws import LocalStorage, S3Storage, SqsQueue
 from shared.adapters.postgres import PostgresDb
-from shared.errors import DependencyUnavailableError, FileTooLargeError, OriginalMissingError
+from shared.errors import DependencyUnavailableError, FileTooLargeError, ObjectMissingError
 from shared.models import (
     Discovery,
     Encounter,
@@ -23,6 +23,7 @@ from shared.models import (
     ShellFilePage,
     TextSource,
 )
+from tests.fakes import is_stored
 
 # --- SqsQueue ------------------------------------------------------------------------
 
@@ -71,15 +72,17 @@ def test_storage_round_trip(stack_deps, tmp_path, backend):
     src.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 4000)
     storage.put_file("originals/a/b/original.pdf", src, "application/pdf")
     storage.put_bytes("processed/a/b/page-0001.jpg", b"\xff\xd8\xffjpeg", "image/jpeg")
-    assert storage.exists("originals/a/b/original.pdf")
-    assert not storage.exists("originals/a/b/other.pdf")
+    assert is_stored(storage, "originals/a/b/original.pdf")
+    assert not is_stored(storage, "originals/a/b/other.pdf")
     dest = tmp_path / "dest.bin"
     assert storage.download("originals/a/b/original.pdf", dest) == src.stat().st_size
     assert dest.read_bytes() == src.read_bytes()
     with pytest.raises(FileTooLargeError):
         storage.download("originals/a/b/original.pdf", tmp_path / "x", max_bytes=100)
-    with pytest.raises(OriginalMissingError):
+    with pytest.raises(ObjectMissingError) as missing:
         storage.download("originals/a/b/missing.pdf", tmp_path / "y")
+    # Any missing object, the same error: the stage that asked says which (original, page image).
+    assert type(missing.value) is ObjectMissingError and "originals/" not in str(missing.value)
 
 
 def test_s3_is_the_configured_bucket(stack_deps):
@@ -114,6 +117,18 @@ def test_migrate_is_idempotent(stack_deps):
     tables = {r["tablename"] for r in db.query("select tablename from pg_tables where schemaname = 'public'")}
     assert {"shell_files", "shell_file_pages", "ocr_text_extractions", "healthcare_encounters",
             "shell_file_manifests", "pipeline_runs"} <= tables
+
+
+def test_query_reads_and_execute_writes(stack_deps):
+    import psycopg
+
+    db: PostgresDb = stack_deps.db
+    row = _new_file(db)
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        db.query("update shell_files set status = 'failed' where id = %s returning id", (row.id,))
+    assert db.get_shell_file(row.id).status == FileStatus.QUEUED
+    assert db.execute("update shell_files set status = 'failed' where id = %s returning id", (row.id,)) == [{"id": row.id}]
+    assert db.query("select status from shell_files where id = %s", (row.id,)) == [{"status": "failed"}]
 
 
 def test_status_transitions_are_conditional(stack_deps):

@@ -13,6 +13,7 @@ from shared.models import FileStatus
 from shared.runtime.events import LocalContext
 from shared.submit import submit
 from tests.conftest import needs_tesseract
+from tests.fakes import is_stored
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -41,7 +42,7 @@ def test_text_pdf_through_preprocess_and_discover(stack_deps, samples_dir):
     row = stack_deps.db.get_shell_file(sfid)
     assert (row.status, row.page_count) == (FileStatus.DISCOVERING, 3)
     for page in stack_deps.db.pages(sfid):
-        assert stack_deps.storage.exists(page.storage_key)
+        assert is_stored(stack_deps.storage, page.storage_key)
 
     assert discover.lambda_handler(event_for("discover", sfid), LocalContext()) == {"batchItemFailures": []}
     row = stack_deps.db.get_shell_file(sfid)
@@ -63,6 +64,23 @@ def test_image_through_ocr_handler(stack_deps, samples_dir):
     assert text.engine == "tesseract" and len(text.text) > 100
     assert all(0 <= w.box.x0 <= w.box.x1 <= 1 and 0 <= w.box.y0 <= w.box.y1 <= 1 for w in text.words)
 
+
+
+def test_a_page_jpeg_deleted_before_ocr_fails_the_file_as_a_missing_page_image(stack_deps, samples_dir):
+    # Given a photographed page through the real preprocess handler, its JPEG in S3
+    sfid = submit(stack_deps, samples_dir / "lab_photo.jpg", uuid.uuid4())
+    take(stack_deps, "preprocess")
+    assert preprocess.lambda_handler(event_for("preprocess", sfid), LocalContext()) == {"batchItemFailures": []}
+    assert take(stack_deps, "ocr") == [{"shell_file_id": str(sfid), "page_numbers": [1]}]
+    (page,) = stack_deps.db.pages(sfid)
+    # When the JPEG is deleted from the bucket before the OCR message is handled
+    storage = stack_deps.storage
+    storage._client.delete_object(Bucket=storage._bucket, Key=page.storage_key)
+    # Then the record is acknowledged and the file failed for its page image, not its original
+    assert ocr.lambda_handler(event_for("ocr", sfid), LocalContext()) == {"batchItemFailures": []}
+    row = stack_deps.db.get_shell_file(sfid)
+    assert (row.status, row.error_code) == (FileStatus.FAILED, "page_image_missing")
+    assert str(sfid) not in row.error_message and row.storage_key not in row.error_message
 
 def test_batch_reports_only_retryable_failures(stack_deps, samples_dir, tmp_path):
     """Three records: a good file, a poison (encrypted) file, and one whose original vanished

@@ -8,13 +8,13 @@ import uuid
 
 import pytest
 
-from handlers import discover, ocr, preprocess
 from shared.bootstrap import build_deps
 from shared.errors import DiscoveryInProgressError
 from shared.models import Stage
 from shared.ports import QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
+from shared.stages import discover, ocr, preprocess
 from shared.submit import submit
 from tests.conftest import needs_tesseract
 

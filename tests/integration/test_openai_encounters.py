@@ -25,7 +25,6 @@ import openai
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from handlers import discover
 from shared.bootstrap import Deps
 from shared.encounters import HeuristicEncounters
 from shared.encounters.openai import OpenAiEncounters, WindowAnswer
@@ -41,6 +40,7 @@ from shared.ports import QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
 from shared.settings import Settings
+from shared.stages import discover
 from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage
 
 MODEL = "test-model-1"

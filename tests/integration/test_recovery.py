@@ -26,7 +26,7 @@ def _file(db, status: FileStatus = FileStatus.QUEUED, pages: int = 0, with_text:
                            text_source=TextSource.OCR)],
             [PageText(page_number=n, text=f"page {n}", engine="tesseract")] if n <= with_text else [],
         )
-    db.query(
+    db.execute(
         "update shell_files set status = %s, page_count = %s where id = %s returning id",
         (status.value, pages or None, row.id),
     )
@@ -90,7 +90,7 @@ def test_preprocess_reads_only_the_files_own_original_key(stack_deps, samples_di
         "the same patient's other file": original_key(row.patient_id, uuid.uuid4(), "pdf"),
     }[tamper]
     deps.storage.put_file(key, samples_dir / "two_visits.pdf", "application/pdf")  # a real, readable object
-    deps.db.query("update shell_files set storage_key = %s where id = %s returning id", (key, mine))
+    deps.db.execute("update shell_files set storage_key = %s where id = %s returning id", (key, mine))
     reads = []
     real_download = deps.storage.download
     monkeypatch.setattr(deps.storage, "download", lambda k, *a, **kw: reads.append(k) or real_download(k, *a, **kw))

@@ -18,7 +18,7 @@ import pytest
 from shared.errors import (
     DependencyUnavailableError,
     FileTooLargeError,
-    OriginalMissingError,
+    ObjectMissingError,
     PermanentError,
     RetryableError,
 )
@@ -27,6 +27,7 @@ from shared.keys import original_key, page_key
 pytest.importorskip("supabase")
 
 from shared.adapters.supabase_storage import SupabaseStorage  # noqa: E402
+from tests.fakes import is_stored  # noqa: E402
 
 PATIENT = uuid.UUID("11111111-1111-4111-8111-111111111111")
 
@@ -93,7 +94,7 @@ def test_upload_then_download_gives_the_same_bytes_and_content_type(store, serve
     key = _key()
     store.put_file(key, original, "application/pdf")
     # Then it exists, its content type is kept, and it downloads byte for byte
-    assert store.exists(key) is True
+    assert is_stored(store, key) is True
     info = _object_info(server, store._bucket_name, key)
     assert info.status_code == 200, info.text
     assert info.json()["content_type"] == "application/pdf"
@@ -122,10 +123,10 @@ def test_put_bytes_overwrites_an_existing_object(store, tmp_path):
 
 def test_a_missing_object_is_the_typed_permanent_error(store, server, tmp_path):
     key = _key()
-    assert store.exists(key) is False
-    with pytest.raises(OriginalMissingError) as caught:
+    assert is_stored(store, key) is False
+    with pytest.raises(ObjectMissingError) as caught:
         store.download(key, tmp_path / "nothing")
-    assert isinstance(caught.value, PermanentError)
+    assert type(caught.value) is ObjectMissingError and isinstance(caught.value, PermanentError)
     assert_nothing_private_in(caught.value, key, server)
 
 
@@ -135,7 +136,6 @@ def test_a_missing_bucket_is_retryable_not_a_missing_object(server, tmp_path):
     adapter = SupabaseStorage(server["SUPABASE_URL"], server["SUPABASE_SERVICE_ROLE_KEY"], f"absent-{uuid.uuid4().hex[:8]}")
     for call in (
         lambda: adapter.download(_key(), tmp_path / "nothing"),
-        lambda: adapter.exists(_key()),
         lambda: adapter.put_bytes(_key(), b"x", "image/jpeg"),
     ):
         with pytest.raises(DependencyUnavailableError, match="bucket not found"):
@@ -200,7 +200,6 @@ def test_a_rejected_key_is_retryable_not_missing(store, server, tmp_path):
     for call in (
         lambda: bad.download(key, tmp_path / "x"),
         lambda: bad.put_bytes(key, b"jpeg", "image/jpeg"),
-        lambda: bad.exists(key),
     ):
         with pytest.raises(DependencyUnavailableError) as caught:
             call()
@@ -212,7 +211,7 @@ def test_the_anon_key_cannot_write_or_read_the_private_bucket(store, server, tmp
     key = _key("page")
     store.put_bytes(key, b"\xff\xd8 page", "image/jpeg")
     anon = SupabaseStorage(server["SUPABASE_URL"], server["SUPABASE_ANON_KEY"], store._bucket_name)
-    with pytest.raises(OriginalMissingError):  # a private object is "not found" to anon
+    with pytest.raises(ObjectMissingError):  # a private object is "not found" to anon
         anon.download(key, tmp_path / "x")
     with pytest.raises(DependencyUnavailableError, match="403"):  # RLS refuses the insert
         anon.put_bytes(_key("page"), b"\xff\xd8", "image/jpeg")
@@ -240,7 +239,6 @@ def test_a_server_that_is_down_is_retryable(server, tmp_path):
         lambda: down.download(_key(), tmp_path / "x"),
         lambda: down.put_bytes(_key(), b"x", "image/jpeg"),
         lambda: down.put_file(_key(), page, "image/jpeg"),
-        lambda: down.exists(_key()),
         down.ensure_bucket,
     ):
         with pytest.raises(DependencyUnavailableError) as caught:
@@ -340,7 +338,7 @@ def test_s3_protocol_round_trip_multipart_and_overwrite(s3_store, server, tmp_pa
     sha = _write(original, 20 * 1024 * 1024 + 5)  # over boto3's 8 MB threshold: a multipart upload
     key = _key()
     s3_store.put_file(key, original, "application/pdf")
-    assert s3_store.exists(key) is True
+    assert is_stored(s3_store, key) is True
     dest = tmp_path / "back"
     assert s3_store.download(key, dest) == original.stat().st_size and _sha(dest) == sha
     # Written over S3, read over the Storage API: one bucket, two protocols.
@@ -363,11 +361,11 @@ def test_s3_quirk_error_xml_namespace_a_missing_object_is_still_missing(s3_store
     with pytest.raises(botocore.exceptions.ClientError) as raw:
         _raw_client(server).get_object(Bucket=s3_store._bucket, Key=key)
     assert raw.value.response["Error"].get("Code", "") == "" and raw.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    # With it: NoSuchKey, so the typed permanent error, and exists() says no.
-    with pytest.raises(OriginalMissingError) as caught:
+    # With it: NoSuchKey, so the typed permanent error.
+    with pytest.raises(ObjectMissingError) as caught:
         s3_store.download(key, tmp_path / "x")
-    assert isinstance(caught.value, PermanentError) and key not in str(caught.value)
-    assert s3_store.exists(key) is False
+    assert type(caught.value) is ObjectMissingError and isinstance(caught.value, PermanentError)
+    assert key not in str(caught.value)
     with pytest.raises(botocore.exceptions.ClientError) as parsed:
         s3_store._client.get_object(Bucket=s3_store._bucket, Key=key)
     assert parsed.value.response["Error"]["Code"] == "NoSuchKey"
@@ -383,10 +381,10 @@ def test_s3_quirk_delete_objects_needs_an_xml_content_type(s3_store, server):
     # The quirk: a plain client's batch delete is refused.
     with pytest.raises(botocore.exceptions.ClientError):
         _raw_client(server).delete_objects(Bucket=s3_store._bucket, Delete=objects)
-    assert all(s3_store.exists(k) for k in keys)
+    assert all(is_stored(s3_store, k) for k in keys)
     # The client S3Storage builds sends it as XML, and the objects go.
     s3_store._client.delete_objects(Bucket=s3_store._bucket, Delete=objects)
-    assert not any(s3_store.exists(k) for k in keys)
+    assert not any(is_stored(s3_store, k) for k in keys)
 
 
 def test_s3_protocol_with_a_wrong_secret_is_retryable(server, tmp_path):

@@ -9,13 +9,13 @@ import uuid
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from handlers import discover
 from shared.bootstrap import Deps
 from shared.models import Discovery, Encounter, EncounterType, FileStatus, PageText, ShellFile, Stage
 from shared.ports import EncounterProvider, QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
 from shared.settings import Settings
+from shared.stages import discover
 from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage
 
 

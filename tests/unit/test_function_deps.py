@@ -65,16 +65,25 @@ def test_every_function_builds_what_it_uses_from_its_own_environment(provider, s
     )
     assert set(template.functions) == {"PreprocessFunction", "OcrFunction", "DiscoverFunction", "FailuresFunction"}
     for logical_id, spec in template.functions.items():
-        module = importlib.import_module(spec.handler.rsplit(".", 1)[0])
+        stage = stage_of(spec.handler)
         settings = function_settings(spec.environment, monkeypatch)
         deps = Deps(settings)
-        for part in module.USES:
+        for part in stage.USES:
             assert getattr(deps, part) is not None, (logical_id, part)
-        assert set(deps.built()) == set(module.USES), logical_id  # and nothing else
-        if provider == "openai" and "encounters" in module.USES:
+        assert set(deps.built()) == set(stage.USES), logical_id  # and nothing else
+        if provider == "openai" and "encounters" in stage.USES:
             assert deps.encounters.name == "openai"
-        if storage == "supabase" and "storage" in module.USES:
+        if storage == "supabase" and "storage" in stage.USES:
             assert type(deps.storage).__name__ == "SupabaseStorage"
+
+
+def stage_of(handler: str):
+    """The stage module a template Handler (``handlers.ocr.lambda_handler``) runs: the one its
+    handler module calls, ``shared.stages.ocr``, which says what it ``USES``."""
+    module = importlib.import_module(handler.rsplit(".", 1)[0])
+    stage = importlib.import_module("shared.stages." + module.__name__.rsplit(".", 1)[-1])
+    assert stage in vars(module).values(), f"{module.__name__} does not run {stage.__name__}"
+    return stage
 
 
 def test_a_function_without_the_key_cannot_build_the_provider_and_says_which_variable(aws, monkeypatch):

@@ -10,7 +10,6 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from PIL import Image, ImageDraw
 
-from handlers import discover, ocr, preprocess
 from shared.bootstrap import Deps
 from shared.errors import DependencyUnavailableError
 from shared.models import FileStatus, Stage
@@ -18,6 +17,7 @@ from shared.ports import QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
 from shared.settings import Settings
+from shared.stages import discover, ocr, preprocess
 from shared.submit import submit
 from tests.fakes import CannedOcr, InMemoryDb, InMemoryQueue, InMemoryStorage, OneEncounterPerDocument
 
@@ -179,3 +179,31 @@ def test_a_missing_setting_fails_only_the_record_that_needs_it_and_names_the_var
     (retry,) = [r for r in caplog.records if r.getMessage() == "stage will be retried"]
     assert retry.setting == "OPENAI_API_KEY" and retry.error_code == "missing_setting"
     assert deps.built() == ["queue", "storage", "db"]  # the provider was never built
+
+
+def test_a_deleted_page_jpeg_fails_the_file_as_a_missing_page_image_not_a_missing_original(deps, tmp_path):
+    # Given a scanned page, preprocessed: its JPEG is stored and its OCR message queued
+    sfid = submit(deps, _image(tmp_path / "scan.png"), uuid.uuid4())
+    (body,) = deps.queue.bodies(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, body), preprocess.run, deps)
+    (page,) = deps.db.pages(sfid)
+    # When the page JPEG is gone before OCR reads it
+    del deps.storage.objects[page.storage_key]
+    (body,) = deps.queue.bodies(Stage.OCR.value)
+    handle_record(Stage.OCR, _record(Stage.OCR, body), ocr.run, deps)
+    # Then the file fails for its page image (the original is still there), without the key
+    row = deps.db.get_shell_file(sfid)
+    assert (row.status, row.error_code) == (FileStatus.FAILED, "page_image_missing")
+    assert row.storage_key in deps.storage.objects
+    assert str(sfid) not in row.error_message and "processed/" not in row.error_message
+    assert deps.ocr.calls == []
+
+
+def test_a_missing_original_is_still_original_missing(deps, tmp_path):
+    sfid = submit(deps, _image(tmp_path / "scan.png"), uuid.uuid4())
+    del deps.storage.objects[deps.db.get_shell_file(sfid).storage_key]
+    (body,) = deps.queue.bodies(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, body), preprocess.run, deps)
+    row = deps.db.get_shell_file(sfid)
+    assert (row.status, row.error_code) == (FileStatus.FAILED, "original_missing")
+    assert str(sfid) not in row.error_message and "originals/" not in row.error_message

@@ -23,7 +23,6 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.stub import ANY, Stubber
 
-from handlers import discover, ocr, preprocess
 from shared.adapters.textract import MAX_IMAGE_BYTES, TextractOcr, parse_blocks
 from shared.bootstrap import Deps, build_deps
 from shared.errors import DependencyUnavailableError, OcrFailedError, ThrottledError
@@ -32,6 +31,7 @@ from shared.ports import QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
 from shared.settings import Settings
+from shared.stages import discover, ocr, preprocess
 from shared.submit import submit
 from tests.fakes import InMemoryDb, InMemoryQueue, InMemoryStorage, OneEncounterPerDocument
 
