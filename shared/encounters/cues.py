@@ -6,9 +6,10 @@ Structural cues come first: "Page 1 of N", a title line in the letterhead, a run
 or footer that changes, a section sequence that starts again. Keyword lists only name a
 title's kind, and type an untitled encounter by counting.
 
-Where a page was read with Textract's LAYOUT, its title, section-header, header, footer and
-page-number lines are the ones Textract named (``Layout``); a kind the page has no block of,
-and every page read without LAYOUT, is inferred from the text as before.
+Where a page was read with Textract's LAYOUT, the lines Textract named title, section header,
+header, footer and page number (``Layout``) are read for those cues first, wherever they
+stand; a cue the layout does not give, and every page read without LAYOUT, is inferred from
+the text as before.
 """
 
 from __future__ import annotations
@@ -183,8 +184,9 @@ def find_title(
     """The title line within ``reach`` first lines, by kind, with its span.
 
     A title above the letterhead's last contact line is a department's name ("Outpatient
-    Services"), taken only when no title follows the letterhead. On a page with LAYOUT titles,
-    those are the titles, wherever they stand (and a section header within ``reach``).
+    Services"), taken only when no title follows the letterhead. On a page with LAYOUT, its
+    titles come first, wherever they stand (and its section headers within ``reach``); a page
+    whose layout names no title of a kind is read as any other.
     """
     named = [*layout.lines("title"), *(line for line in layout.lines("section_header") if line in lines[:reach])]
     for line in sorted(named, key=lambda line: line.start):
@@ -192,8 +194,6 @@ def find_title(
             match = pattern.search(line.text)
             if match:
                 return kind, Span(page, line.start + match.start(), line.start + match.end())
-    if layout.lines("title"):
-        return None
     top = lines[:reach]
     contact_end = max((i for i, line in enumerate(top[:TITLE_LINES]) if _CONTACT.search(line.text)), default=-1)
     found = []
@@ -226,9 +226,10 @@ def says_continued(line: str) -> bool:
 
 
 def page_marker(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> tuple[int, int | None] | None:
-    # The page's edges, or what LAYOUT named its page number, header and footer. Fax headers
-    # count the pages of the transmission, not of the document.
-    edges = layout.lines("page_number", "header", "footer") or [*lines[:LETTERHEAD_LINES], *lines[-LETTERHEAD_LINES:]]
+    # What LAYOUT named the page's number, header and footer (wherever Textract's reading order
+    # put them), then the page's edges. Fax headers count the pages of the transmission, not
+    # of the document.
+    edges = [*layout.lines("page_number", "header", "footer"), *lines[:LETTERHEAD_LINES], *lines[-LETTERHEAD_LINES:]]
     for line in edges:
         if _FAX.search(line.text):
             continue

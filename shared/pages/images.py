@@ -36,7 +36,6 @@ _TRANSPOSE = {
 }
 
 
-
 @functools.cache
 def _register_heif() -> None:
     import pillow_heif

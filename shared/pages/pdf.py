@@ -22,8 +22,8 @@ pymupdf.TOOLS.mupdf_display_errors(False)
 pymupdf.TOOLS.mupdf_display_warnings(False)
 
 
+# Decoded image bytes after which MuPDF's store is emptied (see PdfDocument.pages).
 _STORE_CAP_BYTES = 32 * 1024 * 1024
-
 
 
 class PdfDocument(Document):
