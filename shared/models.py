@@ -154,6 +154,15 @@ class Line(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
 
 
+class LayoutBlock(BaseModel):
+    """A part of the page that Textract's LAYOUT named: its kind, its text (its lines, one a
+    line, in reading order) and where it is. Only the kinds the encounter cues read are kept."""
+
+    kind: Literal["title", "header", "footer", "page_number", "section_header"]
+    text: str
+    box: Box | None = None
+
+
 # Why a page's reading needs a person to look at it (PageText.flag).
 OCR_EMPTY = "ocr_empty"  # the image has ink, the reading (almost) no text
 OCR_LOW_CONFIDENCE = "ocr_low_confidence"  # the engine's mean word confidence is low
@@ -172,6 +181,10 @@ class PageText(BaseModel):
     flag: str | None = None  # OCR_EMPTY, OCR_LOW_CONFIDENCE: the page is for review
     ink_coverage: float | None = Field(default=None, ge=0, le=1)  # share of dark pixels, where measured
     preparation: list[str] = Field(default_factory=list)  # what was done to the page before OCR (not stored)
+    # Textract with TEXTRACT_FEATURES only; every other engine leaves them empty.
+    layout: list[LayoutBlock] = Field(default_factory=list)  # in reading order
+    tables: list[str] = Field(default_factory=list)  # each table as GitHub markdown
+    cost_usd: float = Field(default=0.0, ge=0)  # what reading the page cost (Textract's per-page price)
 
     @property
     def source(self) -> TextSource:
@@ -282,7 +295,9 @@ class Manifest(BaseModel):
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # the file's cost: the provider's and the OCR's
+    provider_cost_usd: float = 0.0  # the encounter provider's (LLM tokens)
+    ocr_cost_usd: float = 0.0  # the pages' readings (Textract's per-page prices)
     identity_conflict: bool = False  # more than one patient in one file: a misfiled page is a safety problem
     # an identity conflict, any encounter that needs review, or a page flagged by OCR
     needs_review: bool = False
@@ -308,6 +323,8 @@ class Manifest(BaseModel):
     def build(
         cls, shell_file_id: uuid.UUID, page_count: int, discovery: Discovery, pages: list[PageText] = ()
     ) -> Manifest:
+        # numeric(12, 6) where it is stored: micro-dollars, without the float dust of a sum
+        ocr_cost = round(sum(p.cost_usd for p in pages), 6)
         assignments: dict[int, int | None] = {p: None for p in range(1, page_count + 1)}
         for index, encounter in enumerate(discovery.encounters):
             for page in encounter.pages():
@@ -322,7 +339,10 @@ class Manifest(BaseModel):
             or any(e.needs_review for e in discovery.encounters)
             or any(p.flag for p in pages),
             pages_for_review={p.page_number: p.flag for p in pages if p.flag},
-            **discovery.model_dump(exclude={"encounters"}),
+            cost_usd=discovery.cost_usd + ocr_cost,
+            provider_cost_usd=discovery.cost_usd,
+            ocr_cost_usd=ocr_cost,
+            **discovery.model_dump(exclude={"encounters", "cost_usd"}),
         )
 
 

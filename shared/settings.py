@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.retry import deliveries_for
+
+# AnalyzeDocument's feature types that docpipe can ask for. QUERIES needs the questions
+# (QueriesConfig) and SIGNATURES adds nothing the page text keeps: neither is offered.
+TextractFeature = Literal["LAYOUT", "TABLES", "FORMS"]
 
 
 class Settings(BaseSettings):
@@ -64,6 +68,12 @@ class Settings(BaseSettings):
     tesseract_lang: str = "eng"
     textract_endpoint_url: str | None = Field(default=None, description="override Textract's endpoint (tests)")
     textract_max_attempts: int = Field(default=8, ge=1, le=20, description="adaptive retries per page")
+    # NoDecode: the variable is "LAYOUT,TABLES", not JSON.
+    textract_features: Annotated[tuple[TextractFeature, ...], NoDecode] = Field(
+        default=(),
+        description="empty: DetectDocumentText; else AnalyzeDocument with these (LAYOUT, TABLES, FORMS), "
+        "comma-separated",
+    )
 
     # --- encounter discovery (Pass 0.5)
     encounter_provider: Literal["heuristic", "openai"] = "heuristic"
@@ -131,6 +141,15 @@ class Settings(BaseSettings):
         default=660.0, gt=0, description="a discover invocation's claim on a file (the discover function's "
         "600 s timeout and a margin): a second copy of the message meanwhile does not call the model"
     )
+
+    @field_validator("textract_features", mode="before")
+    @classmethod
+    def _split_features(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().upper() for part in value.split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            return tuple(dict.fromkeys(value))  # "LAYOUT,LAYOUT" asks (and pays) once
+        return value
 
     @model_validator(mode="after")
     def _derive_receive_count(self) -> Settings:

@@ -57,11 +57,13 @@ _UPSERT_PAGE = (
 )
 _UPSERT_TEXT = (
     "insert into ocr_text_extractions (shell_file_id, page_number, engine, text, lines, words,"
-    " confidence, duration_ms, flag, ink_coverage) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " confidence, duration_ms, flag, ink_coverage, layout, tables, cost_usd)"
+    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " on conflict (shell_file_id, page_number) do update set engine = excluded.engine,"
     " text = excluded.text, lines = excluded.lines, words = excluded.words,"
     " confidence = excluded.confidence, duration_ms = excluded.duration_ms,"
-    " flag = excluded.flag, ink_coverage = excluded.ink_coverage"
+    " flag = excluded.flag, ink_coverage = excluded.ink_coverage,"
+    " layout = excluded.layout, tables = excluded.tables, cost_usd = excluded.cost_usd"
 )
 
 
@@ -81,6 +83,9 @@ def _text_params(shell_file_id: uuid.UUID, text: PageText) -> tuple:
         text.duration_ms,
         text.flag,
         text.ink_coverage,
+        Jsonb([block.model_dump() for block in text.layout]),
+        Jsonb(text.tables),
+        text.cost_usd,
     )
 
 
@@ -302,11 +307,14 @@ class PostgresDb(Database):
 
     def page_texts(self, shell_file_id: uuid.UUID) -> list[PageText]:
         rows = self._execute(
-            "select page_number, engine, text, lines, words, confidence, duration_ms, flag, ink_coverage"
-            " from ocr_text_extractions where shell_file_id = %s order by page_number",
+            "select page_number, engine, text, lines, words, confidence, duration_ms, flag, ink_coverage,"
+            " layout, tables, cost_usd from ocr_text_extractions where shell_file_id = %s order by page_number",
             (shell_file_id,),
         )
-        return [PageText.model_validate({**row, "duration_ms": row["duration_ms"] or 0.0}) for row in rows]
+        return [
+            PageText.model_validate({**row, "duration_ms": row["duration_ms"] or 0.0, "cost_usd": float(row["cost_usd"])})
+            for row in rows
+        ]
 
     def complete_discovery(self, manifest: Manifest) -> bool:
         with self._tx() as conn:

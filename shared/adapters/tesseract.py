@@ -16,7 +16,7 @@ from PIL import Image
 
 from shared.errors import DependencyUnavailableError, EngineCrashedError, OcrFailedError, StageTimeoutError
 from shared.models import Box, Line, PageText, Word
-from shared.pages.prepare import INKED_PAGE, LOW_CONFIDENCE, STEPS, Prepared, prepare, reads_empty, review_flag
+from shared.pages.prepare import LOW_CONFIDENCE, STEPS, Prepared, characters, inked_but_empty, prepare, review_flag
 from shared.ports import OcrEngine
 
 # Fully automatic page segmentation without orientation detection: it finds columns,
@@ -99,7 +99,7 @@ class TesseractOcr(OcrEngine):
                 turned = self._read_upright(binary, image, page_number, deadline)
                 if turned is not None and (turned.confidence or 0.0) + _TURNED_MARGIN >= (text.confidence or 0.0):
                     text = turned
-            if reads_empty(text) and ink is not None and ink >= INKED_PAGE:
+            if inked_but_empty(text, ink):
                 # Ink but (almost) no text: never a silent empty page. Try what the first
                 # reading skipped (the page turned, the page as stored), keep the best.
                 for retry in (
@@ -108,7 +108,7 @@ class TesseractOcr(OcrEngine):
                     else None,
                 ):
                     again = retry()
-                    if again is not None and _characters(again) > _characters(text):
+                    if again is not None and characters(again.text) > characters(text.text):
                         text = again
         flag = review_flag(text, ink, self._low_confidence)
         return text.model_copy(
@@ -244,10 +244,6 @@ def _prepared(image: Path, steps: tuple[str, ...]) -> Prepared | None:
         return prepare(image, steps)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
-
-
-def _characters(text: PageText) -> int:
-    return sum(1 for c in text.text if c.isalnum())
 
 
 _Rect = tuple[int, int, int, int]  # left, top, right, bottom in pixels

@@ -5,17 +5,23 @@ provider and facility a page names.
 Structural cues come first: "Page 1 of N", a title line in the letterhead, a running header
 or footer that changes, a section sequence that starts again. Keyword lists only name a
 title's kind, and type an untitled encounter by counting.
+
+Where a page was read with Textract's LAYOUT, the lines Textract named title, section header,
+header, footer and page number (``Layout``) are read for those cues first, wherever they
+stand; a cue the layout does not give, and every page read without LAYOUT, is inferred from
+the text as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Sequence
 
 from shared.encounters.dates import digits
 from shared.encounters.text import Found, Line, Span
-from shared.models import EncounterType
+from shared.models import EncounterType, LayoutBlock
 
 TITLE_LINES = 8  # a document title sits in the letterhead, within this many first lines
 BANNER_TITLE_LINES = 14  # ... or below the patient banner, within this many
@@ -124,6 +130,35 @@ SALUTATION = re.compile(r"^[ \t.,:;*'|\-]*dear\s+(?:dr\b|doctor\b|colleague|prof
 APPOINTMENT = re.compile(r"appointment|you\s+have\s+been\s+booked|please\s+attend|scheduled\s+for", re.I)
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The page's lines that Textract's LAYOUT named, by kind (``LayoutBlock.kind``)."""
+
+    kinds: dict[str, tuple[Line, ...]] = dataclasses.field(default_factory=dict)
+
+    def lines(self, *kinds: str) -> list[Line]:
+        """The lines of these kinds in page order; empty when the page has no block of them."""
+        return sorted((line for kind in kinds for line in self.kinds.get(kind, ())), key=lambda line: line.start)
+
+
+NO_LAYOUT = Layout()
+
+
+def layout_of(blocks: Sequence[LayoutBlock], lines: Sequence[Line]) -> Layout:
+    """Each layout block's lines found among the page's lines (a block's text is its lines, one
+    a line, as the page text has them); a line is claimed by one block only."""
+    by_text: dict[str, list[Line]] = {}
+    for line in lines:
+        by_text.setdefault(line.text.strip(), []).append(line)
+    kinds: dict[str, list[Line]] = {}
+    for block in blocks:
+        for part in block.text.splitlines():
+            free = by_text.get(part.strip())
+            if free:
+                kinds.setdefault(block.kind, []).append(free.pop(0))
+    return Layout({kind: tuple(found) for kind, found in kinds.items()})
+
+
 _ADDRESSEE = re.compile(r",\s*[A-Z][\w' ]*(?:Hospital|Clinic|Cent(?:re|er)|Practice|Surgery|Infirmary)\b")
 
 
@@ -143,12 +178,22 @@ def is_title_line(text: str) -> bool:
 _CONTACT = re.compile(r"\b(?:tel|phone|fax|ph)\b\.?:?\s*[(+\d]|\(\d{3}\)\s*\d{3}|^\W*\d+\s+\w+.*,\s*\w+", re.I)
 
 
-def find_title(page: int, text: str, lines: Sequence[Line], reach: int = TITLE_LINES) -> tuple[EncounterType, Span] | None:
+def find_title(
+    page: int, text: str, lines: Sequence[Line], reach: int = TITLE_LINES, layout: Layout = NO_LAYOUT
+) -> tuple[EncounterType, Span] | None:
     """The title line within ``reach`` first lines, by kind, with its span.
 
     A title above the letterhead's last contact line is a department's name ("Outpatient
-    Services"), taken only when no title follows the letterhead.
+    Services"), taken only when no title follows the letterhead. On a page with LAYOUT, its
+    titles come first, wherever they stand (and its section headers within ``reach``); a page
+    whose layout names no title of a kind is read as any other.
     """
+    named = [*layout.lines("title"), *(line for line in layout.lines("section_header") if line in lines[:reach])]
+    for line in sorted(named, key=lambda line: line.start):
+        for kind, pattern in _TITLES:
+            match = pattern.search(line.text)
+            if match:
+                return kind, Span(page, line.start + match.start(), line.start + match.end())
     top = lines[:reach]
     contact_end = max((i for i, line in enumerate(top[:TITLE_LINES]) if _CONTACT.search(line.text)), default=-1)
     found = []
@@ -180,9 +225,11 @@ def says_continued(line: str) -> bool:
     return bool(_CONTINUED_TOP.search(line)) or (bool(_CONTINUED_WORD.search(line)) and is_title_line(line))
 
 
-def page_marker(lines: Sequence[Line]) -> tuple[int, int | None] | None:
-    # Fax headers count the pages of the transmission, not of the document.
-    edges = [*lines[:LETTERHEAD_LINES], *lines[-LETTERHEAD_LINES:]]
+def page_marker(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> tuple[int, int | None] | None:
+    # What LAYOUT named the page's number, header and footer (wherever Textract's reading order
+    # put them), then the page's edges. Fax headers count the pages of the transmission, not
+    # of the document.
+    edges = [*layout.lines("page_number", "header", "footer"), *lines[:LETTERHEAD_LINES], *lines[-LETTERHEAD_LINES:]]
     for line in edges:
         if _FAX.search(line.text):
             continue
@@ -332,8 +379,12 @@ _FAX_WORDS = re.compile(r"\bfacsimile\b|including\s+cover|\bcover\s+(?:sheet|pag
 _HEADING_WORDS = re.compile(r"[A-Za-z][A-Za-z'/&\-]*")
 
 
-def section_headings(lines: Sequence[Line]) -> list[str]:
-    """Lines that read as section headings: upper case, a few words, no value after a colon."""
+def section_headings(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> list[str]:
+    """Lines that read as section headings: upper case, a few words, no value after a colon;
+    on a page with LAYOUT section headers, those."""
+    named = layout.lines("section_header")
+    if named:
+        return [" ".join(w.upper() for w in _HEADING_WORDS.findall(line.text)) for line in named]
     found = []
     for line in lines:
         text = line.text.strip()
@@ -353,9 +404,17 @@ def same_footer(a: str, b: str) -> bool:
     return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8  # OCR reads one footer a little differently each page
 
 
-def footer_signature(lines: Sequence[Line]) -> str | None:
-    """A running footer with its numbers blanked ("Page # of # Printed #/#/# ..."), or None."""
+def footer_signature(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> str | None:
+    """A running footer with its numbers blanked ("Page # of # Printed #/#/# ..."), or None.
+    On a page with a LAYOUT footer, that footer, whatever it says."""
+    footer = layout.lines("footer")
+    if footer:
+        return _numbers_blanked(" ".join(line.text.strip() for line in footer))
     for line in lines[-2:]:
         if _FOOTER.search(line.text) and len(line.text) < 120:
-            return re.sub(r"[0-9OIl]+(?=\W|$)|\d+", "#", line.text.strip().lower())
+            return _numbers_blanked(line.text.strip())
     return None
+
+
+def _numbers_blanked(footer: str) -> str:
+    return re.sub(r"[0-9OIl]+(?=\W|$)|\d+", "#", footer.lower())

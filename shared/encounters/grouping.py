@@ -80,14 +80,15 @@ class Page:
 def read_page(page: PageText, month_first: bool | None) -> Page:
     text = page.text
     lines = lines_of(text)
-    title = cues.find_title(page.page_number, text, lines, cues.BANNER_TITLE_LINES)
+    layout = cues.layout_of(page.layout, lines)  # Textract's LAYOUT, where the page has it
+    title = cues.find_title(page.page_number, text, lines, cues.BANNER_TITLE_LINES, layout)
     return Page(
         number=page.page_number,
         text=text,
         lines=lines,
         title=title,
-        top_title=cues.find_title(page.page_number, text, lines, cues.TITLE_LINES),
-        marker=cues.page_marker(lines),
+        top_title=cues.find_title(page.page_number, text, lines, cues.TITLE_LINES, layout),
+        marker=cues.page_marker(lines, layout),
         continues=any(cues.says_continued(line.text) for line in lines[: cues.LETTERHEAD_LINES]),
         continues_next=any(cues.CONTINUED_BOTTOM.search(line.text) for line in lines[-cues.LETTERHEAD_LINES :]),
         salutation=any(cues.SALUTATION.match(line.text) for line in lines[: cues.SALUTATION_LINES]),
@@ -95,8 +96,8 @@ def read_page(page: PageText, month_first: bool | None) -> Page:
         providers=cues.providers_on(page.page_number, text, lines),
         facilities=cues.facilities_on(page.page_number, text, lines),
         patient=identity.read_identity(page.page_number, text, lines, month_first),
-        headings=cues.section_headings(lines),
-        footer=cues.footer_signature(lines),
+        headings=cues.section_headings(lines, layout),
+        footer=cues.footer_signature(lines, layout),
         ocr_confidence=page.confidence if page.engine != "native" else None,
     )
 

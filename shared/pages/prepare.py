@@ -221,13 +221,24 @@ def _is_unevenly_lit(image: Image.Image) -> bool:
     return high - low >= _UNEVEN_LIGHT
 
 
+def characters(text: str) -> int:
+    """Letters and digits: what a page's text is measured in (specks, rules and spaces are not)."""
+    return sum(1 for c in text if c.isalnum())
+
+
 def reads_empty(text: PageText) -> bool:
-    return sum(1 for c in text.text if c.isalnum()) < EMPTY_MAX_CHARS
+    return characters(text.text) < EMPTY_MAX_CHARS
+
+
+def inked_but_empty(text: PageText, ink: float | None) -> bool:
+    """The blank-page rule: the image has ink and the reading (almost) no text. Such a page is
+    read again (Tesseract) and flagged ``ocr_empty``, never a silent empty page."""
+    return ink is not None and ink >= INKED_PAGE and reads_empty(text)
 
 
 def review_flag(text: PageText, ink: float | None, low_confidence: float = LOW_CONFIDENCE) -> str | None:
     """Why a person should look at this reading, or None."""
-    if ink is not None and ink >= INKED_PAGE and reads_empty(text):
+    if inked_but_empty(text, ink):
         return OCR_EMPTY
     if text.words and text.confidence is not None and text.confidence < low_confidence:
         return OCR_LOW_CONFIDENCE

@@ -11,10 +11,12 @@ from shared.adapters.aws import LocalStorage, S3Storage, SqsQueue
 from shared.adapters.postgres import PostgresDb
 from shared.errors import DependencyUnavailableError, FileTooLargeError, ObjectMissingError
 from shared.models import (
+    Box,
     Discovery,
     Encounter,
     EncounterType,
     FileStatus,
+    LayoutBlock,
     Manifest,
     OcrMessage,
     PageText,
@@ -129,6 +131,29 @@ def test_query_reads_and_execute_writes(stack_deps):
     assert db.get_shell_file(row.id).status == FileStatus.QUEUED
     assert db.execute("update shell_files set status = 'failed' where id = %s returning id", (row.id,)) == [{"id": row.id}]
     assert db.query("select status from shell_files where id = %s", (row.id,)) == [{"status": "failed"}]
+
+
+def test_textracts_layout_tables_and_cost_are_stored_with_the_page(stack_deps):
+    # Given a page read by Textract's AnalyzeDocument (layout, a table, its price) and one by Tesseract
+    db: PostgresDb = stack_deps.db
+    row = _new_file(db)
+    analysed = PageText(
+        page_number=1, text="DISCHARGE SUMMARY\nPage 1 of 2", engine="textract", cost_usd=0.019,
+        layout=[LayoutBlock(kind="title", text="DISCHARGE SUMMARY", box=Box(x0=0.1, y0=0.05, x1=0.6, y1=0.08)),
+                LayoutBlock(kind="page_number", text="Page 1 of 2")],
+        tables=["| Test | Result |\n|------|--------|\n| Hb | 131 |"],
+    )
+    db.upsert_text(row.id, analysed)
+    db.upsert_pages(row.id, [ShellFilePage(shell_file_id=row.id, page_number=2, storage_key="k2", width=10, height=20,
+                                           text_source=TextSource.OCR)], [_text(2)])
+
+    # When the discover stage (another process) reads the pages back
+    first, second = db.page_texts(row.id)
+
+    # Then the layout, the tables and the cost came through; the Tesseract page has none
+    assert first.layout == analysed.layout and first.tables == analysed.tables
+    assert first.cost_usd == pytest.approx(0.019)
+    assert (second.layout, second.tables, second.cost_usd) == ([], [], 0.0)
 
 
 def test_status_transitions_are_conditional(stack_deps):

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from shared.encounters import HeuristicEncounters
-from shared.models import Discovery, EncounterType, Manifest, PageText, Timing
+from shared.models import Box, Discovery, EncounterType, LayoutBlock, Manifest, PageText, Timing
 
 ET = EncounterType
 
@@ -872,3 +872,52 @@ def test_the_order_a_file_writes_month_names_in_settles_its_numeric_dates(writte
     text = f"Maple Grove Family Medicine\nPROGRESS NOTE\nEncounter date: 06/08/2020\n{written}\n"
     (encounter,) = _discover(text, date_order="auto").encounters
     assert encounter.date_start == expected
+
+
+# --- Textract's LAYOUT as boundary cues ---------------------------------------------------
+
+_RESULTS = "\n".join(f"Sodium {130 + i} mmol/L   reference 135-145" for i in range(16))
+_LAB_PAGE_1 = "Patient: Jane Example   DOB: 02/09/1971\n" + _RESULTS
+# The title of a new report that Textract reads out of order, below the table it sits beside:
+# past the first lines, where the text alone never looks for a title.
+_LAB_PAGE_2 = "Patient: Jane Example   DOB: 02/09/1971\n" + _RESULTS + "\nDischarge Summary\nAdmitted for observation."
+
+
+def _textract_pages(*layouts: list[LayoutBlock]) -> list[PageText]:
+    return [
+        PageText(page_number=i, text=text, engine="textract", layout=layout)
+        for i, (text, layout) in enumerate(zip((_LAB_PAGE_1, _LAB_PAGE_2), layouts), 1)
+    ]
+
+
+def test_a_layout_title_starts_an_encounter() -> None:
+    # Given two pages of one patient whose second holds a title deep in its text
+    without = HeuristicEncounters().discover(_textract_pages([], []))
+    assert len(without.encounters) == 1  # the text alone reads one document
+
+    # When Textract's LAYOUT says that line is the page's title (LAYOUT_TITLE)
+    title = LayoutBlock(kind="title", text="Discharge Summary", box=Box(x0=0.1, y0=0.1, x1=0.5, y1=0.13))
+    found = HeuristicEncounters().discover(_textract_pages([], [title]))
+
+    # Then the title is a boundary cue: the second page starts an inpatient stay
+    assert [e.page_ranges for e in found.encounters] == [[(1, 1)], [(2, 2)]]
+    assert found.encounters[1].encounter_type == ET.INPATIENT
+
+
+def test_a_layout_header_with_page_1_starts_an_encounter() -> None:
+    # Given two pages that read as one document from their text, the second with a
+    # "Page 1 of 2" in the middle of its text, where no page marker is looked for
+    marker = "Report 2 Page 1 of 2"
+    second = _RESULTS[: len(_RESULTS) // 2] + "\n" + marker + "\n" + _RESULTS[len(_RESULTS) // 2 :]
+    pages = [
+        PageText(page_number=1, text=_LAB_PAGE_1, engine="textract"),
+        PageText(page_number=2, text="Patient: Jane Example   DOB: 02/09/1971\n" + second, engine="textract"),
+    ]
+    assert len(HeuristicEncounters().discover(pages).encounters) == 1
+
+    # When Textract's LAYOUT says that line is the page's header (LAYOUT_HEADER)
+    pages[1] = pages[1].model_copy(update={"layout": [LayoutBlock(kind="header", text=marker)]})
+    found = HeuristicEncounters().discover(pages)
+
+    # Then "Page 1 of 2" in the header starts a document
+    assert [e.page_ranges for e in found.encounters] == [[(1, 1)], [(2, 2)]]

@@ -21,7 +21,8 @@ from shared.errors import (
     UnsupportedTypeError,
 )
 from shared.models import Box
-from shared.pages.documents import Limits, RenderedPage, _rasterise, open_document, release_native_caches
+from shared.pages.documents import Limits, RenderedPage, open_document, release_native_caches
+from shared.pages.pdf import _rasterise
 from shared.pages.sniff import DocumentKind, sniff
 from shared.settings import Settings
 

@@ -194,13 +194,17 @@ def test_least_privilege(template):
             resources_ = res if isinstance(res, list) else [res]
             for resource in resources_:
                 if resource == "*":
-                    assert actions == ["textract:DetectDocumentText"], f"{name}: {actions} on *"
+                    # Textract has no resource-level permissions; AnalyzeDocument only with TEXTRACT_FEATURES.
+                    assert actions in (["textract:DetectDocumentText"], ["textract:AnalyzeDocument"]), f"{name}: {actions} on *"
                 elif isinstance(resource, _Tag) and resource.name == "Sub" and ":s3:::" in resource.value:
                     # The bucket's prefixes only, or the bucket itself for a prefix-bound list.
                     if resource.value.endswith("}"):
                         assert actions == ["s3:ListBucket"] and "Condition" in statement
                     else:
                         assert re.search(r"\}/(originals|processed)/\*$", resource.value), resource.value
+    analyze = [s for s in functions(template)["OcrFunction"]["Properties"]["Policies"][0]["Statement"]
+               if isinstance(s, _Tag) and s.name == "If" and "textract:AnalyzeDocument" in repr(s.value[1])]
+    assert [s.value[0] for s in analyze] == ["AnalyzeDocuments"]  # only when TEXTRACT_FEATURES is set
     ocr_actions = {a for s in literal_statements(functions(template)["OcrFunction"]) for a in _actions(s)}
     assert "textract:DetectDocumentText" in ocr_actions and "s3:PutObject" not in ocr_actions
     discover_actions = {a for s in literal_statements(functions(template)["DiscoverFunction"]) for a in _actions(s)}

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.stub import ANY, Stubber
+from pydantic import ValidationError
 
 from shared.adapters.textract import MAX_IMAGE_BYTES, TextractOcr, parse_blocks
 from shared.bootstrap import Deps, build_deps
@@ -135,8 +136,155 @@ def test_reading_order_follows_the_page_block() -> None:
 
 
 def test_an_empty_page() -> None:
-    text = parse_blocks([{"BlockType": "PAGE", "Id": "p"}], page_number=2)
+    # A PAGE block as Textract sends one for a page without text: the whole page, no children.
+    page = {"BlockType": "PAGE", "Id": "p", "Geometry": {"BoundingBox": {"Width": 1.0, "Height": 1.0, "Left": 0.0, "Top": 0.0}}}
+    text = parse_blocks([page], page_number=2)
     assert (text.text, text.lines, text.words, text.confidence) == ("", [], [], None)
+    assert (text.layout, text.tables) == ([], [])
+
+
+def test_an_answer_that_cannot_be_read_is_a_permanent_error() -> None:
+    with pytest.raises(OcrFailedError) as caught:
+        parse_blocks([{"BlockType": "PAGE", "Id": "p"}], page_number=2)  # no geometry: not Textract's
+    assert not caught.value.retryable and "page 2" in caught.value.message
+
+
+# --- AnalyzeDocument: layout, tables, the price of the features --------------------------
+
+LAYOUT_KINDS = {
+    "LAYOUT_TITLE": "title",
+    "LAYOUT_HEADER": "header",
+    "LAYOUT_FOOTER": "footer",
+    "LAYOUT_PAGE_NUMBER": "page_number",
+    "LAYOUT_SECTION_HEADER": "section_header",
+}
+
+
+def expected_layout(response: dict) -> list[tuple[str, str, dict]]:
+    """The layout blocks of the kinds kept, in the PAGE's order: kind, their lines' text, box."""
+    by_id = {b["Id"]: b for b in response["Blocks"]}
+    (page,) = [b for b in response["Blocks"] if b["BlockType"] == "PAGE"]
+    out = []
+    for block_id in (i for rel in page["Relationships"] if rel["Type"] == "CHILD" for i in rel["Ids"]):
+        block = by_id[block_id]
+        if block["BlockType"] in LAYOUT_KINDS:
+            lines = [by_id[i]["Text"] for rel in block.get("Relationships", []) if rel["Type"] == "CHILD"
+                     for i in rel["Ids"] if by_id[i]["BlockType"] == "LINE"]
+            out.append((LAYOUT_KINDS[block["BlockType"]], "\n".join(lines), block["Geometry"]["BoundingBox"]))
+    return out
+
+
+@needs_fixtures
+@pytest.mark.parametrize("name", ["form.png", "single-page-1.png"])
+def test_layout_blocks_come_with_the_page_text(name: str) -> None:
+    # Given AnalyzeDocument's answer with LAYOUT for a form and a test page
+    response = json.loads((FIXTURES / f"{name}.textract.json").read_text())
+
+    text = parse_blocks(response["Blocks"], page_number=1)
+
+    # Then every title, header and section header is there, in reading order, with its lines and box
+    expected = expected_layout(response)
+    assert [(b.kind, b.text) for b in text.layout] == [(kind, t) for kind, t, _ in expected]
+    assert {"title", "section_header"} <= {b.kind for b in text.layout}
+    for block, (_, _, bb) in zip(text.layout, expected):
+        assert block.box.x0 == pytest.approx(bb["Left"], abs=1e-4)
+        assert block.box.y1 == pytest.approx(bb["Top"] + bb["Height"], abs=1e-4)
+    # and the lines, words and confidences are read as DetectDocumentText's are
+    assert_matches(text, response)
+
+
+@needs_fixtures
+def test_the_forms_title_and_headers() -> None:
+    text = parse_blocks(json.loads((FIXTURES / "form.png.textract.json").read_text())["Blocks"], page_number=1)
+    titles = [b.text for b in text.layout if b.kind == "title"]
+    assert titles == ["ENERGY ASSISTANCE PROGRAM", "LASVEGAS/NORTH LAS VEGAS"]
+    assert "DIVISION OF WELFARE AND SUPPORTIVE SERVICES" in [b.text for b in text.layout if b.kind == "header"]
+
+
+@needs_fixtures
+def test_tables_as_markdown() -> None:
+    # Given the form's answer with TABLES: a household table and a contact table
+    response = json.loads((FIXTURES / "form.png.textract.json").read_text())
+
+    text = parse_blocks(response["Blocks"], page_number=1)
+
+    # Then each table is GitHub markdown: a header row, a rule, a row per table row
+    assert len(text.tables) == 2 == sum(b["BlockType"] == "TABLE" for b in response["Blocks"])
+    household, contact = text.tables
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in contact.splitlines()]
+    assert rows[0] == ["Home Phone", "Day/Message/Cell Phone", "E-mail Address"]
+    assert set(rows[1][0]) == {"-"} and rows[2] == ["( ) 414-2285", "( ) 122-3453", "johndoe@gmail.com"]
+    header, rule, *body = household.splitlines()
+    assert "Date of Birth (mm/dd/yy)" in header and "Social Security Number" in header
+    assert len(body) == 5 and "| Doe John" in body[0] and "111-22-2333" in body[0]
+    assert "[X]" in body[0]  # a ticked box in a cell reads as one
+
+
+@needs_fixtures
+def test_analyze_document_with_the_features_and_their_price(tmp_path: Path) -> None:
+    # Given TEXTRACT_FEATURES=LAYOUT,TABLES and Textract's recorded answer for the form
+    response = json.loads((FIXTURES / "form.png.textract.json").read_text())
+    image = FIXTURES / "form.png"
+    textract = client()
+    engine = TextractOcr(textract, features=("LAYOUT", "TABLES"))
+    with Stubber(textract) as stub:
+        stub.add_response(
+            "analyze_document", response,
+            {"Document": {"Bytes": image.read_bytes()}, "FeatureTypes": ["LAYOUT", "TABLES"]},
+        )
+
+        # When the page is read
+        text = engine.read(image, page_number=1)
+        stub.assert_no_pending_responses()
+
+    # Then it is AnalyzeDocument's reading, layout and tables included, at LAYOUT + TABLES' price
+    assert_matches(text, response)
+    assert text.layout and len(text.tables) == 2
+    assert text.cost_usd == pytest.approx(0.004 + 0.015)
+
+
+def test_detect_document_text_is_the_default_and_costs_its_price(tmp_path: Path) -> None:
+    image = tmp_path / "page-0001.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0")
+    page = {"BlockType": "PAGE", "Id": "p", "Geometry": {"BoundingBox": {"Width": 1.0, "Height": 1.0, "Left": 0.0, "Top": 0.0}}}
+    textract = client()
+    with Stubber(textract) as stub:
+        stub.add_response("detect_document_text", {"Blocks": [page]}, {"Document": {"Bytes": ANY}})
+        text = TextractOcr(textract).read(image, 1)
+    assert text.cost_usd == 0.0015 and (text.layout, text.tables) == ([], [])
+
+
+def test_features_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTRACT_FEATURES", "layout, TABLES")
+    settings = Settings(aws_region="us-east-1")
+    assert settings.textract_features == ("LAYOUT", "TABLES")
+    assert TextractOcr.from_settings(settings).features == ("LAYOUT", "TABLES")
+    monkeypatch.setenv("TEXTRACT_FEATURES", "")
+    assert Settings().textract_features == ()
+
+
+@pytest.mark.parametrize("value", ["LAYOUT,QUERIES", "TABLE", "LAYOUT;TABLES"])
+def test_an_unknown_feature_is_a_configuration_error_naming_the_variable(value, monkeypatch) -> None:
+    monkeypatch.setenv("TEXTRACT_FEATURES", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "textract_features" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [("ThrottlingException", ThrottledError), ("BadDocumentException", OcrFailedError),
+     ("InternalServerError", DependencyUnavailableError)],
+)
+def test_analyze_document_errors_become_ours(code, error, tmp_path: Path) -> None:
+    image = tmp_path / "page-0001.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0")
+    textract = client()
+    with Stubber(textract) as stub:
+        stub.add_client_error("analyze_document", service_error_code=code, http_status_code=400)
+        with pytest.raises(error) as caught:
+            TextractOcr(textract, features=("LAYOUT",)).read(image, page_number=4)
+    assert "page 4" in caught.value.message and code in caught.value.message
 
 
 # --- errors --------------------------------------------------------------------------
@@ -342,4 +490,7 @@ def test_a_throttled_page_is_retried_by_the_queue_not_failed(tmp_path: Path) -> 
     assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
     (text,) = deps.db.page_texts(sfid)
     assert_matches(text, response)
-    assert deps.db.manifest(sfid).page_engines == {1: "textract"}
+    manifest = deps.db.manifest(sfid)
+    assert manifest.page_engines == {1: "textract"}
+    # And the page's DetectDocumentText is in the file's cost, beside the provider's (nothing here)
+    assert (manifest.ocr_cost_usd, manifest.provider_cost_usd, manifest.cost_usd) == (0.0015, 0.0, 0.0015)
