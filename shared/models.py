@@ -58,8 +58,6 @@ MESSAGE_MODELS: dict[Stage, type[_Message]] = {
     Stage.DISCOVER: DiscoverMessage,
 }
 
-StageMessage = PreprocessMessage | OcrMessage | DiscoverMessage
-
 
 # --- rows ----------------------------------------------------------------------------
 
@@ -71,9 +69,6 @@ class FileStatus(str, enum.Enum):
     DISCOVERING = "discovering"
     COMPLETED = "completed"
     FAILED = "failed"
-
-
-TERMINAL_STATUSES = frozenset({FileStatus.COMPLETED, FileStatus.FAILED})
 
 
 class TextSource(str, enum.Enum):
@@ -162,10 +157,6 @@ class PageText(BaseModel):
     flag: str | None = None  # OCR_EMPTY, OCR_LOW_CONFIDENCE: the page is for review
     ink_coverage: float | None = Field(default=None, ge=0, le=1)  # share of dark pixels, where measured
     preparation: list[str] = Field(default_factory=list)  # what was done to the page before OCR (not stored)
-
-    @property
-    def source(self) -> TextSource:
-        return TextSource.NATIVE if self.engine == "native" else TextSource.OCR
 
 
 # --- encounters and the manifest -----------------------------------------------------
