@@ -527,7 +527,15 @@ def _lambda_process(args, local) -> int:
 
 
 def cmd_samples(args) -> int:
-    from shared import samples
+    try:
+        import docpipe_samples as samples
+    except ModuleNotFoundError as exc:
+        if exc.name != "docpipe_samples":
+            raise
+        # The demo documents live beside shared/, not in it: the Lambda zip and the image lack them.
+        _err("docpipe samples needs docpipe_samples, which this installation does not include: "
+             "run it from a checkout (pip install -e .)")
+        return EXIT_USAGE
 
     written = samples.write_samples(args.dest)
     if args.bad:
