@@ -94,3 +94,13 @@ def test_a_provider_without_its_package_is_a_typed_error(monkeypatch):
     with pytest.raises(MissingPackageError, match="openai") as caught:
         bootstrap.Deps(settings).encounters
     assert isinstance(caught.value, RetryableError)
+
+
+def test_samples_from_a_checkout_writes_them(tmp_path):
+    # The installed console script (an editable install of the checkout), not the package on sys.path.
+    docpipe = Path(sys.executable).with_name("docpipe")
+    result = subprocess.run([docpipe, "samples", tmp_path / "out"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "two_visits.pdf").is_file()
