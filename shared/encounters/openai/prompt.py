@@ -73,7 +73,7 @@ def window_prompt(window: Sequence[int], doc: Document, carried: Draft | None, m
     return "\n".join(parts)
 
 
-def reask(messages: list[dict[str, str]], reason: object) -> list[dict[str, str]]:
+def reask_messages(messages: list[dict[str, str]], reason: object) -> list[dict[str, str]]:
     """The window's messages again, with why the previous answer could not be used."""
     return [
         *messages[:2],

@@ -1,5 +1,5 @@
 """``OpenAiEncounters``: the ``EncounterProvider`` that puts the parts together. For each window
-(``windows.read_windows``) it sends the ``prompt`` (``transport.call``), checks the answer
+(``windows.read_windows``) it sends the ``prompt`` (``transport.complete``), checks the answer
 (``windows.check``), asks once more with the reason when it is unusable, and keeps every answer
 in the window cache as soon as it is paid for; then it finishes the encounters
 (``review.finish``), counts tokens and cost, and checks the result builds a ``Manifest``."""
@@ -18,10 +18,9 @@ import openai
 from pydantic import ValidationError
 
 from shared.encounters import review
-from shared.encounters.openai import prompt, transport
-from shared.encounters.openai.prompt import MAX_PAGE_CHARS
+from shared.encounters.openai.prompt import MAX_PAGE_CHARS, reask_messages, window_messages
 from shared.encounters.openai.schema import BadAnswer, WindowAnswer
-from shared.encounters.openai.transport import Usage
+from shared.encounters.openai.transport import Usage, build_client, complete
 from shared.encounters.openai.windows import Answered, Document, Draft, check, read_windows
 from shared.errors import ModelAnswerInvalidError
 from shared.models import Discovery, Manifest, PageText
@@ -75,7 +74,7 @@ class OpenAiEncounters(EncounterProvider):
         if not key and not settings.openai_base_url:
             raise ValueError("OPENAI_API_KEY is not set (ENCOUNTER_PROVIDER=openai needs it, or OPENAI_BASE_URL)")
         return cls(
-            transport.client(key, settings.openai_base_url, settings.openai_timeout_s),
+            build_client(key, settings.openai_base_url, settings.openai_timeout_s),
             settings.openai_model,
             pages_per_window=settings.llm_pages_per_window,
             input_usd_per_mtok=settings.llm_input_usd_per_mtok,
@@ -133,7 +132,7 @@ class OpenAiEncounters(EncounterProvider):
     # --- one window -----------------------------------------------------------------------
 
     def _ask(self, window: list[int], doc: Document, carried: Draft | None, usage: Usage) -> Answered:
-        messages = prompt.window_messages(window, doc, carried, self.max_page_chars)
+        messages = window_messages(window, doc, carried, self.max_page_chars)
         for ask in range(1, MAX_ASKS + 1):
             try:
                 answer = self._call(messages, window, usage, ask)
@@ -147,7 +146,7 @@ class OpenAiEncounters(EncounterProvider):
                     raise ModelAnswerInvalidError(
                         f"the model's answer for pages {window[0]}-{window[-1]} was unusable twice"
                     ) from exc
-                messages = prompt.reask(messages, exc)
+                messages = reask_messages(messages, exc)
                 continue
             logger.info(
                 "window answered",
@@ -176,7 +175,7 @@ class OpenAiEncounters(EncounterProvider):
             logger.info("window answer reused", extra={"first_page": window[0], "last_page": window[-1], "ask": ask})
             return WindowAnswer.model_validate(saved["answer"])
         before = (usage.input_tokens, usage.output_tokens)
-        answer = transport.call(
+        answer = complete(
             self._client, self.model, messages, window=window, usage=usage, ask=ask,
             max_attempts=self.max_attempts, max_wait_s=self.max_wait_s, sleep=self._sleep,
         )

@@ -63,8 +63,8 @@ class Usage:
         return (self.input_tokens * input_usd_per_mtok + self.output_tokens * output_usd_per_mtok) / 1e6
 
 
-def client(api_key: str, base_url: str | None, timeout_s: float) -> openai.OpenAI:
-    """The SDK client, with its own retries off (``call`` does them)."""
+def build_client(api_key: str, base_url: str | None, timeout_s: float) -> openai.OpenAI:
+    """The SDK client, with its own retries off (``complete`` does them)."""
     return openai.OpenAI(
         # Local OpenAI-compatible servers often take no key; the SDK insists on one.
         api_key=api_key or "not-needed",
@@ -74,7 +74,7 @@ def client(api_key: str, base_url: str | None, timeout_s: float) -> openai.OpenA
     )
 
 
-def call(
+def complete(
     sdk: openai.OpenAI,
     model: str,
     messages: list[dict[str, str]],
