@@ -75,7 +75,8 @@ sam: $(SAM_VENV)/.installed
 	  echo "$$(basename $$fn): $$size bytes unzipped ($$((size / 1048576)) MiB), Lambda's zip limit $(LAMBDA_LIMIT_BYTES)"; \
 	  test $$size -lt $(LAMBDA_LIMIT_BYTES) || { echo "over Lambda's unzipped limit: package as a container image"; exit 1; }; \
 	  if find $$fn/tests $$fn/bench -maxdepth 0 2>/dev/null | grep -q .; then echo "tests or bench in the zip"; exit 1; fi; \
-	done
+	  if find $$fn/docpipe_samples $$fn/shared/samples.py -maxdepth 0 2>/dev/null | grep -q .; then echo "demo samples in the zip"; exit 1; fi; \
+	done; echo "no tests, bench or demo samples in the zips"
 
 # The container's pinned, hashed dependencies for Python 3.12 on any platform (Dockerfile).
 lock: $(VENV)/.installed
@@ -84,15 +85,22 @@ lock: $(VENV)/.installed
 	  -o deploy/container/requirements.lock
 
 # What the Dockerfile's pip steps do, without Docker: the lock installs with its hashes into a
-# fresh Python 3.12, docpipe on top of it with no further downloads, and every handler imports.
+# fresh Python 3.12, docpipe on top of it with no further downloads (from the files the
+# Dockerfile COPYs, nothing else), every handler imports, and the demo samples are not there.
 container-check:
 	@test -n "$(PYTHON312)" || { echo "the container check needs python3.12"; exit 1; }
 	rm -rf build/container-check
 	$(PYTHON312) -m venv build/container-check
 	build/container-check/bin/pip install -q --require-hashes --no-deps -r deploy/container/requirements.lock
-	build/container-check/bin/pip install -q --no-deps .
+	mkdir -p build/container-check/app
+	cp -r pyproject.toml README.md handlers shared supabase build/container-check/app/
+	build/container-check/bin/pip install -q --no-deps ./build/container-check/app
 	build/container-check/bin/pip check
 	build/container-check/bin/python -c 'import handlers.preprocess, handlers.ocr, handlers.discover, handlers.failures, shared.cli'
+	@cd build && ! container-check/bin/python -c 'import docpipe_samples' 2>/dev/null || { echo "demo samples in the image"; exit 1; }
+	@cd build && out=$$(container-check/bin/docpipe samples container-check/samples 2>&1); rc=$$?; echo "$$out"; \
+	  test $$rc = 2 && test "$$(echo "$$out" | wc -l)" = 1 && test ! -e container-check/samples \
+	  || { echo "docpipe samples in the image: wanted one line and exit 2, got exit $$rc"; exit 1; }
 
 # deploy/lambda/requirements.txt is pyproject.toml's runtime dependencies, for `sam build`.
 lambda-requirements:

@@ -39,8 +39,8 @@ from pathlib import Path
 import pymupdf
 from PIL import Image, ImageDraw, ImageFilter
 
+from docpipe_samples import wrap
 from shared.models import EncounterType, PageText
-from shared.samples import wrap
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "text"

@@ -3,7 +3,7 @@
 A packet is what a patient uploads: several source documents (a discharge summary, GP notes,
 lab and imaging reports, letters, a medication list...) concatenated in a shuffled order, some
 of them scanned, now and then a blank back side between them. The sources are written here
-(a fictional patient, distinct from ``shared/samples.py``), drawn with PyMuPDF in three fonts
+(a fictional patient, distinct from ``docpipe_samples``), drawn with PyMuPDF in three fonts
 and several layouts (letterhead left, centred or boxed; "Page k of N" footers, "k/N" headers,
 "continued" running heads or no numbering), so this evaluation is not the unit tests' text.
 
@@ -81,6 +81,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from docpipe_samples import wrap  # noqa: E402
 from shared.adapters.tesseract import TesseractOcr  # noqa: E402
 from shared.encounters import HeuristicEncounters  # noqa: E402
 from shared.errors import PipelineError  # noqa: E402
@@ -88,7 +89,6 @@ from shared.models import Discovery, EncounterType, Manifest, PageText  # noqa: 
 from shared.pages.documents import Limits, open_document  # noqa: E402
 from shared.pages.sniff import DocumentKind  # noqa: E402
 from shared.ports import EncounterProvider  # noqa: E402
-from shared.samples import wrap  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 ET = EncounterType

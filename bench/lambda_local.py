@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
 
-    from shared import samples
+    import docpipe_samples as samples
     from shared.runtime.lambda_local import LambdaLocal
     from shared.runtime.localstack import LOCAL_CREDENTIALS
     from tests.servers import TEXTRACT_FIXTURES, RecordedTextract, SchemaAnsweringOpenAi

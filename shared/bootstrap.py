@@ -92,6 +92,7 @@ def _storage(settings: Settings) -> Storage:
         return LocalStorage(settings.local_storage_dir)
     if settings.storage_backend == "supabase":
         from shared.adapters.supabase_storage import SupabaseStorage
+        from shared.extras import imported
 
         if not settings.supabase_url:
             raise MissingSettingError("SUPABASE_URL", "STORAGE_BACKEND=supabase needs it")
@@ -102,7 +103,8 @@ def _storage(settings: Settings) -> Storage:
             raise MissingSettingError(
                 "SUPABASE_SERVICE_ROLE_KEY", "STORAGE_BACKEND=supabase needs it, or SUPABASE_SERVICE_ROLE_KEY_PARAMETER"
             )
-        return SupabaseStorage(settings.supabase_url, key, settings.storage_bucket, settings.supabase_timeout_s)
+        with imported("supabase", "STORAGE_BACKEND=supabase"):  # the adapter imports it on construction
+            return SupabaseStorage(settings.supabase_url, key, settings.storage_bucket, settings.supabase_timeout_s)
     secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
     return S3Storage(
         settings.storage_bucket,
@@ -133,7 +135,10 @@ def _encounters(settings: Settings) -> EncounterProvider:
             raise MissingSettingError(
                 "OPENAI_API_KEY", "ENCOUNTER_PROVIDER=openai needs it, or OPENAI_API_KEY_SECRET, or OPENAI_BASE_URL"
             )
-        from shared.encounters.openai import OpenAiEncounters
+        from shared.extras import imported
+
+        with imported("openai", "ENCOUNTER_PROVIDER=openai"):
+            from shared.encounters.openai import OpenAiEncounters
 
         return OpenAiEncounters.from_settings(settings, api_key=key)
     from shared.encounters.heuristic import HeuristicEncounters

@@ -27,6 +27,9 @@ import threading
 import uuid
 from pathlib import Path
 
+from shared.errors import MissingPackageError
+from shared.extras import require
+
 DEMO_PATIENT = uuid.UUID("00000000-0000-4000-8000-00000000d0c5")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -198,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     }[args.command]
     try:
         return handler(args)
+    except MissingPackageError as exc:
+        _err(str(exc))  # "docpipe process needs pgserver, ...": it names the command itself
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 
@@ -399,6 +405,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_local(args) -> int:
+    require("docpipe local up", "pgserver", "moto")
     from shared.bootstrap import build_deps
     from shared.runtime.localstack import LocalStack
     from shared.submit import provision
@@ -425,6 +432,8 @@ def _export_and_wait(env: dict[str, str], banner: str, stop: threading.Event) ->
 
 
 def cmd_lambda(args) -> int:
+    # SAM CLI reads the template; moto stands in for SQS, S3 and SSM; pgserver unless --database-url.
+    require("docpipe lambda", "samcli", "moto", *(["pgserver"] if args.database_url is None else []))
     from shared.runtime.lambda_emulator import format_summary
     from shared.runtime.lambda_local import LambdaLocal
     from shared.runtime.lambda_template import TemplateError
@@ -529,7 +538,15 @@ def _lambda_process(args, local) -> int:
 
 
 def cmd_samples(args) -> int:
-    from shared import samples
+    try:
+        import docpipe_samples as samples
+    except ModuleNotFoundError as exc:
+        if exc.name != "docpipe_samples":
+            raise
+        # The demo documents live beside shared/, not in it: the Lambda zip and the image lack them.
+        _err("docpipe samples needs docpipe_samples, which this installation does not include: "
+             "run it from a checkout (pip install -e .)")
+        return EXIT_USAGE
 
     written = samples.write_samples(args.dest)
     if args.bad:
@@ -548,6 +565,8 @@ def cmd_view(args) -> int:
         settings = _settings_or_exit()
         if not (settings.database_url.get_secret_value() or settings.database_url_parameter):
             data_dir = Path(".docpipe")  # where `docpipe process` keeps its data by default
+    if data_dir is not None:
+        require("docpipe view (a --data-dir)", "pgserver")  # its embedded Postgres
     try:
         db, storage, close = open_data_dir(data_dir) if data_dir is not None else open_configured(settings)
     except FileNotFoundError as exc:
@@ -578,7 +597,7 @@ def cmd_process(args) -> int:
     if args.concurrency < 1:
         _err("docpipe: --concurrency must be at least 1")
         return EXIT_USAGE
-
+    require("docpipe process", "pgserver", "moto")  # the local stack it starts
     from shared.bootstrap import build_deps
     from shared.report import file_report, summary_line, view_lines
     from shared.runtime.localstack import LocalStack

@@ -74,6 +74,17 @@ class MissingSettingError(RetryableError):
         self.setting = setting
 
 
+class MissingPackageError(RetryableError):
+    """A package this command or stage needs is not installed; the message says what installs it."""
+
+    code = "missing_package"
+
+    def __init__(self, package: str, message: str) -> None:
+        # Retryable: an install or a deployment fixes it, not the document.
+        super().__init__(message)
+        self.package = package
+
+
 class NotReadyError(RetryableError):
     """The file is not yet in the state this stage needs; try again later."""
 

@@ -68,8 +68,6 @@ MESSAGE_MODELS: dict[Stage, type[_Message]] = {
     Stage.DISCOVER: DiscoverMessage,
 }
 
-StageMessage = PreprocessMessage | OcrMessage | DiscoverMessage
-
 
 # --- rows ----------------------------------------------------------------------------
 
@@ -81,9 +79,6 @@ class FileStatus(str, enum.Enum):
     DISCOVERING = "discovering"
     COMPLETED = "completed"
     FAILED = "failed"
-
-
-TERMINAL_STATUSES = frozenset({FileStatus.COMPLETED, FileStatus.FAILED})
 
 
 class TextSource(str, enum.Enum):
@@ -185,10 +180,6 @@ class PageText(BaseModel):
     layout: list[LayoutBlock] = Field(default_factory=list)  # in reading order
     tables: list[str] = Field(default_factory=list)  # each table as GitHub markdown
     cost_usd: float = Field(default=0.0, ge=0)  # what reading the page cost (Textract's per-page price)
-
-    @property
-    def source(self) -> TextSource:
-        return TextSource.NATIVE if self.engine == "native" else TextSource.OCR
 
 
 # --- encounters and the manifest -----------------------------------------------------

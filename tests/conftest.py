@@ -120,7 +120,7 @@ def stack_deps(stack_settings):
 
 @pytest.fixture(scope="session")
 def samples_dir(tmp_path_factory):
-    from shared import samples
+    import docpipe_samples as samples
 
     dest = tmp_path_factory.mktemp("samples")
     samples.write_samples(dest)

@@ -27,7 +27,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.bootstrap import Deps
 from shared.encounters import HeuristicEncounters
-from shared.encounters.openai import OpenAiEncounters, WindowAnswer
+from shared.encounters.openai import OpenAiEncounters
+from shared.encounters.openai.schema import WindowAnswer
 from shared.errors import (
     DependencyUnavailableError,
     ModelAnswerInvalidError,

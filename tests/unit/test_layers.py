@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("composition", ("shared.bootstrap",)),
     # The work itself and what talks to the outside: documents to pages, encounter
     # discovery, the adapters behind the ports. Demo documents are generated with PyMuPDF.
-    ("libraries and adapters", ("shared.pages", "shared.encounters", "shared.adapters", "shared.samples")),
+    ("libraries and adapters", ("shared.pages", "shared.encounters", "shared.adapters")),
     # What everything shares: messages and rows, ports, errors, settings, keys, logging.
     ("core", ("shared.models", "shared.ports", "shared.errors", "shared.settings", "shared.keys",
               "shared.observability", "shared.retry", "shared")),

@@ -213,7 +213,7 @@ def test_text_pdf_pages_have_native_text_with_boxes(tmp_path: Path) -> None:
     assert (first.width, first.height) == (1700, 2200)
     assert first.native_text is not None
     text = first.native_text
-    assert text.engine == "native" and text.source.value == "native" and text.page_number == 1
+    assert text.engine == "native" and text.page_number == 1
     assert text.text.splitlines()[0] == "Discharge Summary"
     assert "ceftriaxone and azithromycin" in text.text
     assert [line.text for line in text.lines] == NOTE

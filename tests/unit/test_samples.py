@@ -10,7 +10,7 @@ import pymupdf
 import pytest
 from PIL import Image, ImageOps
 
-from shared import samples
+import docpipe_samples as samples
 
 MAX_SAMPLE_BYTES = 1_500_000
 EXIF_ORIENTATION = 0x0112  # the EXIF tag, written out here rather than taken from the module under test

@@ -21,7 +21,7 @@ import pymupdf
 import pytest
 from PIL import Image, ImageOps, ImageSequence
 
-from shared import samples
+import docpipe_samples as samples
 from shared.encounters import HeuristicEncounters
 from shared.models import Discovery, EncounterType, Manifest, PageText
 

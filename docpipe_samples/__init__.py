@@ -6,7 +6,11 @@ reads them well. Output is byte-for-byte repeatable (noise comes from fixed seed
 random /ID), except locked.pdf, whose AES encryption salts itself.
 
 ``write_samples`` writes the good documents, ``write_bad_samples`` the ones the pipeline
-must refuse with a clear error.
+must refuse with a clear error; ``wrap`` is the text wrapper the encounter benches draw with.
+
+Not part of the shipped pipeline: this package lives beside ``shared/``, outside the Lambda
+zip and the container image. Over 400 lines because most of it is the documents' words, page
+by page; the drawing is the last third.
 """
 
 from __future__ import annotations

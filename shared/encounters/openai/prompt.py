@@ -1,0 +1,81 @@
+"""The words the model reads: the system prompt (the rules), the user message for one window
+(its page texts, cut at ``MAX_PAGE_CHARS``, and the carried-forward encounter), and the re-ask
+after an unusable answer. The window cache is keyed by these exact messages: a change here
+makes every cached answer stale."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from shared.encounters.openai.windows import Document, Draft
+from shared.models import EncounterType
+
+MAX_PAGE_CHARS = 12_000  # a page's text beyond this is cut (OCR of a dense table, a runaway layer)
+
+_TYPES = "; ".join(f"{t.value}" for t in EncounterType)
+
+SYSTEM_PROMPT = f"""You split medical documents into healthcare encounters.
+A patient's upload often concatenates several source documents (hospital discharge summaries, GP
+visit notes, lab reports, imaging reports, letters). Find each encounter and its pages.
+
+You see one window of pages at a time, with absolute page numbers. Rules:
+- Every page of the window is in exactly one encounter, or listed in unassigned_pages (blank pages,
+  fax cover sheets with no clinical content). Use absolute page numbers, as given.
+- A multi-page document about one visit, stay, test or letter is ONE encounter. A new document
+  starts with a new letterhead or title, "Page 1 of N" restarting, another facility, or another
+  date of service.
+- encounter_type is one of: {_TYPES}. inpatient_stay: admission or discharge summary;
+  emergency: emergency department attendance; outpatient_visit: clinic or GP visit; telehealth:
+  phone or video consultation; lab_report: pathology or laboratory results; imaging_report:
+  radiology (X-ray, CT, MRI, ultrasound); procedure: operation or procedure report;
+  medication_list; referral_letter: referral or letter between clinicians; administrative;
+  other.
+- Dates: only dates printed in the pages, as YYYY-MM-DD. Never invent a date, never use today's
+  date, never use a date of birth, a print or fax date. null when the pages give none.
+- Patient: the name, date of birth and identifier (MRN, patient ID) the encounter's banner shows,
+  exactly as printed; null when not printed. A page showing another patient than the pages
+  around it is a separate encounter (a misfiled page): never merge two patients' pages.
+- review_reasons: weak_boundary when you are unsure where the encounter starts or ends;
+  conflicting_identity when its patient differs from another encounter's; no_date when no date.
+- Evidence: for each filled field, quote the exact words as printed and give their page.
+- The carried-forward encounter is the last one found before this window. If the first pages of
+  this window continue it, set continues_open_encounter on that encounter.
+- Set open_encounter_continues if the last encounter seems to continue after this window.
+"""
+
+
+def window_messages(
+    window: Sequence[int], doc: Document, carried: Draft | None, max_page_chars: int
+) -> list[dict[str, str]]:
+    """The system prompt and the window's user message."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": window_prompt(window, doc, carried, max_page_chars)},
+    ]
+
+
+def window_prompt(window: Sequence[int], doc: Document, carried: Draft | None, max_page_chars: int) -> str:
+    parts = [
+        f"The document has {doc.page_count} pages. This window holds pages {window[0]} to {window[-1]}.",
+        "Carried-forward encounter (the last one found before this window; null at the start):",
+        f"<carried>{json.dumps(carried.summary() if carried else None)}</carried>",
+        "Pages:",
+    ]
+    for n in window:
+        text = doc.texts[n]
+        if n not in doc.readable:
+            parts.append(f'<page number="{n}" blank="true"></page>')
+            continue
+        if len(text) > max_page_chars:
+            text = text[:max_page_chars] + "\n[... rest of page cut]"
+        parts.append(f'<page number="{n}">\n{text}\n</page>')
+    return "\n".join(parts)
+
+
+def reask_messages(messages: list[dict[str, str]], reason: object) -> list[dict[str, str]]:
+    """The window's messages again, with why the previous answer could not be used."""
+    return [
+        *messages[:2],
+        {"role": "user", "content": f"Your previous answer could not be used: {reason}. Answer again."},
+    ]

@@ -1,0 +1,51 @@
+"""The system prompt and the JSON schema OpenAiEncounters sends, byte for byte, against a
+recorded hash. The window cache is keyed by the exact request and the encounter bench figures
+were measured with these words: a change to either must be deliberate (then update the hash
+here, and rerun bench/encounters_eval.py), never a side effect of moving code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import httpx
+import openai
+
+from shared.encounters.openai import OpenAiEncounters
+from shared.models import PageText
+
+# Recorded from main before the split of shared/encounters/openai.py into a package.
+SYSTEM_PROMPT_SHA256 = "65b5f4aa7e6a9516b23aa8e1c65b5b18d9d137d071a7774f407867732b342260"
+RESPONSE_FORMAT_SHA256 = "9bcca1a3ad61258ca891e01ff51214bb43136855a8a2ef449ce391f093aef584"
+
+
+def _sent_request() -> dict:
+    sent: list[dict] = []
+    answer = {"encounters": [], "unassigned_pages": [1], "open_encounter_continues": False}
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json={
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": json.dumps(answer), "refusal": None}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        })
+
+    client = openai.OpenAI(api_key="sk-test", base_url="http://model.invalid/v1", max_retries=0,
+                           http_client=httpx.Client(transport=httpx.MockTransport(endpoint)))
+    OpenAiEncounters(client, "m").discover([PageText(page_number=1, text="Clinic visit note for today", engine="native")])
+    assert len(sent) == 1
+    return sent[0]
+
+
+def _sha(value) -> str:
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False).encode()).hexdigest()
+
+
+def test_the_system_prompt_and_the_schema_are_the_recorded_ones():
+    body = _sent_request()
+    system = body["messages"][0]
+    assert system["role"] == "system"
+    assert hashlib.sha256(system["content"].encode()).hexdigest() == SYSTEM_PROMPT_SHA256
+    assert _sha(body["response_format"]) == RESPONSE_FORMAT_SHA256
