@@ -49,3 +49,20 @@ def test_the_system_prompt_and_the_schema_are_the_recorded_ones():
     assert system["role"] == "system"
     assert hashlib.sha256(system["content"].encode()).hexdigest() == SYSTEM_PROMPT_SHA256
     assert _sha(body["response_format"]) == RESPONSE_FORMAT_SHA256
+
+
+def test_a_page_with_textract_layout_shows_the_model_its_title_header_and_page_number():
+    from shared.encounters.openai.prompt import window_prompt
+    from shared.encounters.openai.windows import Document
+    from shared.models import LayoutBlock
+
+    plain = PageText(page_number=1, text="Riverside Clinic\nPROGRESS NOTE\nSeen today.", engine="tesseract")
+    laid_out = plain.model_copy(update={"page_number": 2, "engine": "textract", "layout": [
+        LayoutBlock(kind="header", text="Riverside Clinic"), LayoutBlock(kind="title", text="PROGRESS NOTE"),
+        LayoutBlock(kind="page_number", text="Page 1 of 2")]})
+
+    prompt = window_prompt([1, 2], Document([plain, laid_out]), None, 12_000)
+
+    first, second = prompt.split('<page number="2">')
+    assert "<layout>" not in first  # a page read without LAYOUT: its prompt as before
+    assert second.startswith("\n<layout>\nheader: Riverside Clinic\ntitle: PROGRESS NOTE\npage_number: Page 1 of 2\n</layout>\n")

@@ -1,5 +1,6 @@
 """The words the model reads: the system prompt (the rules), the user message for one window
-(its page texts, cut at ``MAX_PAGE_CHARS``, and the carried-forward encounter), and the re-ask
+(its page texts, cut at ``MAX_PAGE_CHARS``, each after its Textract layout blocks where it has
+them, and the carried-forward encounter), and the re-ask
 after an unusable answer. The window cache is keyed by these exact messages: a change here
 makes every cached answer stale."""
 
@@ -69,8 +70,17 @@ def window_prompt(window: Sequence[int], doc: Document, carried: Draft | None, m
             continue
         if len(text) > max_page_chars:
             text = text[:max_page_chars] + "\n[... rest of page cut]"
-        parts.append(f'<page number="{n}">\n{text}\n</page>')
+        parts.append(f'<page number="{n}">\n{_layout(doc.layout.get(n))}{text}\n</page>')
     return "\n".join(parts)
+
+
+def _layout(blocks) -> str:
+    """What Textract's LAYOUT says the page's title, headers, footers and page number are
+    (boundary cues), before its text; nothing for a page read without it."""
+    if not blocks:
+        return ""
+    lines = "\n".join(f"{b.kind}: {' '.join(b.text.split())[:200]}" for b in blocks)
+    return f"<layout>\n{lines}\n</layout>\n"
 
 
 def reask_messages(messages: list[dict[str, str]], reason: object) -> list[dict[str, str]]:

@@ -32,9 +32,13 @@ _PATIENT = ("patient_name", "patient_dob", "patient_identifier")
 class Document:
     def __init__(self, pages: Sequence[PageText]) -> None:
         unique: dict[int, str] = {}
+        layout: dict[int, list] = {}
         for page in sorted(pages, key=lambda p: p.page_number):
             unique.setdefault(page.page_number, page.text)
+            if page.layout:
+                layout.setdefault(page.page_number, page.layout)
         self.texts = unique
+        self.layout = layout  # page number -> its Textract LAYOUT blocks (title, header, footer, ...)
         self.pages = list(pages)
         self.numbers = list(unique)
         self.readable = {n for n, text in unique.items() if not is_blank(text)}
