@@ -7,12 +7,18 @@
   docpipe worker [--burst]          serve the queues (configured stack)
   docpipe invoke STAGE --event FILE run a stage's lambda_handler on a Lambda-shaped event
   docpipe retry [--code C] [--id ID]  retry failed files from the database
+  docpipe redrive [--terminal]      move dead letters back to their stage queues
+  docpipe status                    queue depths, files by status, recent failures
   docpipe samples DIR               write the generated sample documents
   docpipe lambda up                 template.yaml's functions, run as Lambda runs them, until Ctrl-C
   docpipe lambda process FILE ...   the same, on these files: submit, drain, report as `process` does
   docpipe view [--data-dir DIR]     a read-only review page of the stored files (127.0.0.1)
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
+
+One module for thirteen commands (~660 lines): each is its argparse entry and a short function
+that hands over to the runtime, ops or view modules; what they print is shared
+(``shared/report.py``), what they do lives elsewhere.
 """
 
 from __future__ import annotations

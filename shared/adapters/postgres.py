@@ -4,6 +4,10 @@ Built for Supabase's transaction pooler as much as for a direct connection: auto
 explicit short transactions, and no server-side prepared statements
 (``prepare_threshold=None``), which a transaction-mode pooler cannot keep across
 transactions. One connection per process; it reconnects after the server went away.
+
+It is long (~550 lines) because it is the whole Database port: every statement the stages
+run is here, each a short method with its SQL beside it, so a reader sees all the SQL in one
+place and the conditional updates that make the stages idempotent side by side.
 """
 
 from __future__ import annotations

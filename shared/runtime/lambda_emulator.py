@@ -19,6 +19,10 @@ Lambda runs them.
 - ``LambdaEmulator``: the queues of the template (names, VisibilityTimeout, redrive policy
   with its maxReceiveCount, the DLQ chain to the terminal queue), the mappings, the
   environments, and a Lambda-style ``REPORT`` line per invocation on ``report``.
+
+Long (~680 lines) because the three are one contract: what a mapping deletes depends on how
+an environment ended, and what an environment is sent depends on the mapping's batch; split
+apart, each half would need the other's internals.
 """
 
 from __future__ import annotations
