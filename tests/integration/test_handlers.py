@@ -82,6 +82,18 @@ def test_a_page_jpeg_deleted_before_ocr_fails_the_file_as_a_missing_page_image(s
     assert (row.status, row.error_code) == (FileStatus.FAILED, "page_image_missing")
     assert str(sfid) not in row.error_message and row.storage_key not in row.error_message
 
+    # And a retry renders the page again from the original (OCR alone would fail once more)
+    from shared import ops
+
+    (done,) = ops.retry(stack_deps, ids=[sfid])
+    assert (done["stage"], done["was"]) == ("preprocess", "page_image_missing")
+    assert take(stack_deps, "preprocess") == [{"shell_file_id": str(sfid)}]
+    assert preprocess.lambda_handler(event_for("preprocess", sfid), LocalContext()) == {"batchItemFailures": []}
+    assert is_stored(storage, page.storage_key)
+    assert take(stack_deps, "ocr") == [{"shell_file_id": str(sfid), "page_numbers": [1]}]
+    assert ocr.lambda_handler(event_for("ocr", sfid), LocalContext()) == {"batchItemFailures": []}
+    assert stack_deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+
 def test_batch_reports_only_retryable_failures(stack_deps, samples_dir, tmp_path):
     """Three records: a good file, a poison (encrypted) file, and one whose original vanished
     from a storage that is down. Only the last is left for redelivery."""
