@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from shared.errors import DependencyUnavailableError
+from shared.errors import DependencyUnavailableError, PageImageMissingError
 from shared.models import (
     Discovery,
     FileStatus,
@@ -439,18 +439,20 @@ class PostgresDb(Database):
         )
 
     def reopen_failed(self, shell_file_id: uuid.UUID) -> str | None:
-        """failed -> the state the stage it needs expects (queued before its pages exist, ocr
-        after: the fan-out then sends OCR or flips to discovering), in one conditional UPDATE;
-        return that stage, or None if the file was not failed (reopened already, or never)."""
+        """failed -> the state the stage it needs expects (queued before its pages exist, or
+        when a page image is missing, which only preprocess makes again; ocr after: the fan-out
+        then sends OCR or flips to discovering), in one conditional UPDATE; return that stage,
+        or None if the file was not failed (reopened already, or never)."""
         rows = self._execute(
-            "update shell_files set status = case when page_count is null then 'queued' else 'ocr' end,"
+            "update shell_files set status = case when page_count is null or error_code = %s"
+            " then 'queued' else 'ocr' end,"
             " error_code = null, error_message = null, discovery_lease_until = null, updated_at = now()"
-            " where id = %s and status = 'failed' returning page_count",
-            (shell_file_id,),
+            " where id = %s and status = 'failed' returning status",
+            (PageImageMissingError.code, shell_file_id),
         )
         if not rows:
             return None
-        return "preprocess" if rows[0]["page_count"] is None else "ocr"
+        return "preprocess" if rows[0]["status"] == "queued" else "ocr"
 
     def reopen_for_redrive(self, shell_file_id: uuid.UUID, status: str) -> bool:
         """failed -> ``status``, the state a redriven message's stage expects (`docpipe
