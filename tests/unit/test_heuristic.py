@@ -921,3 +921,14 @@ def test_a_layout_header_with_page_1_starts_an_encounter() -> None:
 
     # Then "Page 1 of 2" in the header starts a document
     assert [e.page_ranges for e in found.encounters] == [[(1, 1)], [(2, 2)]]
+
+
+def test_a_fax_transmission_line_below_the_top_of_the_page_dates_no_encounter() -> None:
+    # A fax header that OCR read after the page's first lines (a stamp, a page number above it).
+    text = (
+        "RECEIVED\n2/3\n"
+        "03/22/2021 14:22 FROM: (217) 555-0142 TO: (555) 555-0100 P. 2/3\n"
+        "Maple Grove Family Medicine\nPROGRESS NOTE\nFollow-up of hypertension.\n"
+    )
+    (encounter,) = _discover(text, date_order="auto").encounters
+    assert encounter.date_start is None
