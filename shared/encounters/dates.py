@@ -286,7 +286,10 @@ def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: 
 
 def _stands_alone(line: str, raw: RawDate) -> bool:
     """A letter's date sits on a line of its own, now and then with a place or a weekday
-    ("Springfield, 12 April 2024"); a date inside a sentence dates what the sentence tells."""
+    ("Springfield, 12 April 2024"); a date inside a sentence dates what the sentence tells,
+    and one on a fax machine's transmission line when the page was sent, wherever OCR put it."""
+    if _FAX_LINE.search(line):
+        return False
     rest = line[: raw.start] + " " + line[raw.end :]
     return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 3
 
