@@ -150,6 +150,8 @@ NO_LAYOUT = Layout()
 def layout_of(blocks: Sequence[LayoutBlock], lines: Sequence[Line]) -> Layout:
     """Each layout block's lines found among the page's lines (a block's text is its lines, one
     a line, as the page text has them); a line is claimed by one block only."""
+    if not blocks:
+        return NO_LAYOUT  # every page not read with LAYOUT: nothing to index
     by_text: dict[str, list[Line]] = {}
     for line in lines:
         by_text.setdefault(line.text.strip(), []).append(line)
