@@ -69,22 +69,34 @@ class _Server:
 
 
 class RecordedTextract(_Server):
-    """Textract's JSON protocol: every DetectDocumentText gets the same recorded answer."""
+    """Textract's JSON protocol: every DetectDocumentText gets the same recorded answer, and
+    every AnalyzeDocument (when ``analyzed_file`` is given) the recorded AnalyzeDocument one."""
 
     amz = True
 
-    def __init__(self, response_file: Path) -> None:
+    def __init__(self, response_file: Path, analyzed_file: Path | None = None) -> None:
         super().__init__()
-        self.response = json.loads(Path(response_file).read_text())
-        self.response.pop("ResponseMetadata", None)
+        self.response = _recorded(response_file)
+        self.analyzed = _recorded(analyzed_file) if analyzed_file else None
 
     def answer(self, path, headers, body):
-        if headers.get("X-Amz-Target") != "Textract.DetectDocumentText" or "Bytes" not in body.get("Document", {}):
-            return 400, {"__type": "InvalidParameterException", "message": "expected DetectDocumentText with Bytes"}
-        return 200, self.response
+        target = headers.get("X-Amz-Target")
+        if "Bytes" not in body.get("Document", {}):
+            return 400, {"__type": "InvalidParameterException", "message": "expected a Document with Bytes"}
+        if target == "Textract.DetectDocumentText":
+            return 200, self.response
+        if target == "Textract.AnalyzeDocument" and self.analyzed is not None and body.get("FeatureTypes"):
+            return 200, self.analyzed
+        return 400, {"__type": "InvalidParameterException", "message": f"unexpected {target}"}
 
     def lines(self) -> list[str]:
         return [b["Text"] for b in self.response["Blocks"] if b["BlockType"] == "LINE"]
+
+
+def _recorded(path: Path) -> dict:
+    response = json.loads(Path(path).read_text())
+    response.pop("ResponseMetadata", None)
+    return response
 
 
 class SchemaAnsweringOpenAi(_Server):

@@ -89,6 +89,54 @@ def test_production_configuration_completes_every_sample(
     assert "Init Duration" in result.stderr and "GB-s" in result.stderr
 
 
+def test_production_configuration_with_textract_layout_and_tables(samples_dir, tmp_path, local_stack, textract):
+    # Given the template with TextractFeatures=LAYOUT,TABLES, Textract answering AnalyzeDocument
+    # with a real recorded answer (form.png: layout blocks and two tables)
+    analyzed = TEXTRACT_FIXTURES / "form.png.textract.json"
+    with RecordedTextract(TEXTRACT_FIXTURES / "single-page-1.png.textract.json", analyzed) as server, \
+            SchemaAnsweringOpenAi() as openai_server:
+        # When a user runs it on the scanned samples
+        result = docpipe(
+            "lambda", "process", "--json",
+            "--template", REPO / "template.yaml",
+            "--data-dir", tmp_path / "lambda",
+            "--database-url", local_stack.database_url,
+            "--parameter-overrides", "EncounterProvider=openai", "TextractFeatures=LAYOUT,TABLES",
+            "PreprocessMaxConcurrency=2", "OcrMaxConcurrency=2", "DiscoverMaxConcurrency=2",
+            "--openai-base-url", openai_server.base_url,
+            "--textract-endpoint-url", server.url,
+            "--timeout", "240",
+            samples_dir / "scanned_discharge.pdf", samples_dir / "lab_photo.jpg",
+            timeout=420,
+        )
+        asked = [r["body"].get("FeatureTypes") for r in server.requests]
+        prompts = [m["content"] for r in openai_server.requests for m in r["body"]["messages"] if m["role"] == "user"]
+
+    # Then both completed, every page through AnalyzeDocument with exactly those features
+    logs = tmp_path / "lambda" / "logs"
+    assert result.returncode == 0, result.stderr[-4000:] + "".join(
+        (logs / f"{f}.log").read_text()[-1500:] for f in FUNCTIONS if (logs / f"{f}.log").exists()
+    )
+    reports = list(lines(result))
+    assert [r["status"] for r in reports] == ["completed", "completed"]
+    assert asked == [["LAYOUT", "TABLES"]] * 3  # 2 + 1 OCR'd pages, none through DetectDocumentText
+    # ... the layout and the tables stored with each page's text, the price in the manifest
+    ids = [r["shell_file_id"] for r in reports]
+    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        pages = conn.execute(
+            "select layout, tables, cost_usd from ocr_text_extractions where shell_file_id = any(%s::uuid[])", (ids,)
+        ).fetchall()
+        manifests = conn.execute(
+            "select manifest from shell_file_manifests where shell_file_id = any(%s::uuid[])", (ids,)
+        ).fetchall()
+    assert len(pages) == 3
+    assert all(any(b["kind"] == "title" for b in layout) and len(tables) == 2 for layout, tables, _ in pages)
+    assert all(float(cost) == pytest.approx(0.019) for _, _, cost in pages)  # LAYOUT 0.004 + TABLES 0.015
+    assert sorted(m[0]["ocr_cost_usd"] for m in manifests) == pytest.approx([0.019, 0.038])
+    # ... and the model saw each page's layout before its text
+    assert any(re.search(r"<layout>\n(?:\w+: .*\n)*title: ", prompt) for prompt in prompts), prompts[0][:1500]
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
