@@ -589,6 +589,55 @@ def with_notes(docs: list[Doc]) -> list[Doc]:
             for i, d in enumerate(docs)]
 
 
+def _encounter_tables() -> list[tuple[list[str], list[list[str]]]]:
+    """The C-CDA *Encounters* examples' narrative tables (past encounters: their kind,
+    performer, location and dates): each one's header cells and data rows. The examples are
+    section fragments, so only their ``<table>`` elements are parsed."""
+    folder = CORPUS / "hl7_c-cda_examples" / "Encounters"
+    tables = []
+    for path in sorted(folder.rglob("*.xml")):
+        source = re.sub(r"<!--.*?-->", "", path.read_text(encoding="utf-8", errors="replace"), flags=re.S)
+        for block in re.findall(r"<table\b.*?</table>", source, flags=re.S):
+            try:
+                table = ElementTree.fromstring(block.replace("<table", '<table xmlns="urn:hl7-org:v3"', 1))
+            except ElementTree.ParseError:
+                continue
+            rows = [[_text(c) for c in row if c.tag.split("}")[-1] in ("td", "th")]
+                    for row in table.iter("{urn:hl7-org:v3}tr")]
+            rows = [r for r in rows if any(r)]
+            if len(rows) >= 2:
+                tables.append((rows[0], rows[1:]))
+    return tables
+
+
+def with_history(docs: list[Doc], seed: int) -> list[Doc]:
+    """Development documents with a list of the patient's past encounters (the C-CDA
+    *Encounters* examples' tables: sources neither part uses), printed as a table or as one
+    "Label: value" line per field, under an "Encounters" heading: every date in it belongs to
+    another encounter. Now and then its "Start Date" / "End Date" columns read as an EHR's
+    "Admission Date" / "Discharge Date"."""
+    tables = _encounter_tables()
+    if not tables:
+        return docs
+    rng = random.Random(f"history/{seed}")
+    out = []
+    for i, doc in enumerate(docs):
+        if doc.part != "dev":
+            out.append(doc)
+            continue
+        header, rows = tables[i % len(tables)]
+        if rng.random() < 0.5:
+            header = [{"Start Date": "Admission Date", "End Date": "Discharge Date"}.get(h, h) for h in header]
+        heading = rng.choice(["ENCOUNTERS", "ENCOUNTER HISTORY", "PAST ENCOUNTERS", "HOSPITALIZATIONS"])
+        if rng.random() < 0.5:
+            lines = [" | ".join(header)] + [" | ".join(c or "-" for c in row) for row in rows]
+        else:
+            fields = [[f"{h}: {c}" for h, c in zip(header, row, strict=False) if c] for row in rows]
+            lines = ["    ".join(f[k : k + 2]) for f in fields for k in range(0, len(f), 2)]
+        out.append(dataclasses.replace(doc, sections=doc.sections + [(heading, lines)]))
+    return out
+
+
 def narrow(plans: list[dict], seed: int) -> list[dict]:
     """The plans printed at other text widths, so the sentences of a note wrap elsewhere and
     words such as "admitted on" or "seen on" open a line."""

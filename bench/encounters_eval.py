@@ -951,6 +951,9 @@ def run_clinical(args: argparse.Namespace) -> dict | None:
         if "notes" in args.dev_variants:
             for p in _clinical.plan(_clinical.with_notes(docs), "dev", args.clinical_packets, args.seed + 300):
                 packets.append(_clinical.build({**p, "name": f"{p['name']}-notes"}, None))
+        if "history" in args.dev_variants:
+            for p in _clinical.plan(_clinical.with_history(docs, args.seed), "dev", args.clinical_packets, args.seed + 600):
+                packets.append(_clinical.build({**p, "name": f"{p['name']}-history"}, None))
         if "narrow" in args.dev_variants:
             for p in _clinical.narrow(_clinical.plan(docs, "dev", args.clinical_packets, args.seed + 400), args.seed):
                 packets.append(_clinical.build(p, None))
@@ -1052,9 +1055,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clinical-packets", type=int, default=24, help="packets per part of the clinical set")
     parser.add_argument("--dev-seeds", type=int, nargs="*", default=[],
                         help="more development packets from these seeds, printed and OCR-confused (validation unchanged)")
-    parser.add_argument("--dev-variants", nargs="*", choices=("undated", "notes", "narrow", "headless", "scanned"), default=[],
+    parser.add_argument("--dev-variants", nargs="*", choices=("undated", "notes", "history", "narrow", "headless", "scanned"), default=[],
                         help="more development packets: undated (documents that say no encounter date), notes (other "
-                        "C-CDA notes' narratives added), narrow (printed at other widths), headless (some documents' first page lost) and scanned (every "
+                        "C-CDA notes' narratives added), history (a list of past encounters added), narrow (printed at other widths), headless (some documents' first page lost) and scanned (every "
                         "document scanned and OCR'd)")
     parser.add_argument("--variant-packets", type=int, default=8, help="packets of the scanned development variant")
     parser.add_argument("--parts", nargs="+", choices=("dev", "val"), default=["dev", "val"],
