@@ -932,3 +932,57 @@ def test_a_fax_transmission_line_below_the_top_of_the_page_dates_no_encounter() 
     )
     (encounter,) = _discover(text, date_order="auto").encounters
     assert encounter.date_start is None
+
+
+_VISIT_WITH_HISTORY = """Cedar Ridge Primary Care
+1200 Ridge Avenue, Boulder, CO 80302
+PROGRESS NOTE
+Patient: Ana Lopez    DOB: 04/22/1961    MRN: 5521870
+Visit date: 03/14/2019
+Provider: Dr. Laura Chen, MD
+CHIEF COMPLAINT
+Follow-up of congestive heart failure.
+HOSPITALIZATIONS
+Admission Date: 10/28/2014 12:22pm    Discharge Date: 10/31/2014 3:04pm
+Location: Good Day Hospital    Discharge Disposition: Nursing Home
+"""
+
+
+def test_dates_in_a_list_of_past_encounters_are_not_this_encounters() -> None:
+    # Given a visit note whose body lists an earlier hospital stay in "Label: value" fields
+    (encounter,) = _discover(_VISIT_WITH_HISTORY, date_order="auto").encounters
+
+    # Then the encounter is the visit, its date the one its head gives
+    assert (encounter.date_start, encounter.date_end) == (dt.date(2019, 3, 14), dt.date(2019, 3, 14))
+
+
+def test_a_list_of_past_encounters_on_the_next_page_neither_dates_nor_splits_the_document() -> None:
+    # Given the same note whose list of past encounters continues on its second page
+    second = """Ana Lopez  |  MRN 5521870  |  PROGRESS NOTE
+ENCOUNTER HISTORY
+Encounter: Office outpatient visit    Performer: Dr. Samir Kahn
+Encounter date: August 15, 2012    Diagnosis: Costal Chondritis
+Encounter Type: Inpatient    Start Date: 10/28/2014 12:22pm    End Date: 10/31/2014 3:04pm
+"""
+    found = _discover(_VISIT_WITH_HISTORY, second, date_order="auto")
+
+    # Then it stays one encounter, dated by its first page's head
+    assert [e.page_ranges for e in found.encounters] == [[(1, 2)]]
+    assert found.encounters[0].date_start == dt.date(2019, 3, 14)
+
+
+def test_an_undated_summary_takes_no_date_from_its_list_of_encounters() -> None:
+    # Given a summary of care that says when it was created and lists the patient's encounters
+    text = """Community Health and Hospitals
+CONTINUITY OF CARE DOCUMENT
+Patient: Ana Lopez    DOB: 04/22/1961    MRN: 5521870
+Document created: 06/01/2015
+ENCOUNTERS
+Encounter: Checkup Examination    Date: September 27, 2012 at 1:00pm
+Admission Date: 10/28/2014 12:22pm    Discharge Date: 10/31/2014 3:04pm
+"""
+    (encounter,) = _discover(text, date_order="auto").encounters
+
+    # Then it carries no date, and says so
+    assert (encounter.date_start, encounter.date_end) == (None, None)
+    assert "no_date" in encounter.review_reasons
