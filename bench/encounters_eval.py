@@ -68,7 +68,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
@@ -765,24 +764,59 @@ def score(packet: Packet, discovery: Discovery) -> Counts:
 # --- running ------------------------------------------------------------------------------------
 
 
-def before_provider(ref: str | None) -> tuple[str, Callable[[], EncounterProvider]] | None:
-    """The heuristic as it was at a git commit (the figures "before"), loaded from git, or None."""
+_BEFORE_CHILD = """
+import json, sys
+from shared.encounters import HeuristicEncounters
+from shared.models import PageText
+provider = HeuristicEncounters(**json.loads(sys.argv[1]))
+for line in sys.stdin:
+    pages = [PageText(**p) for p in json.loads(line)]
+    print(provider.discover(pages).model_dump_json(), flush=True)
+"""
+
+
+class BeforeHeuristic:
+    """The heuristic as it was at a git commit: that commit's whole tree (``git archive``),
+    run in a child process that reads pages and answers discoveries, one packet a line, so
+    that none of today's modules stands in for the commit's."""
+
+    def __init__(self, ref: str, tree: Path, options: dict) -> None:
+        self.ref = ref
+        self.child = subprocess.Popen([sys.executable, "-c", _BEFORE_CHILD, json.dumps(options)], cwd=tree,
+                                      env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"},
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def discover(self, pages: Sequence[PageText]) -> Discovery:
+        core = [{"page_number": p.page_number, "text": p.text, "engine": p.engine, "confidence": p.confidence}
+                for p in pages]
+        self.child.stdin.write(json.dumps(core) + "\n")
+        self.child.stdin.flush()
+        answer = self.child.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the heuristic at {self.ref} stopped")
+        return Discovery.model_validate_json(answer)
+
+
+def before_provider(ref: str | None, date_order: str) -> tuple[str, Callable[[], EncounterProvider]] | None:
+    """The heuristic as it was at a git commit (the figures "before"), or None."""
     if not ref:
         return None
+    tree = Path(tempfile.mkdtemp(prefix=f"heuristic-{ref[:7]}-"))
     try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:shared/encounters/heuristic.py"],
-                                check=True, capture_output=True, text=True).stdout
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "shared"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        has_order = b"date_order" in subprocess.run(
+            ["git", "-C", str(ROOT), "grep", "-c", "date_order", ref, "--", "shared/encounters"],
+            capture_output=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    module = types.ModuleType(f"heuristic_at_{ref}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{ref}:shared/encounters/heuristic.py", "exec"), module.__dict__)
-    return f"before@{ref[:7]}", module.HeuristicEncounters
+    options = {"date_order": date_order} if has_order else {}
+    return f"before@{ref[:7]}", lambda: BeforeHeuristic(ref, tree, options)
 
 
 def providers(settings: Settings, before: str | None = None) -> dict[str, Callable[[], EncounterProvider]]:
     found: dict[str, Callable[[], EncounterProvider]] = {}
-    old = before_provider(before)
+    old = before_provider(before, settings.date_order)
     if old:
         found[old[0]] = old[1]
     found["heuristic"] = lambda: HeuristicEncounters(date_order=settings.date_order)
@@ -952,7 +986,8 @@ def run_clinical(args: argparse.Namespace) -> dict | None:
             for p in _clinical.plan(_clinical.with_notes(docs), "dev", args.clinical_packets, args.seed + 300):
                 packets.append(_clinical.build({**p, "name": f"{p['name']}-notes"}, None))
         if "history" in args.dev_variants:
-            for p in _clinical.plan(_clinical.with_history(docs, args.seed), "dev", args.clinical_packets, args.seed + 600):
+            history = _clinical.with_history(docs, args.seed)
+            for p in _clinical.plan(history, "dev", args.clinical_packets, args.seed + 600):
                 packets.append(_clinical.build({**p, "name": f"{p['name']}-history"}, None))
         if "narrow" in args.dev_variants:
             for p in _clinical.narrow(_clinical.plan(docs, "dev", args.clinical_packets, args.seed + 400), args.seed):

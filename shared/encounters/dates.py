@@ -6,7 +6,8 @@ start, discharge -> end, visit/service/procedure/exam -> start and end, collecte
 start, a bare "Date:" -> start; the second date of a range ("03/01/2013 - 03/05/2013") ends it.
 Birth, printed, faxed, created, signed and previous-visit dates have roles that never make an
 encounter date, and a fax transmission header's date is ignored. An unlabelled date counts
-only in a page's letterhead, on a line of its own. No date found means no date: nothing is
+only in a page's letterhead, on a line of its own. Only a page's head is read: below its first
+section heading (``body_start``) dates belong to what the sections list. No date found means no date: nothing is
 guessed, and a numeric date that reads both ways in a file that does not show its order (and
 no ``DATE_ORDER`` says it) is no date either.
 """
@@ -294,9 +295,66 @@ def _stands_alone(line: str, raw: RawDate) -> bool:
     return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 3
 
 
-def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None) -> list[Date]:
+# A section heading: a short upper-case line with no value after a colon and no date label
+# of its own ("ADMISSION DATE:" above its date is a field, read column-wise).
+_HEADING_LETTERS = re.compile(r"[A-Za-z][A-Za-z'/&\-]*")
+_BANNER_FIELD = re.compile(
+    r"^\W*(?:patient|name|mrn|dob|d\.o\.b|date\s+of\s+birth|(?:medical\s+)?record|urn|nhs|id)\b[^:\n]{0,20}:", re.I
+)
+_ROW = re.compile(r"\w[^|]*\|\s*\w")  # cells on both sides: a stray "|" OCR adds to a line is none
+
+
+def _is_heading(text: str) -> bool:
+    text = text.strip()
+    words = _HEADING_LETTERS.findall(text)
+    if not 1 <= len(words) <= 8 or len(text) > 60 or "|" in text or any(c.isdigit() for c in text):
+        return False
+    letters = "".join(words)
+    if len(letters) < 4 or not letters.isupper() or text.endswith(",") or re.search(r":\s*\S", text):
+        return False
+    return not (re.search(r"\bdate\b", text, re.I) or (text.endswith(":") and label_role(text)))
+
+
+def body_start(lines: Sequence[Line], title_at: int | None = None) -> int | None:
+    """Where the page's body begins: its first section heading below a patient field, a date
+    or a table row (the banner, the service lines, a running header; a fax machine's line is
+    none of them), the page's title excepted, or a heading with a paragraph under it before
+    any of those (a page that opens inside the body). Other headings above them are a
+    letterhead's. None: the page has no body heading.
+
+    A document says when its encounter happened in its head; below a heading a date dates
+    what the section lists (past encounters, results, procedures), and neither dates this
+    encounter nor starts another."""
+    fielded = False
+    pending: int | None = None  # a heading above every field: a letterhead's, unless prose follows it
+    for line in lines:
+        if _is_heading(line.text) and not (title_at is not None and line.start <= title_at < line.end):
+            if fielded:
+                return line.start
+            pending = line.start if pending is None else pending
+            continue
+        dated = bool(raw_dates(line.text)) and not _FAX_LINE.search(line.text)
+        if dated or _BANNER_FIELD.match(line.text) or _ROW.search(line.text):
+            fielded, pending = True, None
+        elif pending is not None and _prose(line.text):
+            return pending  # a page that opens inside the body: "PLAN" and its paragraph
+    return None
+
+
+def _prose(text: str) -> bool:
+    words = re.findall(r"[A-Za-z]+", text)
+    return len(words) >= 8 and sum(w[0].islower() for w in words) * 2 >= len(words)
+
+
+def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
+               title_at: int | None = None) -> list[Date]:
+    """The dates of a page's head that may say when an encounter happened, with their roles
+    (``body_start``: none from below its first section heading)."""
     out: list[Date] = []
     header_end = lines[min(HEADER_LINES, len(lines)) - 1].end if lines else 0
+    body = body_start(lines, title_at)
+    if body is not None:
+        lines = [line for line in lines if line.start < body]
     for index, line in enumerate(lines):
         if _FAX_LINE.search(line.text) and index < 2:
             continue  # when the page was faxed, not when the encounter was

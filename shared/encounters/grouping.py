@@ -15,7 +15,8 @@ A page that says it continues ("Page 2 of 3", "continued") joins the current enc
 its banner shows another patient. Blank pages and fax cover sheets belong to no encounter.
 
 An encounter then gets its type (first title, a salutation's letter, else keyword counts),
-dates (``dates.py`` roles; a date equal to the patient's birth date never counts), provider,
+dates (``dates.py`` roles, from the pages' heads; a date equal to the patient's birth date never
+counts, a bare "Date:" or a letterhead's date only on the encounter's first page), provider,
 facility, the patient identity its banner shows, ``needs_review`` with reasons and a
 confidence that falls with each reason, so that it ranks the encounters most likely wrong.
 """
@@ -61,7 +62,13 @@ class Page:
 
     @property
     def anchor(self) -> dt.date | None:
-        return next((d.value for d in self.dates if d.anchors and not self._is_dob(d)), None)
+        return next((d.value for d in self.dates if d.anchors and not self._is_dob(d) and self._heads(d)), None)
+
+    def _heads(self, date: Date) -> bool:
+        """A bare "Date:" or a lone date near the top says when a letter was written only on a
+        page with a head (a title, a letterhead, a banner); on a page below a running header
+        it is a line of the section the page before began."""
+        return date.role not in _HEAD_ROLES or bool(self.title or self.letterhead_facility or _banner(self))
 
     @property
     def first_page(self) -> bool:
@@ -92,7 +99,7 @@ def read_page(page: PageText, month_first: bool | None) -> Page:
         continues=any(cues.says_continued(line.text) for line in lines[: cues.LETTERHEAD_LINES]),
         continues_next=any(cues.CONTINUED_BOTTOM.search(line.text) for line in lines[-cues.LETTERHEAD_LINES :]),
         salutation=any(cues.SALUTATION.match(line.text) for line in lines[: cues.SALUTATION_LINES]),
-        dates=page_dates(page.page_number, text, lines, month_first),
+        dates=page_dates(page.page_number, text, lines, month_first, title[1].start if title else None),
         providers=cues.providers_on(page.page_number, text, lines),
         facilities=cues.facilities_on(page.page_number, text, lines),
         patient=identity.read_identity(page.page_number, text, lines, month_first),
@@ -140,6 +147,7 @@ class Group:
 
 
 STRONG, WEAK = "strong", "weak"
+_HEAD_ROLES = ("generic", "letterhead")  # dates that count only on the page that opens an encounter
 
 
 def boundary(group: Group, page: Page) -> str | None:
@@ -237,7 +245,7 @@ def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
     first_page = group.pages[0].number
     start = None
     for role in START_ROLES:
-        candidates = [d for d in dates if d.role == role and (role != "letterhead" or d.span.page == first_page)]
+        candidates = [d for d in dates if d.role == role and (role not in _HEAD_ROLES or d.span.page == first_page)]
         if candidates:
             start = candidates[0]
             break

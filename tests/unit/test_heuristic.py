@@ -986,3 +986,37 @@ Admission Date: 10/28/2014 12:22pm    Discharge Date: 10/31/2014 3:04pm
     # Then it carries no date, and says so
     assert (encounter.date_start, encounter.date_end) == (None, None)
     assert "no_date" in encounter.review_reasons
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # an upper-case letterhead with its contact fields and a department line
+        "ST MARY'S HOSPITAL\n12 Main Street, Springfield\nTel: (217) 555-0100\nDEPARTMENT OF CARDIOLOGY\n",
+        # a fax machine's line above a title the heuristic does not know
+        "09/16/2012 14:53  FROM: (555) 555-1002  TO: (555) 555-0100  P. 2/4\nCommunity Hospital\nWOUND CARE NOTE\n",
+        # OCR's stray "|" after a letterhead line, and an upper-case study name
+        "Ashford Imaging\nMRI Department |\nMRI RIGHT KNEE\n",
+    ],
+)
+def test_upper_case_lines_above_the_banner_do_not_hide_the_service_date(head: str) -> None:
+    # Given a page whose upper-case lines above its banner read like section headings
+    text = head + "Patient: Ana Lopez    DOB: 04/22/1961\nVisit date: 03/14/2019\nHISTORY\nSeen for review.\n"
+    (encounter,) = _discover(text, date_order="auto").encounters
+
+    # Then its service date still dates the encounter: the body begins below the banner
+    assert encounter.date_start == dt.date(2019, 3, 14)
+
+
+def test_a_page_that_opens_inside_a_section_has_no_head() -> None:
+    # Given a second page that opens with a section heading and its paragraph, and lists an
+    # earlier stay further down
+    second = """PLAN
+We discussed treatment options and I have recommended that we proceed with surgery next month.
+PAST ENCOUNTERS
+Admission Date: 10/28/2014    Discharge Date: 10/31/2014
+"""
+    found = _discover(_VISIT_WITH_HISTORY.split("HOSPITALIZATIONS")[0], second, date_order="auto")
+
+    # Then the stay neither splits the note nor dates it
+    assert [(e.page_ranges, e.date_start) for e in found.encounters] == [([(1, 2)], dt.date(2019, 3, 14))]
