@@ -58,12 +58,14 @@ Prints the tables and writes ``encounters_clinical.json`` / ``.png`` and ``encou
 from __future__ import annotations
 
 import argparse
+import atexit
 import concurrent.futures
 import dataclasses
 import datetime as dt
 import io
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -785,6 +787,7 @@ class BeforeHeuristic:
         self.child = subprocess.Popen([sys.executable, "-c", _BEFORE_CHILD, json.dumps(options)], cwd=tree,
                                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"},
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        atexit.register(self.child.kill)
 
     def discover(self, pages: Sequence[PageText]) -> Discovery:
         core = [{"page_number": p.page_number, "text": p.text, "engine": p.engine, "confidence": p.confidence}
@@ -802,6 +805,7 @@ def before_provider(ref: str | None, date_order: str) -> tuple[str, Callable[[],
     if not ref:
         return None
     tree = Path(tempfile.mkdtemp(prefix=f"heuristic-{ref[:7]}-"))
+    atexit.register(shutil.rmtree, tree, True)
     try:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "shared"], check=True, capture_output=True)
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
@@ -1071,8 +1075,11 @@ def clinical_plot(report: dict, path: Path) -> None:
     ax.set_xticks(range(len(keys)), [k.replace("_", "\n") for k in keys])
     ax.set_ylim(0, 1.1)
     parts = report["parts"]
+    invented = "; ".join(f"{name} {part} {r['dates_invented']}" for name, parts_ in report["providers"].items()
+                         for part, r in parts_.items())
     ax.set_title(f"Pass 0.5 on printed clinical documents: dev {parts['dev']['packets']} packets / "
-                 f"{parts['dev']['pages']} pages, validation {parts['val']['packets']} / {parts['val']['pages']}")
+                 f"{parts['dev']['pages']} pages, validation {parts['val']['packets']} / {parts['val']['pages']}\n"
+                 f"dates invented: {invented}", fontsize=10)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
