@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 
 from shared.encounters.dates import digits
-from shared.encounters.text import Found, Line, Span
+from shared.encounters.text import HEADING_WORDS, Found, Line, Span, heading_words
 from shared.models import EncounterType, LayoutBlock
 
 TITLE_LINES = 8  # a document title sits in the letterhead, within this many first lines
@@ -381,7 +381,6 @@ def is_cover(lines: Sequence[Line]) -> bool:
 
 
 _FAX_WORDS = re.compile(r"\bfacsimile\b|including\s+cover|\bcover\s+(?:sheet|page)\b|\btransmittal\b", re.I)
-_HEADING_WORDS = re.compile(r"[A-Za-z][A-Za-z'/&\-]*")
 
 
 def section_headings(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> list[str]:
@@ -389,17 +388,8 @@ def section_headings(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> list[
     on a page with LAYOUT section headers, those."""
     named = layout.lines("section_header")
     if named:
-        return [" ".join(w.upper() for w in _HEADING_WORDS.findall(line.text)) for line in named]
-    found = []
-    for line in lines:
-        text = line.text.strip()
-        words = _HEADING_WORDS.findall(text)
-        if not 1 <= len(words) <= 8 or len(text) > 60 or "|" in text or any(c.isdigit() for c in text):
-            continue
-        letters = "".join(words)
-        if len(letters) >= 4 and letters.isupper() and not text.endswith(","):
-            found.append(" ".join(w.upper() for w in words))
-    return found
+        return [" ".join(w.upper() for w in HEADING_WORDS.findall(line.text)) for line in named]
+    return [" ".join(words) for words in map(heading_words, (line.text for line in lines)) if words]
 
 
 _FOOTER = re.compile(r"\bpage\b|\bprinted\b|\bconfidential\b|\bfax\b|\bgenerated\b", re.I)

@@ -7,9 +7,9 @@ start, a bare "Date:" -> start; the second date of a range ("03/01/2013 - 03/05/
 Birth, printed, faxed, created, signed and previous-visit dates have roles that never make an
 encounter date, and a fax transmission header's date is ignored. An unlabelled date counts
 only in a page's letterhead, on a line of its own. Only a page's head is read: below its first
-section heading (``body_start``) dates belong to what the sections list. No date found means no date: nothing is
-guessed, and a numeric date that reads both ways in a file that does not show its order (and
-no ``DATE_ORDER`` says it) is no date either.
+section heading (``body_start``) dates belong to what the sections list. No date found means no
+date: nothing is guessed, and a numeric date that reads both ways in a file that does not show
+its order (and no ``DATE_ORDER`` says it) is no date either.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 
-from shared.encounters.text import Line, Span
+from shared.encounters.text import Line, Span, heading_words
 
 HEADER_LINES = 10  # unlabelled letterhead dates are looked for in this many first lines
 LABEL_REACH = 50  # a label further than this many characters before a date is not its label
@@ -295,9 +295,6 @@ def _stands_alone(line: str, raw: RawDate) -> bool:
     return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 3
 
 
-# A section heading: a short upper-case line with no value after a colon and no date label
-# of its own ("ADMISSION DATE:" above its date is a field, read column-wise).
-_HEADING_LETTERS = re.compile(r"[A-Za-z][A-Za-z'/&\-]*")
 _BANNER_FIELD = re.compile(
     r"^\W*(?:patient|name|mrn|dob|d\.o\.b|date\s+of\s+birth|(?:medical\s+)?record|urn|nhs|id)\b[^:\n]{0,20}:", re.I
 )
@@ -305,14 +302,11 @@ _ROW = re.compile(r"\w[^|]*\|\s*\w")  # cells on both sides: a stray "|" OCR add
 
 
 def _is_heading(text: str) -> bool:
-    text = text.strip()
-    words = _HEADING_LETTERS.findall(text)
-    if not 1 <= len(words) <= 8 or len(text) > 60 or "|" in text or any(c.isdigit() for c in text):
+    """A section heading, with no value after a colon and no date label of its own
+    ("ADMISSION DATE:" above its date is a field, read column-wise)."""
+    if heading_words(text) is None or re.search(r":\s*\S", text):
         return False
-    letters = "".join(words)
-    if len(letters) < 4 or not letters.isupper() or text.endswith(",") or re.search(r":\s*\S", text):
-        return False
-    return not (re.search(r"\bdate\b", text, re.I) or (text.endswith(":") and label_role(text)))
+    return not (re.search(r"\bdate\b", text, re.I) or (text.strip().endswith(":") and label_role(text)))
 
 
 def body_start(lines: Sequence[Line], title_at: int | None = None) -> int | None:

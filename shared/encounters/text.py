@@ -21,6 +21,22 @@ def lines_of(text: str) -> list[Line]:
     return [Line(m.start(), m.end(), m.group()) for m in re.finditer(r"[^\r\n]+", text) if m.group().strip()]
 
 
+HEADING_WORDS = re.compile(r"[A-Za-z][A-Za-z'/&\-]*")
+
+
+def heading_words(text: str) -> list[str] | None:
+    """A line that reads as a section heading (upper case, a few words, no digits, no table
+    cells), as its words; None for any other line."""
+    text = text.strip()
+    words = HEADING_WORDS.findall(text)
+    if not 1 <= len(words) <= 8 or len(text) > 60 or "|" in text or any(c.isdigit() for c in text):
+        return None
+    letters = "".join(words)
+    if len(letters) < 4 or not letters.isupper() or text.endswith(","):
+        return None
+    return words
+
+
 def is_blank(text: str) -> bool:
     return len(re.findall(r"[A-Za-z]{3,}", text)) < MIN_WORDS
 
