@@ -28,7 +28,7 @@ class SlowTextract(RecordedTextract):
     """A page takes a while to read, so a deletion can land while OCR is under way."""
 
     def answer(self, path, headers, body):
-        time.sleep(1.5)
+        time.sleep(3.0)
         return super().answer(path, headers, body)
 
 
@@ -81,12 +81,12 @@ def test_deletions_in_the_production_configuration_leave_nothing(samples_dir, tm
 
             patient, other = uuid.uuid4(), uuid.uuid4()
             files = {
-                "during ocr": submit("scanned_discharge.pdf", patient),
                 "docpipe delete --file": submit("two_visits.pdf", patient),
                 "plain DELETE, completed": submit("two_visits.pdf", patient),
             }
             patients_files = [submit("two_visits.pdf", other), submit(GOOD[3], other)]
             conn = psycopg.connect(local_stack.database_url, autocommit=True)
+            files["during ocr"] = submit("scanned_discharge.pdf", patient)  # last: its OCR is watched
 
             def status(sfid):
                 row = conn.execute("select status from shell_files where id = %s", (sfid,)).fetchone()
