@@ -482,6 +482,11 @@ def test_erasures_are_under_the_same_row_level_security(stack_deps, database_url
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("delete from erasures")
     assert seen == [mine]
+    # `docpipe delete` names itself to the trigger in its own transaction: through a transaction
+    # pooler too ([pooler]), where no session setting would survive
+    third = submit(deps, samples_dir / "two_visits.pdf", patient)
+    assert docpipe_delete(deps, third)["source"] == "docpipe delete"
+    assert erasure(deps.db, mine)["source"] == "row delete" and erasure(deps.db, mine)["requested_by"]
     columns = {r["column_name"] for r in deps.db.query(
         "select column_name from information_schema.columns where table_name = 'erasures'")}
     assert not columns & {"original_name", "storage_key", "text", "sha256", "mime_type"}
