@@ -12,7 +12,7 @@ import pytest
 
 from shared.models import EncounterType, Timing
 from tests.fhir_tools import model_errors, post, require_tools, schema_errors
-from tests.unit.test_fhir import bundle_of, encounter, make_file
+from tests.unit.test_fhir import PATIENT, bundle_of, encounter, make_file
 
 
 @pytest.fixture(autouse=True)
@@ -39,24 +39,25 @@ def test_two_copies_posted_give_one_set():
     once = post(bundle)
     twice = post(bundle, copy.deepcopy(bundle))
     assert [p["ok"] for p in twice["posts"]] == [True, True], twice["posts"]
-    assert counts(once["stored"]) == {"Patient": 1, "DocumentReference": 6, "Encounter": 3, "Provenance": 3}
+    assert counts(once["stored"]) == {"DocumentReference": 6, "Encounter": 3, "Provenance": 3}
     assert counts(twice["stored"]) == counts(once["stored"])
     # the second post updated what the first created, at the same ids
-    ids = lambda result: sorted(r["id"] for found in result["stored"].values() for r in found if r["resourceType"] != "Patient")  # noqa: E731
-    assert ids(twice) == ids(once) == sorted(e["resource"]["id"] for e in bundle["entry"] if "id" in e["resource"])
-    assert twice["posts"][1]["statuses"][0] == "200"  # the patient was found, not created again
-    # and every reference now points at a stored resource
-    (patient,) = twice["stored"]["Patient"]
-    assert all(e["subject"]["reference"] == f"Patient/{patient['id']}" for e in twice["stored"]["Encounter"])
+    ids = lambda result: sorted(r["id"] for found in result["stored"].values() for r in found)  # noqa: E731
+    assert ids(twice) == ids(once) == sorted(e["resource"]["id"] for e in bundle["entry"])
+    assert set(twice["posts"][1]["statuses"]) == {"200"}  # updated in place, nothing created
+    versions = lambda result: {r["id"]: r["meta"]["versionId"] for found in result["stored"].values() for r in found}  # noqa: E731
+    assert all(versions(twice)[i] != versions(once)[i] for i in versions(once))  # each one written again
+    # and every reference now points at a stored resource (the patient by its identifier)
+    assert all(e["subject"]["identifier"]["value"] == str(PATIENT) for e in twice["stored"]["Encounter"])
     targets = {f"{r['resourceType']}/{r['id']}" for found in twice["stored"].values() for r in found}
     for provenance in twice["stored"]["Provenance"]:
         assert {t["reference"] for t in provenance["target"]} <= targets
         assert {e["what"]["reference"] for e in provenance["entity"]} <= targets
 
 
-def test_another_file_of_the_same_patient_adds_its_own_and_shares_the_patient():
+def test_another_file_of_the_same_patient_adds_its_own():
     result = post(sample_bundle(), sample_bundle())
-    assert counts(result["stored"]) == {"Patient": 1, "DocumentReference": 12, "Encounter": 6, "Provenance": 6}
+    assert counts(result["stored"]) == {"DocumentReference": 12, "Encounter": 6, "Provenance": 6}
 
 
 def test_the_bundle_is_valid_r4_for_the_schema_the_models_and_the_server():
@@ -76,7 +77,7 @@ def test_the_validators_fail_on_a_bundle_that_breaks_r4():
     del found["class"]  # Encounter.class is 1..1
     assert any("'class' is a required property" in e for e in schema_errors(bundle))
     assert model_errors(bundle) and "class" in model_errors(bundle)[0]
-    bundle["entry"][0]["resource"]["birthDate"] = "03/05/1980"  # not a FHIR date
-    assert model_errors(bundle) and any("birthDate" in e for e in schema_errors(bundle))
-    bundle["entry"][0]["resource"]["resourceType"] = "Patients"
+    bundle["entry"][0]["resource"]["date"] = "03/05/2024"  # not a FHIR instant
+    assert any("date" in e for e in schema_errors(bundle))
+    bundle["entry"][0]["resource"]["resourceType"] = "DocumentReferences"
     assert any("not an R4 resource type" in e for e in schema_errors(bundle))

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PATIENT = uuid.UUID("00000000-0000-4000-8000-00000000d0c5")
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 NULL_FLAVOR = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
+PATIENT_REFERENCE = {"type": "Patient", "identifier": {"system": "https://docpipe.dev/fhir/sid/patient-id",
+                                                       "value": str(PATIENT)}}
 
 
 def make_file(page_count: int = 3, sfid: uuid.UUID | None = None) -> ShellFile:
@@ -113,7 +115,7 @@ def test_a_transaction_bundle_of_the_file_its_pages_its_encounters_and_their_pro
     bundle = bundle_of(encounter(pages=[(1, 2)]), encounter(pages=[(3, 3)], encounter_type=EncounterType.LAB))
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert kinds.count("Patient") == 1
+    assert kinds.count("Patient") == 0  # the patient is named, not made: see the patient's test
     assert kinds.count("DocumentReference") == 1 + 3  # the file, and a page image each
     assert kinds.count("Encounter") == 2 and kinds.count("Provenance") == 2
     json.dumps(bundle)  # plain JSON, as it is stored and posted
@@ -217,24 +219,21 @@ def test_an_identity_conflict_tags_the_document_and_every_encounter():
     assert (codes.REVIEW_REASON_SYSTEM, "conflicting_identity") in tags(second)
     # every encounter stays the uploading patient's: the file was filed under that id, and the
     # tag says it shows more than one patient; no name read from a page becomes a Patient
-    (patient,) = resources(bundle, "Patient")
-    assert set(patient) == {"resourceType", "identifier"}
-    patient_url = full_url(bundle, patient)
-    assert all(e["subject"] == {"reference": patient_url} for e in resources(bundle, "Encounter"))
-    assert "A" not in json.dumps(patient) and '"B"' not in json.dumps(bundle)
+    assert resources(bundle, "Patient") == []
+    assert all(e["subject"] == PATIENT_REFERENCE for e in resources(bundle, "Encounter"))
+    assert '"A"' not in json.dumps(bundle) and '"B"' not in json.dumps(bundle)
 
 
 # --- the patient ---------------------------------------------------------------------
 
 
-def test_the_patient_is_docpipes_patient_id_created_only_if_no_patient_has_it():
-    bundle = bundle_of(encounter())
-    (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
-    assert entry["resource"]["identifier"] == [{"system": codes.PATIENT_ID_SYSTEM, "value": str(PATIENT)}]
-    assert entry["request"] == {"method": "POST", "url": "Patient",
-                                "ifNoneExist": f"identifier={codes.PATIENT_ID_SYSTEM}|{PATIENT}"}
-    assert entry["fullUrl"].startswith("urn:uuid:")
-    assert file_document(bundle)["subject"] == {"reference": entry["fullUrl"]}
+def test_the_patient_is_named_by_docpipes_patient_id_on_every_subject():
+    # A logical reference: no Patient is created (none duplicated in a store that knows the
+    # person under its own ids, no conditional create for the transaction to serialise)
+    bundle = bundle_of(encounter(pages=[(1, 3)]))
+    subjects = [e["resource"]["subject"] for e in bundle["entry"] if "subject" in e["resource"]]
+    assert len(subjects) == 1 + 3 + 1 and all(s == PATIENT_REFERENCE for s in subjects)
+    assert resources(bundle, "Patient") == []
 
 
 # --- provider and facility -----------------------------------------------------------
@@ -318,19 +317,17 @@ def test_ids_derive_from_the_file_so_the_same_file_gives_the_same_requests():
     requests = [e["request"] for e in first["entry"]]
     assert requests == [e["request"] for e in again["entry"]]
     assert [e["fullUrl"] for e in first["entry"]] == [e["fullUrl"] for e in again["entry"]]
-    # every resource but the patient is PUT at its own id; nothing is a plain POST
+    # every resource is PUT at its own id; nothing is a POST
     for entry in first["entry"]:
         resource, request = entry["resource"], entry["request"]
-        if resource["resourceType"] == "Patient":
-            assert "ifNoneExist" in request
-            continue
         assert request == {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
         assert entry["fullUrl"] == f"urn:uuid:{resource['id']}"
-    ids = {e["resource"].get("id") for e in first["entry"]} - {None}
-    other_ids = {e["resource"].get("id") for e in other["entry"]} - {None}
-    assert len(ids) == len(first["entry"]) - 1 and not ids & other_ids
-    # and the patient's is the same for every file of that patient
-    assert first["entry"][0]["fullUrl"] == other["entry"][0]["fullUrl"]
+    ids = {e["resource"]["id"] for e in first["entry"]}
+    other_ids = {e["resource"]["id"] for e in other["entry"]}
+    assert len(ids) == len(first["entry"]) and not ids & other_ids
+    # and the patient is the same for every file of that patient
+    assert {json.dumps(e["resource"].get("subject"), sort_keys=True) for e in first["entry"] + other["entry"]} - {"null"} == {
+        json.dumps(PATIENT_REFERENCE, sort_keys=True)}
 
 
 def test_identifiers_say_where_each_resource_came_from():
