@@ -23,6 +23,7 @@ def without_recorded(bundle: dict) -> dict:
     return bundle
 
 
+@pytest.mark.slow  # 25 documents through `docpipe process`, as test_corpus runs the corpus
 @needs_tesseract()
 def test_process_writes_a_valid_bundle_per_file_and_docpipe_fhir_gives_it_again(samples_dir, tmp_path):
     require_tools()
