@@ -13,10 +13,11 @@
   docpipe lambda up                 template.yaml's functions, run as Lambda runs them, until Ctrl-C
   docpipe lambda process FILE ...   the same, on these files: submit, drain, report as `process` does
   docpipe view [--data-dir DIR]     a read-only review page of the stored files (127.0.0.1)
+  docpipe fhir SHELL_FILE_ID        a completed file's encounters as a FHIR R4 transaction Bundle
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
 
-One module for thirteen commands (~660 lines): each is its argparse entry and a short function
+One module for fourteen commands (~720 lines): each is its argparse entry and a short function
 that hands over to the runtime, ops or view modules; what they print is shared
 (``shared/report.py``), what they do lives elsewhere.
 """
@@ -59,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--concurrency", type=int, default=min(2, os.cpu_count() or 1), help="children at once")
+    p.add_argument("--fhir", type=Path, default=None, metavar="DIR",
+                   help="also write each completed file's FHIR R4 Bundle to DIR/<file name>.fhir.json")
 
     p = sub.add_parser("local", help="the local stack (moto SQS+S3, embedded Postgres)")
     p.add_argument("action", choices=["up"])
@@ -140,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
                    "and storage, as the worker uses them; else ./.docpipe)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+
+    p = sub.add_parser("fhir", help="a completed file's encounters as a FHIR R4 transaction Bundle (JSON)")
+    p.add_argument("shell_file_id", type=_uuid, metavar="SHELL_FILE_ID")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write it here (default: stdout)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="what `docpipe process --data-dir DIR` stored (default: the environment's DATABASE_URL "
+                   "and storage, as the worker uses them)")
     return parser
 
 
@@ -204,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": cmd_samples,
         "lambda": cmd_lambda,
         "view": cmd_view,
+        "fhir": cmd_fhir,
     }[args.command]
     try:
         return handler(args)
@@ -594,6 +605,61 @@ def cmd_view(args) -> int:
     return EXIT_OK
 
 
+def cmd_fhir(args) -> int:
+    from shared.errors import FileNotFoundInDbError, NotReadyError
+    from shared.fhir import bundle_for_file, local_locator, locator
+    from shared.view.server import open_configured, open_data_dir
+
+    if args.data_dir is not None:
+        require("docpipe fhir (a --data-dir)", "pgserver")  # its embedded Postgres
+        try:
+            db, _, close = open_data_dir(args.data_dir)
+        except FileNotFoundError as exc:
+            _err(f"docpipe: {exc}")
+            return EXIT_USAGE
+        locate = local_locator(args.data_dir.resolve() / "storage")
+    else:
+        settings = _settings_or_exit()
+        db, _, close = open_configured(settings)
+        locate = locator(settings)
+    try:
+        bundle = bundle_for_file(db, args.shell_file_id, locate)
+    except FileNotFoundInDbError:
+        _err(f"docpipe: no such file: {args.shell_file_id}")
+        return EXIT_FAILED
+    except NotReadyError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_FAILED
+    finally:
+        close()
+    text = json.dumps(bundle, indent=2, ensure_ascii=False)
+    if args.out is None:
+        print(text)
+    else:
+        args.out.write_text(text + "\n")
+        _err(f"wrote {args.out} ({len(bundle['entry'])} entries)")
+    return EXIT_OK
+
+
+def _write_bundles(db, files, reports, dest: Path, storage_dir: Path) -> None:
+    """`process --fhir DIR`: a Bundle per completed file, DIR/<file name>.fhir.json (the
+    shell_file_id added when two inputs share a name)."""
+    from shared.fhir import bundle_for_file, local_locator
+
+    dest.mkdir(parents=True, exist_ok=True)
+    locate = local_locator(storage_dir)
+    names = [path.name for path, _ in files]
+    written = 0
+    for (path, sfid), report in zip(files, reports):
+        if report["status"] != "completed":
+            continue
+        name = path.name if names.count(path.name) == 1 else f"{path.name}.{sfid}"
+        bundle = bundle_for_file(db, sfid, locate)
+        (dest / f"{name}.fhir.json").write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
+        written += 1
+    _err(f"{written} FHIR Bundle(s) in {dest}")
+
+
 def cmd_process(args) -> int:
     missing = [p for p in args.paths if not p.is_file()]
     if missing:
@@ -628,6 +694,8 @@ def cmd_process(args) -> int:
         # The same runtime as the container: a fresh child process per message.
         Supervisor(settings, deps.queue, concurrency=args.concurrency, on_finish=progress.update).run(burst=True)
         reports = [file_report(deps.db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
+        if args.fhir is not None:
+            _write_bundles(deps.db, files, reports, args.fhir, settings.local_storage_dir)
     for report in reports:
         if args.json:
             print(json.dumps(report, ensure_ascii=False))

@@ -17,3 +17,8 @@ def page_key(patient_id: uuid.UUID, shell_file_id: uuid.UUID, page_number: int) 
     if int(page_number) < 1:
         raise ValueError("page numbers start at 1")
     return f"processed/{uuid.UUID(str(patient_id))}/{uuid.UUID(str(shell_file_id))}/page-{int(page_number):04d}.jpg"
+
+
+def bundle_key(patient_id: uuid.UUID, shell_file_id: uuid.UUID) -> str:
+    """The file's FHIR Bundle, beside its page images (FHIR_OUTPUT=storage)."""
+    return f"processed/{uuid.UUID(str(patient_id))}/{uuid.UUID(str(shell_file_id))}/bundle.json"

@@ -15,13 +15,16 @@ import uuid
 
 from shared.bootstrap import Deps
 from shared.errors import DiscoveryInProgressError, FileNotFoundInDbError, NotReadyError
-from shared.models import DiscoverMessage, FileStatus, Manifest, PageText
+from shared.keys import bundle_key
+from shared.models import DiscoverMessage, FileStatus, Manifest, PageText, ShellFile
 from shared.observability import logger
 from shared.ports import EncounterProvider
 
 
 # The dependencies this stage builds (bootstrap builds each on first use; nothing else).
 USES = ("db", "encounters", "queue")
+# and with FHIR_OUTPUT=storage, the storage its Bundle goes to
+FHIR_USES = ("storage",)
 
 
 def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
@@ -46,6 +49,8 @@ def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
         discovery = _discover_under_lease(deps, row.id, texts)
         deps.db.save_discovery(row.id, fingerprint, discovery)
     manifest = Manifest.build(row.id, row.page_count, discovery, texts)
+    if deps.settings.fhir_output == "storage":
+        store_bundle(deps, row, manifest)
     written = deps.db.complete_discovery(manifest)
     logger.info(
         "encounters discovered",
@@ -80,6 +85,17 @@ def _discover_under_lease(deps: Deps, shell_file_id, texts: list[PageText]):
             deps.db.release_discovery(shell_file_id, owner)
         except Exception as exc:  # noqa: BLE001 - the lease expires on its own
             logger.warning("could not release the discovery lease", extra={"error": type(exc).__name__})
+
+
+def store_bundle(deps: Deps, row: ShellFile, manifest: Manifest) -> None:
+    """FHIR_OUTPUT=storage: the file's FHIR Bundle beside its page images, stored before the file
+    is completed, so a completed file always has it; a redelivery stores the same resources."""
+    from shared.fhir import build_bundle, locator  # fhirclient is imported only where it is asked for
+
+    bundle = build_bundle(row, deps.db.pages(row.id), manifest, locate=locator(deps.settings))
+    data = json.dumps(bundle, separators=(",", ":")).encode()
+    deps.storage.put_bytes(bundle_key(row.patient_id, row.id), data, "application/fhir+json")
+    logger.info("fhir bundle stored", extra={"entries": len(bundle["entry"]), "bytes": len(data)})
 
 
 class _WindowCache:

@@ -66,6 +66,7 @@ def stored(storage_policies, local_stack, samples_dir, tmp_path_factory):
         max_receive_count=3,
         retry_delay_s=1,
         worker_tmp_dir=tmp_path_factory.mktemp("rls-worker"),
+        fhir_output="storage",  # each file's FHIR Bundle beside its pages: the same policies cover it
     )
     deps = build_deps(settings)
     provision(deps)
@@ -80,7 +81,8 @@ def stored(storage_policies, local_stack, samples_dir, tmp_path_factory):
             row = deps.db.get_shell_file(sfid)
             assert row.status.value == "completed"
             pages = deps.db.query("select storage_key from shell_file_pages where shell_file_id = %s", (sfid,))
-            keys[patient] = {"original": row.storage_key, "pages": [p["storage_key"] for p in pages]}
+            keys[patient] = {"original": row.storage_key, "pages": [p["storage_key"] for p in pages],
+                             "bundle": f"processed/{patient}/{sfid}/bundle.json"}
             assert keys[patient]["pages"], "the pipeline stored page JPEGs"
         yield {"a": a, "b": b, "file_a": file_a, "file_b": file_b, "keys": keys, "server": storage_policies}
     finally:
@@ -107,7 +109,7 @@ def _list(server, prefix: str, token: str) -> list[str]:
 
 
 def _all_keys(keys: dict) -> list[str]:
-    return [keys["original"], *keys["pages"]]
+    return [keys["original"], *keys["pages"], keys["bundle"]]
 
 
 def test_the_bucket_is_private(stored):
@@ -131,11 +133,32 @@ def test_a_patient_reads_their_own_original_and_page_jpegs(stored):
         assert response.status_code == 200, (key.split("/")[0], response.status_code, response.text)
         if key.endswith(".jpg"):
             assert response.content[:3] == b"\xff\xd8\xff" and response.headers["content-type"] == "image/jpeg"
+        elif key.endswith("bundle.json"):
+            assert response.json()["resourceType"] == "Bundle"
+            assert response.headers["content-type"].startswith("application/fhir+json")
         else:
             assert response.content[:5] == b"%PDF-"
     # Listing their own folder shows their pages.
-    pages = _list(server, f"processed/{a}/{stored['file_a']}/", token)
-    assert len(pages) == len(stored["keys"][a]["pages"])
+    listed = _list(server, f"processed/{a}/{stored['file_a']}/", token)
+    assert len([n for n in listed if n.endswith(".jpg")]) == len(stored["keys"][a]["pages"])
+    assert "bundle.json" in listed
+
+
+def test_a_patients_bundle_links_to_what_their_own_token_can_fetch(stored):
+    # The attachments' URLs are Storage's authenticated download URLs: a patient app fetches the
+    # original and each page image with the patient's own JWT, and gets the pages of another no more
+    server, a, b = stored["server"], stored["a"], stored["b"]
+    token = server.jwt("authenticated", a)
+    bundle = _get(server, stored["keys"][a]["bundle"], token).json()
+    urls = [e["resource"]["content"][0]["attachment"]["url"] for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "DocumentReference"]
+    assert len(urls) == 1 + len(stored["keys"][a]["pages"])
+    headers = {"apikey": server.env["SUPABASE_ANON_KEY"], "authorization": f"Bearer {token}"}
+    assert all(httpx.get(url, headers=headers).status_code == 200 for url in urls)
+    other = _get(server, stored["keys"][b]["bundle"], server.jwt("authenticated", b)).json()
+    other_urls = [e["resource"]["content"][0]["attachment"]["url"] for e in other["entry"]
+                  if e["resource"]["resourceType"] == "DocumentReference"]
+    assert all(httpx.get(url, headers=headers).status_code in (400, 404) for url in other_urls)
 
 
 def test_a_patient_reads_nothing_of_another_patients(stored):

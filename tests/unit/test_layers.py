@@ -43,8 +43,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # stage builds only what it uses): it sits above them, below everything that asks for Deps.
     ("composition", ("shared.bootstrap",)),
     # The work itself and what talks to the outside: documents to pages, encounter
-    # discovery, the adapters behind the ports.
-    ("libraries and adapters", ("shared.pages", "shared.encounters", "shared.adapters")),
+    # discovery, encounters as FHIR, the adapters behind the ports.
+    ("libraries and adapters", ("shared.pages", "shared.encounters", "shared.fhir", "shared.adapters")),
     # What everything shares: messages and rows, ports, errors, settings, keys, logging, and
     # which optional package each part needs.
     ("core", ("shared.models", "shared.ports", "shared.errors", "shared.settings", "shared.keys",
