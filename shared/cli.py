@@ -66,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--storage", choices=["s3", "local"], default="s3")
 
-    sub.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL")
+    p = sub.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to this long for migrations whose precondition does not hold yet (e.g. Supabase "
+                   "Storage's schema), applying each when it does; exit 1 if one still waits")
 
     p = sub.add_parser("submit", help="upload a file and queue it")
     p.add_argument("file", type=Path)
@@ -242,11 +245,30 @@ def _use_environment(env: dict[str, str]) -> None:
 
 
 def cmd_migrate(args) -> int:
+    import time
+
     from shared.bootstrap import build_db
 
     # DATABASE_URL, or the SSM parameter DATABASE_URL_PARAMETER names, as the functions read it.
-    applied = build_db(_settings_or_exit()).migrate()
-    _err(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    db = build_db(_settings_or_exit())
+    deadline = time.monotonic() + max(0.0, args.wait)
+    report = db.migrate_report()
+    for name in report.applied:
+        _err(f"applied  {name}")
+    for name, precondition in report.waiting:
+        _err(f"waiting  {name}: not applied until this holds: {precondition}")
+    while report.waiting and time.monotonic() < deadline:
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        report = db.migrate_report()
+        for name in report.applied:
+            _err(f"applied  {name}")
+    _err(f"skipped  {len(report.already)} applied before")
+    if report.waiting:
+        names = ", ".join(name for name, _ in report.waiting)
+        if args.wait > 0:
+            _err(f"docpipe: still waiting after {args.wait:g} s: {names}")
+            return EXIT_FAILED
+        _err(f"{names}: run `docpipe migrate` again once the precondition holds (or `docpipe migrate --wait SECONDS`)")
     return EXIT_OK
 
 
