@@ -165,20 +165,25 @@ def _lambda_parsers(sub) -> None:
         help="template parameters, as `sam deploy --parameter-overrides` takes them",
     )
     common.add_argument("--data-dir", type=Path, default=Path(".docpipe/lambda"), help="local stack data")
-    common.add_argument("--database-url", default=None, help="an existing Postgres (default: an embedded one)")
+    # Each flag named for a setting defaults to that setting's variable, as every other command
+    # reads it (filled in by _lambda_defaults, from the settings model).
+    common.add_argument("--database-url", default=None,
+                        help="an existing Postgres (default: $DATABASE_URL, else an embedded one)")
     common.add_argument("--no-pooler", action="store_true", help="functions connect directly, not through PgBouncer")
     common.add_argument(
         "--supabase-service-role-key",
-        default=os.environ.get("SUPABASE_SERVICE_ROLE_KEY"),
+        default=None,
         help="seeded into SSM for StorageBackend=supabase (default: $SUPABASE_SERVICE_ROLE_KEY)",
     )
     common.add_argument(
         "--openai-api-key",
-        default=os.environ.get("OPENAI_API_KEY"),
+        default=None,
         help="seeded into Secrets Manager for EncounterProvider=openai (default: $OPENAI_API_KEY)",
     )
-    common.add_argument("--openai-base-url", default=None, help="an OpenAI-compatible server for the discover function")
-    common.add_argument("--textract-endpoint-url", default=None, help="Textract's endpoint (default: moto's, random text)")
+    common.add_argument("--openai-base-url", default=None,
+                        help="an OpenAI-compatible server for the discover function (default: $OPENAI_BASE_URL)")
+    common.add_argument("--textract-endpoint-url", default=None,
+                        help="Textract's endpoint (default: $TEXTRACT_ENDPOINT_URL, else moto's, random text)")
     common.add_argument("--max-concurrency", type=int, default=None, help="cap every mapping's concurrency (laptops)")
     p = sub.add_parser("lambda", help="template.yaml's functions run as Lambda runs them (no Docker)")
     actions = p.add_subparsers(dest="lambda_action", required=True)
@@ -459,7 +464,30 @@ def _export_and_wait(env: dict[str, str], banner: str, stop: threading.Event) ->
         pass
 
 
+# `docpipe lambda` flags named for a setting: their default is the setting's variable.
+LAMBDA_FLAG_SETTINGS = ("database_url", "supabase_service_role_key", "openai_api_key", "openai_base_url",
+                        "textract_endpoint_url")
+
+
+def _lambda_defaults(args, settings) -> list[str]:
+    """Fill each flag left unset from its setting (DATABASE_URL, OPENAI_BASE_URL, ...); return
+    the variables so used."""
+    used = []
+    for name in LAMBDA_FLAG_SETTINGS:
+        if getattr(args, name) is not None:
+            continue
+        value = getattr(settings, name)
+        value = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if value:
+            setattr(args, name, value)
+            used.append(name.upper())
+    return used
+
+
 def cmd_lambda(args) -> int:
+    used = _lambda_defaults(args, _settings_or_exit())
+    if "DATABASE_URL" in used:
+        _err("docpipe lambda: using the database $DATABASE_URL names (--database-url to choose another)")
     # SAM CLI reads the template; moto stands in for SQS, S3 and SSM; pgserver unless --database-url.
     require("docpipe lambda", "samcli", "moto", *(["pgserver"] if args.database_url is None else []))
     from shared.runtime.lambda_emulator import format_summary

@@ -85,7 +85,7 @@ class LambdaLocal:
         if self.parameters.get("EncounterProvider") == "openai" and not (self.openai_api_key or self.openai_base_url):
             raise lambda_template.TemplateError(
                 "EncounterProvider=openai needs an OpenAI key (--openai-api-key or OPENAI_API_KEY) "
-                "or a local OpenAI-compatible server (--openai-base-url)"
+                "or a local OpenAI-compatible server (--openai-base-url or OPENAI_BASE_URL)"
             )
         if self.parameters.get("StorageBackend") == "supabase" and not (
             self.parameters.get("SupabaseUrl") and self.supabase_service_role_key
