@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with-text", action="store_true", help="include each page's text in --json output")
     p.add_argument("--data-dir", type=Path, default=Path(".docpipe"), help="local stack data (default ./.docpipe)")
     p.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--concurrency", type=int, default=min(2, os.cpu_count() or 1), help="children at once")
 
     p = sub.add_parser("local", help="the local stack (moto SQS+S3, embedded Postgres)")
@@ -195,6 +195,7 @@ def _lambda_parsers(sub) -> None:
     q.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
     q.add_argument("--timeout", type=float, default=900.0, help="give up waiting after this many seconds")
     q.add_argument("--summary-json", type=Path, default=None, help="also write the invocation summary here")
+    q.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -489,7 +490,7 @@ def cmd_lambda(args) -> int:
     if "DATABASE_URL" in used:
         _err("docpipe lambda: using the database $DATABASE_URL names (--database-url to choose another)")
     # SAM CLI reads the template; moto stands in for SQS, S3 and SSM; pgserver unless --database-url.
-    require("docpipe lambda", "samcli", "moto", *(["pgserver"] if args.database_url is None else []))
+    require("docpipe lambda", "samcli", "moto", "rich", *(["pgserver"] if args.database_url is None else []))
     from shared.runtime.lambda_emulator import format_summary
     from shared.runtime.lambda_local import LambdaLocal
     from shared.runtime.lambda_template import TemplateError
@@ -536,7 +537,7 @@ def cmd_lambda(args) -> int:
         textract_endpoint_url=args.textract_endpoint_url,
         # `process` keeps the terminal for progress and results; `up` streams the functions' logs.
         logs_dir=args.data_dir / "logs" if processing else None,
-        report=sys.stderr,
+        report=_current_stderr(),
         concurrency_cap=args.max_concurrency,
     )
     stop = threading.Event()
@@ -567,14 +568,13 @@ def _lambda_process(args, local) -> int:
     from shared.runtime.lambda_emulator import format_summary
 
     files = list(zip(args.paths, local.submit(args.paths, args.patient_id)))
-    names = {sfid: path.name for path, sfid in files}
-
-    def progress(sfid, row) -> None:
-        status = row.status.value if row else "?"
-        extra = f" ({row.page_count} page{'s' if row.page_count != 1 else ''})" if row and row.page_count else ""
-        _err(f"{names[sfid]}: {status}{extra}")
-
-    finished = local.wait([sfid for _, sfid in files], args.timeout, on_change=progress)
+    ids = [sfid for _, sfid in files]
+    monitor = _start_progress(args.quiet, local.uploader().db, ids, local.max_attempts().get)
+    try:
+        finished = local.wait(ids, args.timeout)
+    finally:
+        if monitor is not None:
+            monitor.stop()
     local.emulator.stop()
     db = local.uploader().db
     reports = [file_report(db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
@@ -653,7 +653,7 @@ def cmd_process(args) -> int:
     if args.concurrency < 1:
         _err("docpipe: --concurrency must be at least 1")
         return EXIT_USAGE
-    require("docpipe process", "pgserver", "moto")  # the local stack it starts
+    require("docpipe process", "pgserver", "moto", "rich")  # the local stack it starts; its progress bars
     from shared.bootstrap import build_deps
     from shared.report import file_report, summary_line, view_lines
     from shared.runtime.localstack import LocalStack
@@ -674,9 +674,15 @@ def cmd_process(args) -> int:
         deps = build_deps(settings)
         provision(deps)
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
-        progress = _Progress(deps.db, files, enabled=not args.quiet)
-        # The same runtime as the container: a fresh child process per message.
-        Supervisor(settings, deps.queue, concurrency=args.concurrency, on_finish=progress.update).run(burst=True)
+        monitor = _start_progress(
+            args.quiet, deps.db, [sfid for _, sfid in files], lambda stage: settings.max_receive_count
+        )
+        try:
+            # The same runtime as the container: a fresh child process per message.
+            Supervisor(settings, deps.queue, concurrency=args.concurrency).run(burst=True)
+        finally:
+            if monitor is not None:
+                monitor.stop()
         reports = [file_report(deps.db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
     for report in reports:
         if args.json:
@@ -692,24 +698,19 @@ def cmd_process(args) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-class _Progress:
-    """Prints a line on stderr each time a file's status changes."""
+def _start_progress(quiet: bool, db, shell_file_ids, max_attempts):
+    """The progress display on stderr (shared/progress.py), or None with --quiet."""
+    if quiet:
+        return None
+    from shared.progress import ProgressMonitor, open_view
 
-    def __init__(self, db, files, enabled: bool) -> None:
-        self.db, self.files, self.enabled = db, files, enabled
-        self.seen: dict[uuid.UUID, str] = {}
-        self.total = len(files)
+    return ProgressMonitor(db, shell_file_ids, open_view(sys.stderr), max_attempts=max_attempts).start()
 
-    def update(self, finished) -> None:
-        if not self.enabled:
-            return
-        for index, (path, sfid) in enumerate(self.files, 1):
-            row = self.db.get_shell_file(sfid)
-            status = row.status.value if row else "?"
-            if self.seen.get(sfid) != status:
-                self.seen[sfid] = status
-                extra = f" ({row.page_count} page{'s' if row.page_count != 1 else ''})" if row and row.page_count else ""
-                _err(f"[{index}/{self.total}] {path.name}: {status}{extra}")
+
+def _current_stderr():
+    from shared.progress import CurrentStderr
+
+    return CurrentStderr()
 
 
 def entrypoint() -> None:

@@ -261,6 +261,13 @@ class LambdaLocal:
             time.sleep(0.25)
         return False
 
+    def max_attempts(self) -> dict[str, int | None]:
+        """Deliveries each stage's queue gives a message before its DLQ (the template's
+        maxReceiveCount), by stage."""
+        prefix = self.parameters.get("QueuePrefix", "docpipe")
+        counts = {name: count for name, _, count in self.template.dlq_chain()}
+        return {stage: counts.get(f"{prefix}-{stage}") for stage in ("preprocess", "ocr", "discover")}
+
     def page_figures(self, shell_file_ids: list[uuid.UUID]) -> tuple[int, int]:
         """(pages, pages read by OCR) of these files."""
         db = self.uploader().db
