@@ -106,6 +106,17 @@ def test_production_configuration_completes_every_sample(
                                 rf"Memory Size: \d+ MB\tMax Memory Used: \d+ MB", result.stderr, re.M)
         assert reports_of, function
     assert "Init Duration" in result.stderr and "GB-s" in result.stderr
+    # And the progress said where each file was, in plain lines (stderr is a pipe here), by its
+    # place and id, never its name, then the summary
+    progress = re.findall(r"^\[(\d)/5\] ([0-9a-f]{8}) (.+)$", result.stderr, re.M)
+    assert {sfid for _, sfid, _ in progress} == {r["shell_file_id"][:8] for r in reports.values()}
+    assert {what for _, _, what in progress} >= {f"completed: {_pages(r['page_count'])}" for r in reports.values()}
+    assert not any(name.rsplit(".", 1)[0] in what for name in GOOD for _, _, what in progress)
+    assert re.search(r"^finished 5 files in [\d.]+ s: 5 completed, 0 failed; \d+ pages$", result.stderr, re.M)
+
+
+def _pages(n: int) -> str:
+    return f"{n} page" + ("" if n == 1 else "s")
 
 
 def test_production_configuration_with_textract_layout_and_tables(samples_dir, tmp_path, local_stack, textract):

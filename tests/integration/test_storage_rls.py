@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -272,16 +273,56 @@ def plain_database(local_stack):
         conn.execute(f"drop database {name} with (force)")
 
 
-def test_docpipe_migrate_on_a_plain_postgres_skips_storage_and_applies_everything(plain_database):
+def test_docpipe_migrate_on_a_plain_postgres_applies_everything_and_the_storage_policies_wait(plain_database):
     from shared.adapters.postgres import PostgresDb
 
     db = PostgresDb(plain_database)
     try:
-        applied = db.migrate()
-        assert applied == sorted(p.name for p in Path(MIGRATIONS_DIR).glob("*.sql")) and MIGRATION.name in applied
-        # Nothing of Storage's was made: the file noticed the schema was absent.
+        report = db.migrate_report()
+        assert report.applied == sorted(p.name for p in Path(MIGRATIONS_DIR).glob("*.sql") if p != MIGRATION)
+        # The Storage policies wait for Storage's schema, unrecorded; nothing of Storage's was made.
+        assert [name for name, _ in report.waiting] == [MIGRATION.name]
+        assert "storage" in report.waiting[0][1].lower()
+        assert db.query("select count(*) as n from docpipe_migrations where name = %s", (MIGRATION.name,))[0]["n"] == 0
         assert db.query("select to_regclass('storage.objects') as t")[0]["t"] is None
         assert db.query("select count(*) as n from pg_namespace where nspname = 'storage'")[0]["n"] == 0
-        assert db.migrate() == []
+        again = db.migrate_report()
+        assert again.applied == [] and [name for name, _ in again.waiting] == [MIGRATION.name]
+        assert len(again.already) == len(report.applied)
     finally:
         db.close()
+
+
+def test_storage_policies_apply_once_storage_starts_after_docpipe_migrated(plain_database, tmp_path):
+    """The README's local path, and any self-hosted Supabase whose Storage starts late:
+    `docpipe migrate` ran before Storage made its schema. The Storage policies wait (not
+    recorded as done) and the next `docpipe migrate` applies them."""
+    from shared.adapters.supabase_storage import SupabaseStorage
+    from tests.e2e.test_cli import docpipe
+    from tests.servers import SupabaseStorageServer
+
+    if not SupabaseStorageServer.available():
+        pytest.skip("../shared/tools/supabase-storage (and npm) are needed for the Supabase Storage server")
+    env = {"DATABASE_URL": plain_database}
+    # Given `docpipe migrate` (or `docpipe local up`) on a database Storage has not started on
+    first = docpipe("migrate", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    # When the Storage server starts on it, then `docpipe migrate` runs again
+    server = SupabaseStorageServer(plain_database, tmp_path / "storage").start()
+    try:
+        second = docpipe("migrate", env=env)
+        assert second.returncode == 0, second.stderr[-2000:]
+        # Then a signed-in patient reads their own page JPEG through the Storage API, and only theirs
+        patient, other = uuid.uuid4(), uuid.uuid4()
+        key = f"processed/{patient}/{uuid.uuid4()}/page-0001.jpg"
+        storage = SupabaseStorage(server.env["SUPABASE_URL"], server.env["SUPABASE_SERVICE_ROLE_KEY"], BUCKET)
+        storage.put_bytes(key, b"\xff\xd8\xff\xe0" + b"\0" * 64, "image/jpeg")
+        assert _get(server, key, server.jwt("authenticated", patient)).status_code == 200
+        assert _get(server, key, server.jwt("authenticated", other)).status_code in (400, 404)
+        # And each run said what it did: the policies waited on Storage's schema, then applied
+        assert re.search(rf"^waiting\s+{MIGRATION.name}\b", first.stderr, re.M), first.stderr
+        assert re.search(rf"^applied\s+{MIGRATION.name}\b", second.stderr, re.M), second.stderr
+        third = docpipe("migrate", env=env)
+        assert third.returncode == 0 and "waiting" not in third.stderr, third.stderr
+    finally:
+        server.stop()

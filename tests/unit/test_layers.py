@@ -34,8 +34,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What Lambda's Handler setting names: lambda_handler and record_handler, nothing else.
     ("handlers", ("handlers",)),
     # The hosts that run the handlers (poll loop, child runner, local stack, Lambda emulator)
-    # and the command line with what only it uses (the review page, the run report).
-    ("entry points", ("shared.runtime", "shared.cli", "shared.view", "shared.report")),
+    # and the command line with what only it uses (the review page, the run report, the progress
+    # display).
+    ("entry points", ("shared.runtime", "shared.cli", "shared.view", "shared.report", "shared.progress")),
     # The stages as plain functions over Deps, and the operator actions and uploads that,
     # like a stage, act on files through the ports.
     ("stages", ("shared.stages", "shared.ops", "shared.submit")),
