@@ -2,6 +2,7 @@
 #   make demo   set up, then run `docpipe process` on generated sample documents
 #   make test   set up, then run the whole test suite
 #   make browser-deps  Debian's chromium + chromium-driver for the review page's browser tests
+#   make fhir-test-deps  the npm packages the FHIR tests check Bundles with (tests/fhir)
 #   make sam    the Lambda deployment: `sam validate --lint`, `sam build` (zip, no Docker), its size
 # Both install what they need: a virtualenv with docpipe, and Tesseract through apt when it is
 # missing and we may (root, or passwordless sudo).
@@ -17,7 +18,7 @@ PYTHON312 ?= $(shell ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/nu
 PYTHON312 := $(or $(PYTHON312),$(shell command -v python3.12 2>/dev/null))
 LAMBDA_LIMIT_BYTES := 262144000
 
-.PHONY: setup system-deps browser-deps demo test bench clean sam lock container-check lambda-requirements
+.PHONY: setup system-deps browser-deps fhir-test-deps demo test bench clean sam lock container-check lambda-requirements
 
 setup: system-deps $(VENV)/.installed
 
@@ -46,6 +47,15 @@ browser-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+# The FHIR tests check every Bundle against HL7's R4 JSON Schema and post it to Medplum's FHIR
+# transaction processor (tests/fhir_tools.py): npm packages, pinned by tests/fhir/package-lock.json,
+# under tests/fhir/node_modules (test-only). Without Node those tests skip, unless
+# DOCPIPE_REQUIRE_FHIR_TOOLS=1 (CI).
+fhir-test-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests/fhir --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	else echo "no npm: the FHIR schema and server tests will skip (install Node.js 20+)"; fi
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -57,7 +67,7 @@ demo: setup
 	$(BIN)/docpipe process $(SAMPLES)/two_visits.pdf $(SAMPLES)/scanned_discharge.pdf \
 	  $(SAMPLES)/fax_referral.tiff $(SAMPLES)/lab_photo.jpg $(SAMPLES)/phone_letter.heic
 
-test: setup browser-deps
+test: setup browser-deps fhir-test-deps
 	$(BIN)/python -m pytest -q
 
 $(SAM_VENV)/.installed:

@@ -14,7 +14,11 @@ priced here: see the manifest's cost). Durations are this machine's, not Lambda'
 gives a function CPU in proportion to MemorySize (a full vCPU at 1,769 MB), so the figures for
 the 512 MB functions are if anything optimistic there, and preprocess's (2,048 MB) fair.
 
-  python bench/lambda_local.py [--copies 4] [--storage s3|supabase]
+  python bench/lambda_local.py [--copies 4] [--fhir-output none|storage]
+
+`--fhir-output storage` runs the template with FhirOutput=storage (the discover function stores
+each file's FHIR Bundle beside its pages) and writes lambda_local_fhir-storage.{json,png}: run it
+beside the default to compare the discover function's duration and memory with and without.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=4, help="copies of each of the 5 samples (4: 20 documents)")
     parser.add_argument("--max-concurrency", type=int, default=2, help="cap per mapping (a 2-core machine)")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--fhir-output", choices=["none", "storage"], default="none",
+                        help="the template's FhirOutput (storage: the discover function stores FHIR Bundles)")
     args = parser.parse_args()
 
     import docpipe_samples as samples
@@ -65,7 +71,7 @@ def main() -> int:
             work / "stack",
             REPO / "template.yaml",
             {"EncounterProvider": "openai", "PreprocessMaxConcurrency": "2", "OcrMaxConcurrency": "2",
-             "DiscoverMaxConcurrency": "2"},
+             "DiscoverMaxConcurrency": "2", "FhirOutput": args.fhir_output},
             openai_base_url=openai_server.base_url,
             textract_endpoint_url=textract.url if textract else None,
             logs_dir=work / "logs",
@@ -90,6 +96,7 @@ def main() -> int:
 
     summary.update(
         {
+            "fhir_output": args.fhir_output,
             "completed": statuses.count("completed"),
             "finished": finished,
             "wall_s": round(wall_s, 1),
@@ -101,9 +108,10 @@ def main() -> int:
     )
     print_summary(summary)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lambda_local.json").write_text(json.dumps(summary, indent=2))
-    plot(summary, RESULTS / "lambda_local.png")
-    print(f"wrote {RESULTS / 'lambda_local.json'} and {RESULTS / 'lambda_local.png'}")
+    name = "lambda_local" if args.fhir_output == "none" else f"lambda_local_fhir-{args.fhir_output}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    plot(summary, RESULTS / f"{name}.png")
+    print(f"wrote {RESULTS / f'{name}.json'} and {RESULTS / f'{name}.png'}")
     return 0 if summary["completed"] == len(paths) else 1
 
 

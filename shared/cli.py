@@ -14,10 +14,11 @@
   docpipe lambda up                 template.yaml's functions, run as Lambda runs them, until Ctrl-C
   docpipe lambda process FILE ...   the same, on these files: submit, drain, report as `process` does
   docpipe view [--data-dir DIR]     a read-only review page of the stored files (127.0.0.1)
+  docpipe fhir SHELL_FILE_ID        a completed file's encounters as a FHIR R4 transaction Bundle
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
 
-One module for fourteen commands (~740 lines): each is its argparse entry and a short function
+One module for fifteen commands (~800 lines): each is its argparse entry and a short function
 that hands over to the runtime, ops or view modules; what they print is shared
 (``shared/report.py``), what they do lives elsewhere.
 """
@@ -58,8 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with-text", action="store_true", help="include each page's text in --json output")
     p.add_argument("--data-dir", type=Path, default=Path(".docpipe"), help="local stack data (default ./.docpipe)")
     p.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--concurrency", type=int, default=min(2, os.cpu_count() or 1), help="children at once")
+    p.add_argument("--fhir", type=Path, default=None, metavar="DIR",
+                   help="also write each completed file's FHIR R4 Bundle to DIR/<file name>.fhir.json")
 
     p = sub.add_parser("local", help="the local stack (moto SQS+S3, embedded Postgres)")
     p.add_argument("action", choices=["up"])
@@ -67,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--storage", choices=["s3", "local"], default="s3")
 
-    sub.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL")
+    p = sub.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to this long for migrations whose precondition does not hold yet (e.g. Supabase "
+                   "Storage's schema), applying each when it does; exit 1 if one still waits")
 
     p = sub.add_parser("submit", help="upload a file and queue it")
     p.add_argument("file", type=Path)
@@ -150,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
                    "and storage, as the worker uses them; else ./.docpipe)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+
+    p = sub.add_parser("fhir", help="a completed file's encounters as a FHIR R4 transaction Bundle (JSON)")
+    p.add_argument("shell_file_id", type=_uuid, metavar="SHELL_FILE_ID")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write it here (default: stdout)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="what `docpipe process --data-dir DIR` stored (default: the environment's DATABASE_URL "
+                   "and storage, as the worker uses them)")
     return parser
 
 
@@ -172,20 +185,25 @@ def _lambda_parsers(sub) -> None:
         help="template parameters, as `sam deploy --parameter-overrides` takes them",
     )
     common.add_argument("--data-dir", type=Path, default=Path(".docpipe/lambda"), help="local stack data")
-    common.add_argument("--database-url", default=None, help="an existing Postgres (default: an embedded one)")
+    # Each flag named for a setting defaults to that setting's variable, as every other command
+    # reads it (filled in by _lambda_defaults, from the settings model).
+    common.add_argument("--database-url", default=None,
+                        help="an existing Postgres (default: $DATABASE_URL, else an embedded one)")
     common.add_argument("--no-pooler", action="store_true", help="functions connect directly, not through PgBouncer")
     common.add_argument(
         "--supabase-service-role-key",
-        default=os.environ.get("SUPABASE_SERVICE_ROLE_KEY"),
+        default=None,
         help="seeded into SSM for StorageBackend=supabase (default: $SUPABASE_SERVICE_ROLE_KEY)",
     )
     common.add_argument(
         "--openai-api-key",
-        default=os.environ.get("OPENAI_API_KEY"),
+        default=None,
         help="seeded into Secrets Manager for EncounterProvider=openai (default: $OPENAI_API_KEY)",
     )
-    common.add_argument("--openai-base-url", default=None, help="an OpenAI-compatible server for the discover function")
-    common.add_argument("--textract-endpoint-url", default=None, help="Textract's endpoint (default: moto's, random text)")
+    common.add_argument("--openai-base-url", default=None,
+                        help="an OpenAI-compatible server for the discover function (default: $OPENAI_BASE_URL)")
+    common.add_argument("--textract-endpoint-url", default=None,
+                        help="Textract's endpoint (default: $TEXTRACT_ENDPOINT_URL, else moto's, random text)")
     common.add_argument("--max-concurrency", type=int, default=None, help="cap every mapping's concurrency (laptops)")
     common.add_argument("--schedule-interval", type=float, default=None, metavar="SECONDS",
                         help="fire every Schedule event this often instead of at its rate (tests)")
@@ -199,6 +217,7 @@ def _lambda_parsers(sub) -> None:
     q.add_argument("--patient-id", type=_uuid, default=DEMO_PATIENT)
     q.add_argument("--timeout", type=float, default=900.0, help="give up waiting after this many seconds")
     q.add_argument("--summary-json", type=Path, default=None, help="also write the invocation summary here")
+    q.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "lambda": cmd_lambda,
         "view": cmd_view,
         "delete": cmd_delete,
+        "fhir": cmd_fhir,
     }[args.command]
     try:
         return handler(args)
@@ -255,11 +275,30 @@ def _use_environment(env: dict[str, str]) -> None:
 
 
 def cmd_migrate(args) -> int:
+    import time
+
     from shared.bootstrap import build_db
 
     # DATABASE_URL, or the SSM parameter DATABASE_URL_PARAMETER names, as the functions read it.
-    applied = build_db(_settings_or_exit()).migrate()
-    _err(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    db = build_db(_settings_or_exit())
+    deadline = time.monotonic() + max(0.0, args.wait)
+    report = db.migrate_report()
+    for name in report.applied:
+        _err(f"applied  {name}")
+    for name, precondition in report.waiting:
+        _err(f"waiting  {name}: not applied until this holds: {precondition}")
+    while report.waiting and time.monotonic() < deadline:
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        report = db.migrate_report()
+        for name in report.applied:
+            _err(f"applied  {name}")
+    _err(f"skipped  {len(report.already)} applied before")
+    if report.waiting:
+        names = ", ".join(name for name, _ in report.waiting)
+        if args.wait > 0:
+            _err(f"docpipe: still waiting after {args.wait:g} s: {names}")
+            return EXIT_FAILED
+        _err(f"{names}: run `docpipe migrate` again once the precondition holds (or `docpipe migrate --wait SECONDS`)")
     return EXIT_OK
 
 
@@ -450,9 +489,32 @@ def _export_and_wait(env: dict[str, str], banner: str, stop: threading.Event) ->
         pass
 
 
+# `docpipe lambda` flags named for a setting: their default is the setting's variable.
+LAMBDA_FLAG_SETTINGS = ("database_url", "supabase_service_role_key", "openai_api_key", "openai_base_url",
+                        "textract_endpoint_url")
+
+
+def _lambda_defaults(args, settings) -> list[str]:
+    """Fill each flag left unset from its setting (DATABASE_URL, OPENAI_BASE_URL, ...); return
+    the variables so used."""
+    used = []
+    for name in LAMBDA_FLAG_SETTINGS:
+        if getattr(args, name) is not None:
+            continue
+        value = getattr(settings, name)
+        value = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if value:
+            setattr(args, name, value)
+            used.append(name.upper())
+    return used
+
+
 def cmd_lambda(args) -> int:
+    used = _lambda_defaults(args, _settings_or_exit())
+    if "DATABASE_URL" in used:
+        _err("docpipe lambda: using the database $DATABASE_URL names (--database-url to choose another)")
     # SAM CLI reads the template; moto stands in for SQS, S3 and SSM; pgserver unless --database-url.
-    require("docpipe lambda", "samcli", "moto", *(["pgserver"] if args.database_url is None else []))
+    require("docpipe lambda", "samcli", "moto", "rich", *(["pgserver"] if args.database_url is None else []))
     from shared.runtime.lambda_emulator import format_summary
     from shared.runtime.lambda_local import LambdaLocal
     from shared.runtime.lambda_template import TemplateError
@@ -499,7 +561,7 @@ def cmd_lambda(args) -> int:
         textract_endpoint_url=args.textract_endpoint_url,
         # `process` keeps the terminal for progress and results; `up` streams the functions' logs.
         logs_dir=args.data_dir / "logs" if processing else None,
-        report=sys.stderr,
+        report=_current_stderr(),
         concurrency_cap=args.max_concurrency,
         schedule_interval_s=args.schedule_interval,
     )
@@ -531,14 +593,13 @@ def _lambda_process(args, local) -> int:
     from shared.runtime.lambda_emulator import format_summary
 
     files = list(zip(args.paths, local.submit(args.paths, args.patient_id)))
-    names = {sfid: path.name for path, sfid in files}
-
-    def progress(sfid, row) -> None:
-        status = row.status.value if row else "?"
-        extra = f" ({row.page_count} page{'s' if row.page_count != 1 else ''})" if row and row.page_count else ""
-        _err(f"{names[sfid]}: {status}{extra}")
-
-    finished = local.wait([sfid for _, sfid in files], args.timeout, on_change=progress)
+    ids = [sfid for _, sfid in files]
+    monitor = _start_progress(args.quiet, local.uploader().db, ids, local.max_attempts().get)
+    try:
+        finished = local.wait(ids, args.timeout)
+    finally:
+        if monitor is not None:
+            monitor.stop()
     local.emulator.stop()
     db = local.uploader().db
     reports = [file_report(db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
@@ -686,6 +747,61 @@ def cmd_view(args) -> int:
     return EXIT_OK
 
 
+def cmd_fhir(args) -> int:
+    from shared.errors import FileNotFoundInDbError, NotReadyError
+    from shared.fhir import bundle_for_file, local_locator, locator
+    from shared.view.server import open_configured, open_data_dir
+
+    if args.data_dir is not None:
+        require("docpipe fhir (a --data-dir)", "pgserver")  # its embedded Postgres
+        try:
+            db, _, close = open_data_dir(args.data_dir)
+        except FileNotFoundError as exc:
+            _err(f"docpipe: {exc}")
+            return EXIT_USAGE
+        locate = local_locator(args.data_dir.resolve() / "storage")
+    else:
+        settings = _settings_or_exit()
+        db, _, close = open_configured(settings)
+        locate = locator(settings)
+    try:
+        bundle = bundle_for_file(db, args.shell_file_id, locate)
+    except FileNotFoundInDbError:
+        _err(f"docpipe: no such file: {args.shell_file_id}")
+        return EXIT_FAILED
+    except NotReadyError as exc:
+        _err(f"docpipe: {exc}")
+        return EXIT_FAILED
+    finally:
+        close()
+    text = json.dumps(bundle, indent=2, ensure_ascii=False)
+    if args.out is None:
+        print(text)
+    else:
+        args.out.write_text(text + "\n")
+        _err(f"wrote {args.out} ({len(bundle['entry'])} entries)")
+    return EXIT_OK
+
+
+def _write_bundles(db, files, reports, dest: Path, storage_dir: Path) -> None:
+    """`process --fhir DIR`: a Bundle per completed file, DIR/<file name>.fhir.json (the
+    shell_file_id added when two inputs share a name)."""
+    from shared.fhir import bundle_for_file, local_locator
+
+    dest.mkdir(parents=True, exist_ok=True)
+    locate = local_locator(storage_dir)
+    names = [path.name for path, _ in files]
+    written = 0
+    for (path, sfid), report in zip(files, reports):
+        if report["status"] != "completed":
+            continue
+        name = path.name if names.count(path.name) == 1 else f"{path.name}.{sfid}"
+        bundle = bundle_for_file(db, sfid, locate)
+        (dest / f"{name}.fhir.json").write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
+        written += 1
+    _err(f"{written} FHIR Bundle(s) in {dest}")
+
+
 def cmd_process(args) -> int:
     missing = [p for p in args.paths if not p.is_file()]
     if missing:
@@ -695,7 +811,7 @@ def cmd_process(args) -> int:
     if args.concurrency < 1:
         _err("docpipe: --concurrency must be at least 1")
         return EXIT_USAGE
-    require("docpipe process", "pgserver", "moto")  # the local stack it starts
+    require("docpipe process", "pgserver", "moto", "rich")  # the local stack it starts; its progress bars
     from shared.bootstrap import build_deps
     from shared.report import file_report, summary_line, view_lines
     from shared.runtime.localstack import LocalStack
@@ -716,10 +832,18 @@ def cmd_process(args) -> int:
         deps = build_deps(settings)
         provision(deps)
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
-        progress = _Progress(deps.db, files, enabled=not args.quiet)
-        # The same runtime as the container: a fresh child process per message.
-        Supervisor(settings, deps.queue, concurrency=args.concurrency, on_finish=progress.update).run(burst=True)
+        monitor = _start_progress(
+            args.quiet, deps.db, [sfid for _, sfid in files], lambda stage: settings.max_receive_count
+        )
+        try:
+            # The same runtime as the container: a fresh child process per message.
+            Supervisor(settings, deps.queue, concurrency=args.concurrency).run(burst=True)
+        finally:
+            if monitor is not None:
+                monitor.stop()
         reports = [file_report(deps.db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
+        if args.fhir is not None:
+            _write_bundles(deps.db, files, reports, args.fhir, settings.local_storage_dir)
     for report in reports:
         if args.json:
             print(json.dumps(report, ensure_ascii=False))
@@ -734,24 +858,19 @@ def cmd_process(args) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-class _Progress:
-    """Prints a line on stderr each time a file's status changes."""
+def _start_progress(quiet: bool, db, shell_file_ids, max_attempts):
+    """The progress display on stderr (shared/progress.py), or None with --quiet."""
+    if quiet:
+        return None
+    from shared.progress import ProgressMonitor, open_view
 
-    def __init__(self, db, files, enabled: bool) -> None:
-        self.db, self.files, self.enabled = db, files, enabled
-        self.seen: dict[uuid.UUID, str] = {}
-        self.total = len(files)
+    return ProgressMonitor(db, shell_file_ids, open_view(sys.stderr), max_attempts=max_attempts).start()
 
-    def update(self, finished) -> None:
-        if not self.enabled:
-            return
-        for index, (path, sfid) in enumerate(self.files, 1):
-            row = self.db.get_shell_file(sfid)
-            status = row.status.value if row else "?"
-            if self.seen.get(sfid) != status:
-                self.seen[sfid] = status
-                extra = f" ({row.page_count} page{'s' if row.page_count != 1 else ''})" if row and row.page_count else ""
-                _err(f"[{index}/{self.total}] {path.name}: {status}{extra}")
+
+def _current_stderr():
+    from shared.progress import CurrentStderr
+
+    return CurrentStderr()
 
 
 def entrypoint() -> None:

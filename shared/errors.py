@@ -234,3 +234,9 @@ class ModelRequestRejectedError(PermanentError):
     """The language model endpoint rejected the request itself; sending it again will not help."""
 
     code = "llm_request_rejected"
+
+
+class FhirBundleInvalidError(PermanentError):
+    """The file's encounters did not make a valid FHIR R4 Bundle (FHIR_OUTPUT=storage): a mapping bug."""
+
+    code = "fhir_bundle_invalid"

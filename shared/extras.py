@@ -21,6 +21,7 @@ OPTIONAL: dict[str, tuple[str, str | None]] = {
     "pgserver": ("local", None),
     "moto": ("local", None),
     "samcli": ("local", "aws-sam-cli"),
+    "rich": ("local", None),
 }
 
 

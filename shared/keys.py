@@ -20,6 +20,11 @@ def page_key(patient_id: uuid.UUID, shell_file_id: uuid.UUID, page_number: int) 
     return f"processed/{uuid.UUID(str(patient_id))}/{uuid.UUID(str(shell_file_id))}/page-{int(page_number):04d}.jpg"
 
 
+def bundle_key(patient_id: uuid.UUID, shell_file_id: uuid.UUID) -> str:
+    """The file's FHIR Bundle, beside its page images (FHIR_OUTPUT=storage)."""
+    return f"processed/{uuid.UUID(str(patient_id))}/{uuid.UUID(str(shell_file_id))}/bundle.json"
+
+
 def file_prefixes(patient_id: uuid.UUID, shell_file_id: uuid.UUID) -> tuple[str, str]:
     """Where every object of one file lives (its original; its page images and anything else a
     stage stores for it): what an erasure removes."""

@@ -125,6 +125,67 @@ def retry(deps, codes: list[str] | None = None, since: dt.datetime | None = None
     return done
 
 
+# The stage whose messages a file at this status waits on.
+_STAGE_OF_STATUS = (
+    "case f.status when 'ocr' then 'ocr' when 'discovering' then 'discover' else 'preprocess' end"
+)
+# A file's pending retry: among its current stage's messages since it was last reopened by
+# `docpipe retry`, the latest whose last run ended in 'retry' (a dependency down, a throttle,
+# a crash or a kill); that message is waiting for its next delivery. Joined laterally on f.
+_PENDING_RETRY = f"""
+    left join lateral (
+        select last.error_code, last.attempt, last.started_at
+        from (
+            select distinct on (coalesce(r.message_id, '')) r.outcome, r.error_code, r.attempt, r.started_at
+            from pipeline_runs r
+            where r.shell_file_id = f.id and r.stage = {_STAGE_OF_STATUS}
+              and r.started_at >= coalesce((select max(o.started_at) from pipeline_runs o
+                                            where o.shell_file_id = f.id and o.outcome = 'reopened'), '-infinity')
+            order by coalesce(r.message_id, ''), r.started_at desc, r.id desc
+        ) last
+        where last.outcome = 'retry'
+        order by last.started_at desc
+        limit 1
+    ) retry on f.status in ('queued', 'preprocessing', 'ocr', 'discovering')
+"""
+
+
+def progress(db, shell_file_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """Where each file is, for progress lines: status, pages (stored by preprocess, read: with
+    text, native or OCR, of ``page_count``), the error code of a failed file, and the stage's
+    pending retry (``retry_code``, ``retry_attempt``: the delivery that failed), if any. Ids,
+    counts and codes only."""
+    rows = db.query(
+        "select f.id, f.status, f.page_count, f.error_code,"
+        " (select count(*) from shell_file_pages p where p.shell_file_id = f.id) as pages_stored,"
+        " (select count(*) from ocr_text_extractions t where t.shell_file_id = f.id) as pages_read,"
+        f" {_STAGE_OF_STATUS} as stage,"
+        " retry.error_code as retry_code, retry.attempt as retry_attempt"
+        f" from shell_files f {_PENDING_RETRY}"
+        " where f.id = any(%s)",
+        (list(shell_file_ids),),
+    )
+    return {row["id"]: row for row in rows}
+
+
+def waiting_on_retries(db, limit: int = 20) -> list[dict]:
+    """Files still in progress whose stage is waiting for a retry, latest first: id, status,
+    stage, the last error code and the attempt that failed, when."""
+    rows = db.query(
+        f"select f.id, f.status, {_STAGE_OF_STATUS} as stage,"
+        " retry.error_code, retry.attempt, retry.started_at as last_at"
+        f" from shell_files f {_PENDING_RETRY}"
+        " where f.status in ('queued', 'preprocessing', 'ocr', 'discovering') and retry.attempt is not null"
+        " order by retry.started_at desc limit %s",
+        (limit,),
+    )
+    return [
+        {"shell_file_id": str(r["id"]), "status": r["status"], "stage": r["stage"], "error_code": r["error_code"],
+         "attempt": r["attempt"], "last_at": r["last_at"].isoformat()}
+        for r in rows
+    ]
+
+
 # --- `docpipe delete` ------------------------------------------------------------------------
 
 DELETE_SOURCE = "docpipe delete"
@@ -238,6 +299,9 @@ def status(deps, window_hours: float = 24.0, failure_limit: int = 10) -> dict:
         "window_hours": window_hours,
         "queues": queues,
         "files": files,
+        # Deliveries a message gets before its DLQ (MAX_RECEIVE_COUNT, derived from RETRY_BUDGET_S).
+        "max_attempts": deps.settings.max_receive_count,
+        "waiting_on_retries": waiting_on_retries(db),
         "erasures": dict(erasures),
         "recent_failures": [
             {"error_code": r["error_code"], "files": r["files"], "last_at": r["last_at"].isoformat()} for r in failures
@@ -263,6 +327,11 @@ def format_status(snapshot: dict, view_base: str | None = None) -> str:
         lines.append(f"  {name:16}{d['visible']:>7}{d['in_flight']:>11}{flag}")
     files = snapshot["files"]
     lines.append("files             " + (", ".join(f"{k}={v}" for k, v in sorted(files.items())) or "none"))
+    waiting = snapshot.get("waiting_on_retries") or []
+    lines.append(f"waiting on retries{len(waiting):>6} file(s)" + (" (the latest 20)" if len(waiting) >= 20 else ""))
+    for w in waiting:
+        lines.append(f"  {w['shell_file_id']}  {w['status']:13} {w['error_code']:24} attempt {w['attempt']} of "
+                     f"{snapshot.get('max_attempts') or '?'}  {w['last_at'][:19]}")
     if "erasures" in snapshot:  # pending: objects not purged yet (Storage down?); purged: final sweep due
         lines.append("erasures          " + ", ".join(f"{k}={v}" for k, v in snapshot["erasures"].items()))
     lines.append(f"failures, last {snapshot['window_hours']:g} h")

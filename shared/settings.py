@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     llm_pages_per_window: int = Field(default=20, ge=1, le=200)
     llm_input_usd_per_mtok: float = Field(default=0.15, ge=0)
     llm_output_usd_per_mtok: float = Field(default=0.60, ge=0)
+    # FHIR R4 (shared/fhir): storage, the discover stage stores each completed file's transaction
+    # Bundle at processed/{patient_id}/{shell_file_id}/bundle.json, beside its page images.
+    fhir_output: Literal["none", "storage"] = Field(
+        default="none", description="storage: the discover stage stores a FHIR R4 Bundle per file beside its pages"
+    )
 
     # --- rendering
     render_dpi: int = Field(default=200, ge=50, le=600)

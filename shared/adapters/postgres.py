@@ -25,6 +25,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from shared.adapters import migrations
+from shared.adapters.migrations import MigrationReport
 from shared.errors import DependencyUnavailableError, FileDeletedError, PageImageMissingError
 from shared.models import (
     Discovery,
@@ -219,21 +221,15 @@ class PostgresDb(Database):
 
     def migrate(self, directory: Path = MIGRATIONS_DIR) -> list[str]:
         """Apply the SQL files not applied yet, in name order; return their names."""
-        applied: list[str] = []
+        return self.migrate_report(directory).applied
+
+    def migrate_report(self, directory: Path = MIGRATIONS_DIR) -> MigrationReport:
+        """Apply the SQL files not applied yet whose preconditions hold, in name order, in one
+        transaction; say what was applied, what waits on its precondition and what was applied
+        before (``shared/adapters/migrations.py``)."""
         with self._tx() as conn:
             conn.execute("select pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(
-                "create table if not exists docpipe_migrations ("
-                " name text primary key, applied_at timestamptz not null default now())"
-            )
-            done = {row["name"] for row in conn.execute("select name from docpipe_migrations")}
-            for path in sorted(directory.glob("*.sql")):
-                if path.name in done:
-                    continue
-                conn.execute(path.read_text())
-                conn.execute("insert into docpipe_migrations (name) values (%s)", (path.name,))
-                applied.append(path.name)
-        return applied
+            return migrations.apply(conn, directory)
 
     # --- shell files ---------------------------------------------------------------
 

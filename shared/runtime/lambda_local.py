@@ -87,7 +87,7 @@ class LambdaLocal:
         if self.parameters.get("EncounterProvider") == "openai" and not (self.openai_api_key or self.openai_base_url):
             raise lambda_template.TemplateError(
                 "EncounterProvider=openai needs an OpenAI key (--openai-api-key or OPENAI_API_KEY) "
-                "or a local OpenAI-compatible server (--openai-base-url)"
+                "or a local OpenAI-compatible server (--openai-base-url or OPENAI_BASE_URL)"
             )
         if self.parameters.get("StorageBackend") == "supabase" and not (
             self.parameters.get("SupabaseUrl") and self.supabase_service_role_key
@@ -263,6 +263,13 @@ class LambdaLocal:
                 return True
             time.sleep(0.25)
         return False
+
+    def max_attempts(self) -> dict[str, int | None]:
+        """Deliveries each stage's queue gives a message before its DLQ (the template's
+        maxReceiveCount), by stage."""
+        prefix = self.parameters.get("QueuePrefix", "docpipe")
+        counts = {name: count for name, _, count in self.template.dlq_chain()}
+        return {stage: counts.get(f"{prefix}-{stage}") for stage in ("preprocess", "ocr", "discover")}
 
     def page_figures(self, shell_file_ids: list[uuid.UUID]) -> tuple[int, int]:
         """(pages, pages read by OCR) of these files."""

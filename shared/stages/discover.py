@@ -15,7 +15,8 @@ import uuid
 
 from shared.bootstrap import Deps
 from shared.errors import DiscoveryInProgressError, NotReadyError
-from shared.models import DiscoverMessage, FileStatus, Manifest, PageText
+from shared.keys import bundle_key
+from shared.models import DiscoverMessage, FileStatus, Manifest, PageText, ShellFile
 from shared.observability import logger
 from shared.ports import EncounterProvider
 from shared.stages.erasure import ensure_not_deleted, missing_file
@@ -23,6 +24,8 @@ from shared.stages.erasure import ensure_not_deleted, missing_file
 
 # The dependencies this stage builds (bootstrap builds each on first use; nothing else).
 USES = ("db", "encounters", "queue")
+# and with FHIR_OUTPUT=storage, the storage its Bundle goes to
+FHIR_USES = ("storage",)
 
 
 def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
@@ -48,6 +51,9 @@ def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
         ensure_not_deleted(deps, row.id)
         deps.db.save_discovery(row.id, fingerprint, discovery)
     manifest = Manifest.build(row.id, row.page_count, discovery, texts)
+    if deps.settings.fhir_output == "storage":
+        ensure_not_deleted(deps, row.id)
+        store_bundle(deps, row, manifest)
     written = deps.db.complete_discovery(manifest)
     if not written:
         ensure_not_deleted(deps, row.id)
@@ -85,6 +91,17 @@ def _discover_under_lease(deps: Deps, shell_file_id, texts: list[PageText]):
             deps.db.release_discovery(shell_file_id, owner)
         except Exception as exc:  # noqa: BLE001 - the lease expires on its own
             logger.warning("could not release the discovery lease", extra={"error": type(exc).__name__})
+
+
+def store_bundle(deps: Deps, row: ShellFile, manifest: Manifest) -> None:
+    """FHIR_OUTPUT=storage: the file's FHIR Bundle beside its page images, stored before the file
+    is completed, so a completed file always has it; a redelivery stores the same resources."""
+    from shared.fhir import build_bundle, locator  # fhirclient is imported only where it is asked for
+
+    bundle = build_bundle(row, deps.db.pages(row.id), manifest, locate=locator(deps.settings))
+    data = json.dumps(bundle, separators=(",", ":")).encode()
+    deps.storage.put_bytes(bundle_key(row.patient_id, row.id), data, "application/fhir+json")
+    logger.info("fhir bundle stored", extra={"entries": len(bundle["entry"]), "bytes": len(data)})
 
 
 class _WindowCache:

@@ -14,10 +14,15 @@
 -- migration of its own with the same policies for it.
 --
 -- Where the schema `storage` exists (a Supabase project, `supabase start`, the Storage server of
--- the tests, which creates it at its start) this creates the bucket and the policies. On a plain
--- Postgres without it (the embedded one of `docpipe process`, which stores objects elsewhere) it
--- does nothing, and says so; the file is idempotent, so it can be applied again once Storage has
--- made its schema (tests/integration/test_storage_rls.py does).
+-- the tests, which creates it at its start) this creates the bucket and the policies. Until it
+-- exists (a plain Postgres, as `docpipe process` embeds; a database migrated before its Storage
+-- server first started) `docpipe migrate` neither runs this file nor records it: it reports it as
+-- waiting on the precondition below and runs it on the first `docpipe migrate` after Storage has
+-- made its schema. Run by other means (psql -f, supabase db push) on a database without the
+-- schema, it does nothing and says so. It is idempotent: applied again, it changes nothing.
+--
+-- docpipe-precondition: Supabase Storage's schema exists (the Storage server creates it when it first starts)
+-- docpipe-precondition-check: select to_regclass('storage.objects') is not null and to_regclass('storage.buckets') is not null
 -- Nothing here creates or alters a role: Storage (and Supabase) own anon, authenticated and
 -- service_role; 20261129000200 creates them only where they are missing.
 

@@ -7,6 +7,7 @@ template resolves for it."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -14,6 +15,9 @@ import psycopg
 import pytest
 
 from tests.e2e.test_cli import GOOD, REPO, docpipe, lines
+from shared.adapters.supabase_storage import SupabaseStorage
+from shared.cli import DEMO_PATIENT
+from tests.fhir_tools import SCHEMA, model_errors, schema_errors
 from tests.servers import TEXTRACT_FIXTURES, RecordedTextract, SchemaAnsweringOpenAi
 
 pytestmark = pytest.mark.slow
@@ -44,7 +48,7 @@ def test_production_configuration_completes_every_sample(
             "--database-url", local_stack.database_url,
             "--parameter-overrides", "EncounterProvider=openai", "StorageBackend=supabase",
             f"SupabaseUrl={supabase_storage.env['SUPABASE_URL']}", f"StorageBucketName={bucket}",
-            "PreprocessMaxConcurrency=2", "OcrMaxConcurrency=2", "DiscoverMaxConcurrency=2",
+            "PreprocessMaxConcurrency=2", "OcrMaxConcurrency=2", "DiscoverMaxConcurrency=2", "FhirOutput=storage",
             "--supabase-service-role-key", supabase_storage.env["SUPABASE_SERVICE_ROLE_KEY"],
             "--openai-base-url", openai_server.base_url,
             "--textract-endpoint-url", textract.url,
@@ -75,18 +79,44 @@ def test_production_configuration_completes_every_sample(
             "select text from ocr_text_extractions where shell_file_id = any(%s::uuid[]) and engine = 'textract'", (ids,)
         ).fetchall()
         stored = conn.execute(
-            "select count(*) from storage.objects where bucket_id = %s and name like 'processed/%%'", (bucket,)
+            "select count(*) from storage.objects where bucket_id = %s and name like 'processed/%%.jpg'", (bucket,)
         ).fetchone()[0]
+        bundles = [name for (name,) in conn.execute(
+            "select name from storage.objects where bucket_id = %s and name like 'processed/%%/bundle.json'", (bucket,)
+        ).fetchall()]
     assert len(manifests) == len(GOOD)
     assert all(m[0] == "openai" and m[1] >= 1500 and m[2] >= 120 for m in manifests), manifests
     assert all(t[0].splitlines()[0] == textract.lines()[0] for t in texts)
     assert stored == sum(r["page_count"] for r in reports.values())  # every page JPEG in Supabase Storage
+    # FhirOutput=storage: the discover function stored each file's Bundle beside its pages, valid R4
+    assert sorted(bundles) == sorted(f"processed/{DEMO_PATIENT}/{i}/bundle.json" for i in ids)
+    storage = SupabaseStorage(supabase_storage.env["SUPABASE_URL"], supabase_storage.env["SUPABASE_SERVICE_ROLE_KEY"],
+                              bucket, 30)
+    for key in bundles:
+        storage.download(key, tmp_path / "bundle.json")
+        bundle = json.loads((tmp_path / "bundle.json").read_text())
+        assert model_errors(bundle) == [] and (not SCHEMA.is_file() or schema_errors(bundle) == [])
+        urls = [e["resource"]["content"][0]["attachment"]["url"] for e in bundle["entry"]
+                if e["resource"]["resourceType"] == "DocumentReference"]
+        assert all(u.startswith(f"{supabase_storage.env['SUPABASE_URL']}/storage/v1/object/authenticated/{bucket}/")
+                   for u in urls)
     # Each function ran in Lambda-style environments and said so, as Lambda does
     for function in FUNCTIONS:
         reports_of = re.findall(rf"^{function} REPORT RequestId: \S+\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
                                 rf"Memory Size: \d+ MB\tMax Memory Used: \d+ MB", result.stderr, re.M)
         assert reports_of, function
     assert "Init Duration" in result.stderr and "GB-s" in result.stderr
+    # And the progress said where each file was, in plain lines (stderr is a pipe here), by its
+    # place and id, never its name, then the summary
+    progress = re.findall(r"^\[(\d)/5\] ([0-9a-f]{8}) (.+)$", result.stderr, re.M)
+    assert {sfid for _, sfid, _ in progress} == {r["shell_file_id"][:8] for r in reports.values()}
+    assert {what for _, _, what in progress} >= {f"completed: {_pages(r['page_count'])}" for r in reports.values()}
+    assert not any(name.rsplit(".", 1)[0] in what for name in GOOD for _, _, what in progress)
+    assert re.search(r"^finished 5 files in [\d.]+ s: 5 completed, 0 failed; \d+ pages$", result.stderr, re.M)
+
+
+def _pages(n: int) -> str:
+    return f"{n} page" + ("" if n == 1 else "s")
 
 
 def test_production_configuration_with_textract_layout_and_tables(samples_dir, tmp_path, local_stack, textract):

@@ -81,3 +81,42 @@ def test_status_reports_queues_files_failures_and_stages(stack_deps, samples_dir
     text = ops.format_status(snapshot)
     assert "discover-dlq" in text and "dead letters" in text and bad_code in text and "erasures" in text
     assert "two_visits" not in text and "empty.pdf" not in text  # ids and figures only
+
+
+def test_status_lists_files_waiting_on_retries_with_their_last_code(stack_deps, samples_dir, tmp_path):
+    from pydantic import SecretStr
+
+    from shared.runtime.localstack import free_port
+
+    # Given a file whose discover cannot reach its model endpoint (nothing listens there)
+    waiting = submit(stack_deps, samples_dir / "two_visits.pdf", uuid.uuid4())
+    settings = stack_deps.settings.model_copy(update={
+        "worker_tmp_dir": tmp_path, "encounter_provider": "openai", "openai_api_key": SecretStr("sk-local"),
+        "openai_base_url": f"http://127.0.0.1:{free_port()}/v1", "retry_delay_s": 60,
+    })
+    # When preprocess and one discover delivery have run (the next is a minute away)
+    Supervisor(settings, stack_deps.queue).run(burst=True, max_messages=2)
+    assert stack_deps.db.get_shell_file(waiting).status == FileStatus.DISCOVERING
+
+    # Then `docpipe status` lists it, with the code and the attempt that failed
+    snapshot = ops.status(stack_deps)
+    json.dumps(snapshot)
+    mine = [w for w in snapshot["waiting_on_retries"] if w["shell_file_id"] == str(waiting)]
+    assert len(mine) == 1, snapshot["waiting_on_retries"]
+    assert (mine[0]["status"], mine[0]["stage"], mine[0]["error_code"], mine[0]["attempt"]) == (
+        "discovering", "discover", "dependency_unavailable", 1)
+    text = ops.format_status(snapshot)
+    assert f"{waiting}  discovering" in text
+    assert "dependency_unavailable" in text and f"attempt 1 of {stack_deps.settings.max_receive_count}" in text
+    # ... and progress says the same of it
+    state = ops.progress(stack_deps.db, [waiting])[waiting]
+    assert (state["status"], state["retry_code"], state["retry_attempt"]) == ("discovering", "dependency_unavailable", 1)
+    assert state["page_count"] == state["pages_read"] == state["pages_stored"] == 3
+
+    # When the endpoint answers again (here: the file is retried from scratch by `docpipe retry`
+    # after failing), the old retry no longer shows
+    stack_deps.db.mark_failed(waiting, "dependency_unavailable", "the model endpoint could not be reached")
+    assert ops.progress(stack_deps.db, [waiting])[waiting]["retry_code"] is None
+    ops.retry(stack_deps, ids=[waiting])
+    assert ops.progress(stack_deps.db, [waiting])[waiting]["retry_code"] is None
+    assert str(waiting) not in {w["shell_file_id"] for w in ops.status(stack_deps)["waiting_on_retries"]}

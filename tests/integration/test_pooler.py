@@ -44,9 +44,13 @@ def test_every_migration_applies_through_the_pooler(fresh_database, local_stack,
     try:
         db = PostgresDb(bouncer.url)
         # Given a database with nothing in it, when `docpipe migrate` runs through the pooler,
-        # then every file applies in one transaction, and again nothing.
-        applied = db.migrate()
-        assert applied == sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
+        # then every file applies in one transaction (the Storage policies wait for Storage's
+        # schema, which a plain Postgres lacks: their precondition is checked through it too),
+        # and again nothing.
+        report = db.migrate_report()
+        storage = "20261201000400_storage_rls.sql"
+        assert report.applied == sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql") if p.name != storage)
+        assert [name for name, _ in report.waiting] == [storage]
         assert db.migrate() == []
         # The server really was reached through PgBouncer in transaction mode.
         with psycopg.connect(bouncer.url.rsplit("/", 1)[0] + "/pgbouncer", autocommit=True,

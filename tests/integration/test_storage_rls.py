@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def stored(storage_policies, local_stack, samples_dir, tmp_path_factory):
         max_receive_count=3,
         retry_delay_s=1,
         worker_tmp_dir=tmp_path_factory.mktemp("rls-worker"),
+        fhir_output="storage",  # each file's FHIR Bundle beside its pages: the same policies cover it
     )
     deps = build_deps(settings)
     provision(deps)
@@ -80,7 +82,8 @@ def stored(storage_policies, local_stack, samples_dir, tmp_path_factory):
             row = deps.db.get_shell_file(sfid)
             assert row.status.value == "completed"
             pages = deps.db.query("select storage_key from shell_file_pages where shell_file_id = %s", (sfid,))
-            keys[patient] = {"original": row.storage_key, "pages": [p["storage_key"] for p in pages]}
+            keys[patient] = {"original": row.storage_key, "pages": [p["storage_key"] for p in pages],
+                             "bundle": f"processed/{patient}/{sfid}/bundle.json"}
             assert keys[patient]["pages"], "the pipeline stored page JPEGs"
         yield {"a": a, "b": b, "file_a": file_a, "file_b": file_b, "keys": keys, "server": storage_policies}
     finally:
@@ -107,7 +110,7 @@ def _list(server, prefix: str, token: str) -> list[str]:
 
 
 def _all_keys(keys: dict) -> list[str]:
-    return [keys["original"], *keys["pages"]]
+    return [keys["original"], *keys["pages"], keys["bundle"]]
 
 
 def test_the_bucket_is_private(stored):
@@ -131,11 +134,32 @@ def test_a_patient_reads_their_own_original_and_page_jpegs(stored):
         assert response.status_code == 200, (key.split("/")[0], response.status_code, response.text)
         if key.endswith(".jpg"):
             assert response.content[:3] == b"\xff\xd8\xff" and response.headers["content-type"] == "image/jpeg"
+        elif key.endswith("bundle.json"):
+            assert response.json()["resourceType"] == "Bundle"
+            assert response.headers["content-type"].startswith("application/fhir+json")
         else:
             assert response.content[:5] == b"%PDF-"
     # Listing their own folder shows their pages.
-    pages = _list(server, f"processed/{a}/{stored['file_a']}/", token)
-    assert len(pages) == len(stored["keys"][a]["pages"])
+    listed = _list(server, f"processed/{a}/{stored['file_a']}/", token)
+    assert len([n for n in listed if n.endswith(".jpg")]) == len(stored["keys"][a]["pages"])
+    assert "bundle.json" in listed
+
+
+def test_a_patients_bundle_links_to_what_their_own_token_can_fetch(stored):
+    # The attachments' URLs are Storage's authenticated download URLs: a patient app fetches the
+    # original and each page image with the patient's own JWT, and gets the pages of another no more
+    server, a, b = stored["server"], stored["a"], stored["b"]
+    token = server.jwt("authenticated", a)
+    bundle = _get(server, stored["keys"][a]["bundle"], token).json()
+    urls = [e["resource"]["content"][0]["attachment"]["url"] for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "DocumentReference"]
+    assert len(urls) == 1 + len(stored["keys"][a]["pages"])
+    headers = {"apikey": server.env["SUPABASE_ANON_KEY"], "authorization": f"Bearer {token}"}
+    assert all(httpx.get(url, headers=headers).status_code == 200 for url in urls)
+    other = _get(server, stored["keys"][b]["bundle"], server.jwt("authenticated", b)).json()
+    other_urls = [e["resource"]["content"][0]["attachment"]["url"] for e in other["entry"]
+                  if e["resource"]["resourceType"] == "DocumentReference"]
+    assert all(httpx.get(url, headers=headers).status_code in (400, 404) for url in other_urls)
 
 
 def test_a_patient_reads_nothing_of_another_patients(stored):
@@ -249,16 +273,56 @@ def plain_database(local_stack):
         conn.execute(f"drop database {name} with (force)")
 
 
-def test_docpipe_migrate_on_a_plain_postgres_skips_storage_and_applies_everything(plain_database):
+def test_docpipe_migrate_on_a_plain_postgres_applies_everything_and_the_storage_policies_wait(plain_database):
     from shared.adapters.postgres import PostgresDb
 
     db = PostgresDb(plain_database)
     try:
-        applied = db.migrate()
-        assert applied == sorted(p.name for p in Path(MIGRATIONS_DIR).glob("*.sql")) and MIGRATION.name in applied
-        # Nothing of Storage's was made: the file noticed the schema was absent.
+        report = db.migrate_report()
+        assert report.applied == sorted(p.name for p in Path(MIGRATIONS_DIR).glob("*.sql") if p != MIGRATION)
+        # The Storage policies wait for Storage's schema, unrecorded; nothing of Storage's was made.
+        assert [name for name, _ in report.waiting] == [MIGRATION.name]
+        assert "storage" in report.waiting[0][1].lower()
+        assert db.query("select count(*) as n from docpipe_migrations where name = %s", (MIGRATION.name,))[0]["n"] == 0
         assert db.query("select to_regclass('storage.objects') as t")[0]["t"] is None
         assert db.query("select count(*) as n from pg_namespace where nspname = 'storage'")[0]["n"] == 0
-        assert db.migrate() == []
+        again = db.migrate_report()
+        assert again.applied == [] and [name for name, _ in again.waiting] == [MIGRATION.name]
+        assert len(again.already) == len(report.applied)
     finally:
         db.close()
+
+
+def test_storage_policies_apply_once_storage_starts_after_docpipe_migrated(plain_database, tmp_path):
+    """The README's local path, and any self-hosted Supabase whose Storage starts late:
+    `docpipe migrate` ran before Storage made its schema. The Storage policies wait (not
+    recorded as done) and the next `docpipe migrate` applies them."""
+    from shared.adapters.supabase_storage import SupabaseStorage
+    from tests.e2e.test_cli import docpipe
+    from tests.servers import SupabaseStorageServer
+
+    if not SupabaseStorageServer.available():
+        pytest.skip("../shared/tools/supabase-storage (and npm) are needed for the Supabase Storage server")
+    env = {"DATABASE_URL": plain_database}
+    # Given `docpipe migrate` (or `docpipe local up`) on a database Storage has not started on
+    first = docpipe("migrate", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    # When the Storage server starts on it, then `docpipe migrate` runs again
+    server = SupabaseStorageServer(plain_database, tmp_path / "storage").start()
+    try:
+        second = docpipe("migrate", env=env)
+        assert second.returncode == 0, second.stderr[-2000:]
+        # Then a signed-in patient reads their own page JPEG through the Storage API, and only theirs
+        patient, other = uuid.uuid4(), uuid.uuid4()
+        key = f"processed/{patient}/{uuid.uuid4()}/page-0001.jpg"
+        storage = SupabaseStorage(server.env["SUPABASE_URL"], server.env["SUPABASE_SERVICE_ROLE_KEY"], BUCKET)
+        storage.put_bytes(key, b"\xff\xd8\xff\xe0" + b"\0" * 64, "image/jpeg")
+        assert _get(server, key, server.jwt("authenticated", patient)).status_code == 200
+        assert _get(server, key, server.jwt("authenticated", other)).status_code in (400, 404)
+        # And each run said what it did: the policies waited on Storage's schema, then applied
+        assert re.search(rf"^waiting\s+{MIGRATION.name}\b", first.stderr, re.M), first.stderr
+        assert re.search(rf"^applied\s+{MIGRATION.name}\b", second.stderr, re.M), second.stderr
+        third = docpipe("migrate", env=env)
+        assert third.returncode == 0 and "waiting" not in third.stderr, third.stderr
+    finally:
+        server.stop()

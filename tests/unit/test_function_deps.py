@@ -17,7 +17,7 @@ from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
-COMBINATIONS = list(itertools.product(["heuristic", "openai"], ["s3", "supabase"]))
+COMBINATIONS = list(itertools.product(["heuristic", "openai"], ["s3", "supabase"], ["none", "storage"]))
 
 
 @pytest.fixture
@@ -56,25 +56,28 @@ def function_settings(environment: dict[str, str], monkeypatch) -> Settings:
     return Settings()
 
 
-@pytest.mark.parametrize(("provider", "storage"), COMBINATIONS)
-def test_every_function_builds_what_it_uses_from_its_own_environment(provider, storage, aws, monkeypatch):
+@pytest.mark.parametrize(("provider", "storage", "fhir"), COMBINATIONS)
+def test_every_function_builds_what_it_uses_from_its_own_environment(provider, storage, fhir, aws, monkeypatch):
     template = lambda_template.load(
         REPO / "template.yaml",
         {"StorageBucketName": "docpipe", "EncounterProvider": provider, "StorageBackend": storage,
-         "SupabaseUrl": "https://project.supabase.co" if storage == "supabase" else ""},
+         "SupabaseUrl": "https://project.supabase.co" if storage == "supabase" else "", "FhirOutput": fhir},
     )
     assert set(template.functions) == {
         "PreprocessFunction", "OcrFunction", "DiscoverFunction", "PurgeFunction", "FailuresFunction"}
     for logical_id, spec in template.functions.items():
         stage = stage_of(spec.handler)
         settings = function_settings(spec.environment, monkeypatch)
+        # FHIR_OUTPUT=storage: the discover stage stores the file's Bundle too
+        uses = stage.USES + (getattr(stage, "FHIR_USES", ()) if settings.fhir_output == "storage" else ())
+        assert settings.fhir_output == (fhir if logical_id == "DiscoverFunction" else "none")
         deps = Deps(settings)
-        for part in stage.USES:
+        for part in uses:
             assert getattr(deps, part) is not None, (logical_id, part)
-        assert set(deps.built()) == set(stage.USES), logical_id  # and nothing else
-        if provider == "openai" and "encounters" in stage.USES:
+        assert set(deps.built()) == set(uses), logical_id  # and nothing else
+        if provider == "openai" and "encounters" in uses:
             assert deps.encounters.name == "openai"
-        if storage == "supabase" and "storage" in stage.USES:
+        if storage == "supabase" and "storage" in uses:
             assert type(deps.storage).__name__ == "SupabaseStorage"
 
 

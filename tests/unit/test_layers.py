@@ -34,8 +34,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What Lambda's Handler setting names: lambda_handler and record_handler, nothing else.
     ("handlers", ("handlers",)),
     # The hosts that run the handlers (poll loop, child runner, local stack, Lambda emulator)
-    # and the command line with what only it uses (the review page, the run report).
-    ("entry points", ("shared.runtime", "shared.cli", "shared.view", "shared.report")),
+    # and the command line with what only it uses (the review page, the run report, the progress
+    # display).
+    ("entry points", ("shared.runtime", "shared.cli", "shared.view", "shared.report", "shared.progress")),
     # The stages as plain functions over Deps, and the operator actions and uploads that,
     # like a stage, act on files through the ports.
     ("stages", ("shared.stages", "shared.ops", "shared.submit")),
@@ -43,8 +44,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # stage builds only what it uses): it sits above them, below everything that asks for Deps.
     ("composition", ("shared.bootstrap",)),
     # The work itself and what talks to the outside: documents to pages, encounter
-    # discovery, the adapters behind the ports.
-    ("libraries and adapters", ("shared.pages", "shared.encounters", "shared.adapters")),
+    # discovery, encounters as FHIR, the adapters behind the ports.
+    ("libraries and adapters", ("shared.pages", "shared.encounters", "shared.fhir", "shared.adapters")),
     # What everything shares: messages and rows, ports, errors, settings, keys, logging, and
     # which optional package each part needs.
     ("core", ("shared.models", "shared.ports", "shared.errors", "shared.settings", "shared.keys",

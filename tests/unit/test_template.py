@@ -201,14 +201,24 @@ def test_least_privilege(template):
                     if resource.value.endswith("}"):
                         assert actions == ["s3:ListBucket"] and "Condition" in statement
                     else:
-                        assert re.search(r"\}/(originals|processed)/\*$", resource.value), resource.value
+                        assert re.search(r"\}/((originals|processed)/\*|processed/\*/bundle\.json)$", resource.value), \
+                            resource.value
     analyze = [s for s in functions(template)["OcrFunction"]["Properties"]["Policies"][0]["Statement"]
                if isinstance(s, _Tag) and s.name == "If" and "textract:AnalyzeDocument" in repr(s.value[1])]
     assert [s.value[0] for s in analyze] == ["AnalyzeDocuments"]  # only when TEXTRACT_FEATURES is set
     ocr_actions = {a for s in literal_statements(functions(template)["OcrFunction"]) for a in _actions(s)}
     assert "textract:DetectDocumentText" in ocr_actions and "s3:PutObject" not in ocr_actions
+    # discover reads no object; with FhirOutput=storage (only then) it writes the Bundle, and only there
+    discover = functions(template)["DiscoverFunction"]["Properties"]["Policies"][0]["Statement"]
     discover_actions = {a for s in literal_statements(functions(template)["DiscoverFunction"]) for a in _actions(s)}
-    assert not any(a.startswith(("s3:", "textract:")) for a in discover_actions)
+    assert not any(a.startswith("textract:") for a in discover_actions)
+    s3 = [s for s in discover if "s3:" in repr(s)]
+    assert len(s3) == 1 and s3[0].name == "If" and s3[0].value[0] == "StoreFhirBundlesInS3"
+    assert _actions(s3[0].value[1]) == ["s3:PutObject"]
+    assert s3[0].value[1]["Resource"].value.endswith("}/processed/*/bundle.json")
+    conditions = template["Conditions"]
+    assert repr(conditions["StoreFhirBundles"]) == "!Equals [!Ref 'FhirOutput', 'storage']"
+    assert template["Parameters"]["FhirOutput"]["Default"] == "none"
     # Erasure: only the purge function deletes objects, and it reads none
     deleters = {name for name, f in functions(template).items()
                 if "s3:DeleteObject" in {a for s in literal_statements(f) for a in _actions(s)}}
