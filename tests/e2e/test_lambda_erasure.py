@@ -1,6 +1,6 @@
 """Erasure in the production configuration (issue 27): `docpipe lambda up` runs template.yaml with
-EncounterProvider=openai, StorageBackend=supabase (the real Storage server), Textract and the
-database through PgBouncer; documents are deleted while OCR reads them (a plain DELETE, as a
+EncounterProvider=openai, StorageBackend=supabase (the real Storage server), FhirOutput=storage,
+Textract and the database through PgBouncer; documents are deleted while OCR reads them (a plain DELETE, as a
 Supabase app does), after they completed (`docpipe delete --file`, and a plain DELETE the
 scheduled purge finds), and a patient's every file (`docpipe delete --patient`). Nothing of them
 is left in Storage or in any content table, and none of their messages crashed or was retried."""
@@ -53,7 +53,7 @@ def test_deletions_in_the_production_configuration_leave_nothing(samples_dir, tm
         proc = subprocess.Popen(
             [str(script), "lambda", "up", "--data-dir", str(tmp_path / "lambda"),
              "--database-url", local_stack.database_url,
-             "--parameter-overrides", "EncounterProvider=openai", "StorageBackend=supabase",
+             "--parameter-overrides", "EncounterProvider=openai", "StorageBackend=supabase", "FhirOutput=storage",
              f"SupabaseUrl={supabase_storage.env['SUPABASE_URL']}", f"StorageBucketName={bucket}",
              "PreprocessMaxConcurrency=2", "OcrMaxConcurrency=2", "DiscoverMaxConcurrency=2",
              "--supabase-service-role-key", supabase_storage.env["SUPABASE_SERVICE_ROLE_KEY"],
@@ -102,7 +102,8 @@ def test_deletions_in_the_production_configuration_leave_nothing(samples_dir, tm
             deleted = docpipe("delete", "--file", files["docpipe delete --file"], "--json", env=env)
             assert deleted.returncode == 0, deleted.stderr[-3000:]
             (report,) = [json.loads(line) for line in deleted.stdout.splitlines()]
-            assert report["objects_removed"] == 4 and report["rows_removed"]["shell_file_pages"] == 3
+            # the original, three page images and the FHIR Bundle the discover function stored
+            assert report["objects_removed"] == 5 and report["rows_removed"]["shell_file_pages"] == 3
             by_patient = docpipe("delete", "--patient", other, "--json", env=env)
             assert by_patient.returncode == 0, by_patient.stderr[-3000:]
             assert sorted(json.loads(line)["shell_file_id"] for line in by_patient.stdout.splitlines()) == sorted(
@@ -147,9 +148,9 @@ def test_deletions_in_the_production_configuration_leave_nothing(samples_dir, tm
     records = {str(r[0]): r[1:] for r in conn.execute(
         "select shell_file_id, source, objects_removed, rows_removed from erasures where shell_file_id = any(%s::uuid[])",
         (every,))}
-    assert records[files["plain DELETE, completed"]][:2] == ("row delete", 4)
+    assert records[files["plain DELETE, completed"]][:2] == ("row delete", 5)
     assert records[files["during ocr"]][0] == "row delete" and records[files["during ocr"]][1] == 3
-    assert records[files["docpipe delete --file"]][:2] == ("docpipe delete", 4)
+    assert records[files["docpipe delete --file"]][:2] == ("docpipe delete", 5)
     conn.close()
     # The purge function ran, as Lambda runs it, from its queue and from its schedule
     assert "PurgeFunction REPORT RequestId: " in stderr

@@ -79,7 +79,9 @@ def _deps(settings):
 
 @pytest.fixture(params=["s3", "supabase"])
 def erase_deps(request, local_stack):
-    deps = _deps(_settings(local_stack, request.param, request))
+    # FHIR_OUTPUT=storage: a completed file has a bundle.json beside its pages, which the purge
+    # removes without knowing of it
+    deps = _deps(_settings(local_stack, request.param, request, fhir_output="storage"))
     yield deps
     from shared.bootstrap import install
 
@@ -276,6 +278,7 @@ def test_a_file_deleted_at_any_stage_leaves_nothing(erase_deps, way, samples_dir
             nothing_left(point)
     # ... nor of the last, deleted after it completed (a plain DELETE: purged by the worker's scan)
     assert deps.db.get_shell_file(files["after completion"]).status.value == "completed"
+    assert any(k.endswith("/bundle.json") for k in stored_objects(deps, patient, files["after completion"]))
     delete_once("after completion")
     if way == "plain DELETE":
         served = serve_purge_once(deps.settings)
@@ -296,7 +299,7 @@ def test_a_file_deleted_at_any_stage_leaves_nothing(erase_deps, way, samples_dir
         "during preprocess": 1 + len(uploads),  # the original and every page JPEG, late ones too
         "during ocr": 1 + 2,
         "during discover": 1 + 2,
-        "after completion": 1 + 2,
+        "after completion": 1 + 2 + 1,  # and its FHIR Bundle
     }
     for point, sfid in files.items():
         record = erasure(deps.db, sfid)
