@@ -46,7 +46,8 @@ def file_of(key: str) -> uuid.UUID | None:
         return None
 
 
-_PREFIX = re.compile(r"(originals|processed)/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}/([0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}/)?")
+_UUID = r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+_PREFIX = re.compile(rf"(originals|processed)/{_UUID}/({_UUID}/)?")
 
 
 def check_prefix(prefix: str) -> str:

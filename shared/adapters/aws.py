@@ -309,7 +309,8 @@ class S3Storage(Storage):
                 raise translate(exc, "delete") from exc
             errors = response.get("Errors") or []
             if errors:  # never the keys: they name a patient
-                raise DependencyUnavailableError(f"delete: {len(errors)} object(s) not deleted ({errors[0].get('Code')})")
+                code = errors[0].get("Code")
+                raise DependencyUnavailableError(f"delete: {len(errors)} object(s) not deleted ({code})")
 
     def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
         try:

@@ -107,7 +107,7 @@ def scan(deps: Deps, limit: int = SCAN_LIMIT) -> dict[str, int]:
             continue
         finally:
             logger.remove_keys(["shell_file_id"])
-        counts["finished" if done is not None and done.finished_at else "purged" if done is not None else "skipped"] += 1
+        counts["skipped" if done is None else "finished" if done.finished_at else "purged"] += 1
     logger.info("erasure scan", extra=dict(counts))
     return dict(counts)
 

@@ -146,7 +146,8 @@ def test_deletions_in_the_production_configuration_leave_nothing(samples_dir, tm
         " and outcome not in ('succeeded', 'skipped', 'deleted')", (every,)).fetchall()
     assert outcomes == []
     records = {str(r[0]): r[1:] for r in conn.execute(
-        "select shell_file_id, source, objects_removed, rows_removed from erasures where shell_file_id = any(%s::uuid[])",
+        "select shell_file_id, source, objects_removed, rows_removed from erasures"
+        " where shell_file_id = any(%s::uuid[])",
         (every,))}
     assert records[files["plain DELETE, completed"]][:2] == ("row delete", 5)
     assert records[files["during ocr"]][0] == "row delete" and records[files["during ocr"]][1] == 3

@@ -467,7 +467,8 @@ def test_a_deletion_while_storage_is_down_completes_when_it_is_back(
 def test_erasures_are_under_the_same_row_level_security(stack_deps, database_url, samples_dir):
     deps = stack_deps
     patient, other = uuid.uuid4(), uuid.uuid4()
-    mine, theirs = submit(deps, samples_dir / "two_visits.pdf", patient), submit(deps, samples_dir / "two_visits.pdf", other)
+    mine = submit(deps, samples_dir / "two_visits.pdf", patient)
+    theirs = submit(deps, samples_dir / "two_visits.pdf", other)
     plain_delete(deps, mine)
     plain_delete(deps, theirs)
     with psycopg.connect(deps.settings.database_url.get_secret_value(), autocommit=True) as conn:

@@ -143,7 +143,8 @@ def test_the_final_sweep_waits_for_every_stage_that_began_before_the_deletion(de
     # a stage that began before the deletion stores one more object, and ends without noticing
     deps.storage.put_bytes(f"processed/{patient}/{sfid}/late.json", b"{}", "application/json")
     erasure = deps.db.erasures[sfid]
-    deps.db.erasures[sfid] = erasure.model_copy(update={"requested_at": erasure.requested_at - dt.timedelta(seconds=601)})
+    earlier = erasure.requested_at - dt.timedelta(seconds=601)
+    deps.db.erasures[sfid] = erasure.model_copy(update={"requested_at": earlier})
     assert purge.scan(deps) == {"finished": 1}
     assert deps.storage.objects == {}
     done = deps.db.erasure(sfid)
@@ -199,7 +200,8 @@ def test_a_serving_worker_asks_for_scans_a_draining_one_does_not():
     timer.tick()
     timer.tick()  # not due again for a minute
     assert queue.bodies("purge") == ['{"scan":true}']
-    assert purge.is_scan(queue.bodies("purge")[0]) and not purge.is_scan(json.dumps({"shell_file_id": str(uuid.uuid4())}))
+    assert purge.is_scan(queue.bodies("purge")[0])
+    assert not purge.is_scan(json.dumps({"shell_file_id": str(uuid.uuid4())}))
     for queues, interval in ((serving_order(["preprocess"], True), 60), (serving_order(["purge"], True), 0)):
         quiet = InMemoryQueue()
         ScanTimer(quiet, queues, interval).tick()

@@ -117,7 +117,8 @@ def test_every_queue_has_a_dead_letter_queue(template):
         assert target.name == "GetAtt" and target.value[0] in queues and target.value[0] != name
         assert 1 <= redrive["maxReceiveCount"] <= 10
     # Every stage queue and every stage DLQ is consumed by a function.
-    assert {f"{s}{suffix}" for s in ("Preprocess", "Ocr", "Discover", "Purge") for suffix in ("Queue", "DLQ")} <= consumed
+    stages = ("Preprocess", "Ocr", "Discover", "Purge")
+    assert {f"{s}{suffix}" for s in stages for suffix in ("Queue", "DLQ")} <= consumed
 
 
 def test_visibility_is_at_least_six_times_the_functions_timeout(template):
@@ -144,7 +145,8 @@ def test_runtime_handlers_and_sizes(template):
         handlers.add(module)
         assert function["Properties"]["MemorySize"], f"{name}: MemorySize per stage"
         assert function["Properties"]["Timeout"], f"{name}: Timeout per stage"
-    assert handlers == {"handlers.preprocess", "handlers.ocr", "handlers.discover", "handlers.purge", "handlers.failures"}
+    assert handlers == {
+        "handlers.preprocess", "handlers.ocr", "handlers.discover", "handlers.purge", "handlers.failures"}
 
 
 def test_concurrency_caps_for_textract_and_the_llm(template):
