@@ -9,6 +9,7 @@
   docpipe retry [--code C] [--id ID]  retry failed files from the database
   docpipe redrive [--terminal]      move dead letters back to their stage queues
   docpipe status                    queue depths, files by status, recent failures
+  docpipe delete --file ID | --patient ID   erase files: rows, page images, originals, all of it
   docpipe samples DIR               write the generated sample documents
   docpipe lambda up                 template.yaml's functions, run as Lambda runs them, until Ctrl-C
   docpipe lambda process FILE ...   the same, on these files: submit, drain, report as `process` does
@@ -17,7 +18,7 @@
 
 Exit status: 0 success, 1 when any file failed, 2 on usage errors.
 
-One module for fourteen commands (~720 lines): each is its argparse entry and a short function
+One module for fifteen commands (~800 lines): each is its argparse entry and a short function
 that hands over to the runtime, ops or view modules; what they print is shared
 (``shared/report.py``), what they do lives elsewhere.
 """
@@ -79,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--patient-id", type=_uuid, required=True)
 
     p = sub.add_parser("worker", help="serve the stage queues, a fresh child process per message")
-    p.add_argument("--burst", action="store_true", help="drain the queues, then exit")
-    p.add_argument("--stages", default="preprocess,ocr,discover")
+    p.add_argument("--burst", action="store_true", help="drain the queues, then exit (no erasure scans)")
+    p.add_argument("--stages", default="preprocess,ocr,discover,purge")
     p.add_argument("--concurrency", type=int, default=None, help="children at once (WORKER_CONCURRENCY)")
     p.add_argument("--max-messages", type=int, default=None, help="exit after starting this many")
     p.add_argument("--isolation", choices=["forkserver", "spawn"], default=None, help="WORKER_ISOLATION")
@@ -124,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=24.0, help="window for failures and stage figures")
 
     p = sub.add_parser("invoke", help="run a stage's lambda_handler once on a Lambda-shaped event (no Docker)")
-    p.add_argument("stage", choices=["preprocess", "ocr", "discover", "failures"])
+    p.add_argument("stage", choices=["preprocess", "ocr", "discover", "purge", "failures"])
     p.add_argument("--event", type=Path, required=True, metavar="FILE", help="an SQS event JSON ('-' for stdin)")
     p.add_argument(
         "--shell-file-id",
@@ -133,6 +134,15 @@ def _parser() -> argparse.ArgumentParser:
         help="replace {{shell_file_id}} in the event (the placeholder tests/events/*.json use)",
     )
     p.add_argument("--timeout", type=float, default=None, help="the context's time limit, s (STAGE_TIMEOUT_S)")
+
+    p = sub.add_parser("delete", help="erase files: their rows, page images, originals and every other object")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--file", type=_uuid, action="append", dest="files", metavar="ID",
+                       help="a shell_file_id (repeatable)")
+    which.add_argument("--patient", type=_uuid, metavar="ID", help="every file of this patient")
+    p.add_argument("--json", action="store_true", help="one JSON object per file: what was removed (counts, ids)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="what `docpipe process --data-dir DIR` stored (default: the environment's stack)")
 
     _lambda_parsers(sub)
 
@@ -195,6 +205,8 @@ def _lambda_parsers(sub) -> None:
     common.add_argument("--textract-endpoint-url", default=None,
                         help="Textract's endpoint (default: $TEXTRACT_ENDPOINT_URL, else moto's, random text)")
     common.add_argument("--max-concurrency", type=int, default=None, help="cap every mapping's concurrency (laptops)")
+    common.add_argument("--schedule-interval", type=float, default=None, metavar="SECONDS",
+                        help="fire every Schedule event this often instead of at its rate (tests)")
     p = sub.add_parser("lambda", help="template.yaml's functions run as Lambda runs them (no Docker)")
     actions = p.add_subparsers(dest="lambda_action", required=True)
     actions.add_parser("up", parents=[common], help="serve until Ctrl-C; function logs and REPORT lines on stderr")
@@ -223,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": cmd_samples,
         "lambda": cmd_lambda,
         "view": cmd_view,
+        "delete": cmd_delete,
         "fhir": cmd_fhir,
     }[args.command]
     try:
@@ -550,6 +563,7 @@ def cmd_lambda(args) -> int:
         logs_dir=args.data_dir / "logs" if processing else None,
         report=_current_stderr(),
         concurrency_cap=args.max_concurrency,
+        schedule_interval_s=args.schedule_interval,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -602,6 +616,84 @@ def _lambda_process(args, local) -> int:
     if not finished:
         _err(f"docpipe: gave up after {args.timeout:.0f} s with files still in progress (logs in {args.data_dir / 'logs'})")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_delete(args) -> int:
+    """Erase files on the stack the environment names (the container's, `local up`'s, a Lambda
+    deployment's: the database and storage are enough), or `docpipe process`'s --data-dir."""
+    from shared import ops
+
+    if args.data_dir is not None:
+        require("docpipe delete (a --data-dir)", "pgserver")
+        try:
+            deps, close = _data_dir_deps(args.data_dir)
+        except FileNotFoundError as exc:
+            _err(f"docpipe: {exc}")
+            return EXIT_USAGE
+    else:
+        from shared.bootstrap import build_deps
+
+        deps = build_deps(_settings_or_exit())
+
+        def close() -> None:
+            if "db" in deps.built():
+                deps.db.close()
+    try:
+        if args.patient is not None:
+            reports = ops.delete_patient(deps, args.patient)
+        else:
+            reports = [ops.delete_file(deps, sfid) for sfid in args.files]
+    finally:
+        close()
+    for report in reports:
+        print(json.dumps(report) if args.json else _erasure_line(report))
+    unfinished = [r for r in reports if r["status"] not in ("purged", "finished")]
+    if not args.json:
+        _err(f"erased {len(reports) - len(unfinished)} file(s)"
+             + (f"; {len(unfinished)} not (yet): see above" if unfinished else ""))
+    return EXIT_FAILED if unfinished else EXIT_OK
+
+
+def _erasure_line(report: dict) -> str:
+    if report["status"] == "not_found":
+        return f"{report['shell_file_id']}  not found: no file and no erasure with this id"
+    rows = sum(report["rows_removed"].values())
+    line = f"{report['shell_file_id']}  {report['status']}  rows {rows}  objects {report['objects_removed']}"
+    if report["status"] == "pending":
+        return line + f"  ({report['error_code']}: the pipeline purges it once that is fixed)"
+    if report["final_sweep_after"]:
+        return line + f"  (final sweep after {report['final_sweep_after'][:19]})"
+    return line
+
+
+def _data_dir_deps(data_dir: Path):
+    """Deps over what `docpipe process --data-dir DIR` left: its embedded PostgreSQL (started
+    again if need be) and its storage directory; no queue. Nothing of `process` runs once it has
+    exited, so a purge here is the final sweep."""
+    import warnings
+
+    from shared.adapters.aws import LocalStorage
+    from shared.adapters.postgres import PostgresDb
+    from shared.bootstrap import Deps
+    from shared.settings import Settings
+
+    data_dir = Path(data_dir).resolve()
+    if not (data_dir / "pg").is_dir():
+        raise FileNotFoundError(f"no docpipe data in {data_dir} (no pg/)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pgserver
+    pg = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    db = PostgresDb(pg.get_uri())
+    db.migrate()  # data of an older docpipe: the erasures table and its trigger
+    settings = Settings(storage_backend="local", local_storage_dir=data_dir / "storage", erasure_final_sweep_s=0)
+    deps = Deps(settings, db=db, storage=LocalStorage(data_dir / "storage"), queue=None)
+
+    def close() -> None:
+        db.close()
+        pg.cleanup()
+
+    return deps, close
 
 
 def cmd_samples(args) -> int:

@@ -24,6 +24,12 @@ class PipelineError(Exception):
         return str(self)
 
 
+class FileDeletedError(PipelineError):
+    """The file was deleted: its message ends here, writes nothing, and is neither retried nor failed."""
+
+    code = "deleted"
+
+
 # --- retryable -----------------------------------------------------------------------
 
 
@@ -95,6 +101,12 @@ class DiscoveryInProgressError(RetryableError):
     """Another invocation holds the file's discovery lease; try again once it has finished."""
 
     code = "discovery_in_progress"
+
+
+class PurgeInProgressError(RetryableError):
+    """Another purge holds the erasure's lease for longer than a purge takes; try again later."""
+
+    code = "purge_in_progress"
 
 
 # --- permanent -----------------------------------------------------------------------

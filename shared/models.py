@@ -24,6 +24,7 @@ class Stage(str, enum.Enum):
     PREPROCESS = "preprocess"
     OCR = "ocr"
     DISCOVER = "discover"
+    PURGE = "purge"  # erasure: a deleted file's objects removed from storage
 
 
 class _Message(BaseModel):
@@ -62,10 +63,23 @@ class DiscoverMessage(_Message):
     """Discover the encounters of one file whose pages all have text."""
 
 
+class PurgeMessage(_Message):
+    """Remove every object of one deleted file from storage (its erasure is recorded)."""
+
+
+class ScanMessage(BaseModel):
+    """Purge every erasure that is due (the container worker's timer; on Lambda, a schedule)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scan: Literal[True] = True
+
+
 MESSAGE_MODELS: dict[Stage, type[_Message]] = {
     Stage.PREPROCESS: PreprocessMessage,
     Stage.OCR: OcrMessage,
     Stage.DISCOVER: DiscoverMessage,
+    Stage.PURGE: PurgeMessage,
 }
 
 
@@ -337,12 +351,35 @@ class Manifest(BaseModel):
         )
 
 
+class Erasure(BaseModel):
+    """One deleted file, as ``erasures`` records it: ids, times and counts, never content."""
+
+    shell_file_id: uuid.UUID
+    patient_id: uuid.UUID
+    source: str  # "docpipe delete", "row delete" (an app's own DELETE), ...
+    requested_by: str | None = None  # the database role (or the JWT's role) that deleted the row
+    requested_at: dt.datetime
+    page_count: int | None = None
+    rows_removed: dict[str, int] = Field(default_factory=dict)  # table -> rows
+    objects_removed: int = 0
+    purge_attempts: int = 0
+    last_error_code: str | None = None
+    purged_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None  # the final sweep: nothing of the file can be left
+
+    @property
+    def status(self) -> str:
+        """pending (objects not purged yet), purged (the final sweep is still due), finished."""
+        return "finished" if self.finished_at else "purged" if self.purged_at else "pending"
+
+
 class PipelineRun(BaseModel):
     stage: Stage
     shell_file_id: uuid.UUID | None
     message_id: str | None = None
     attempt: int = 1
-    outcome: Literal["succeeded", "failed", "retry", "skipped", "reopened"]
+    # deleted: the file was deleted; the message ended there and wrote nothing
+    outcome: Literal["succeeded", "failed", "retry", "skipped", "reopened", "deleted"]
     error_code: str | None = None
     started_at: dt.datetime
     duration_ms: float

@@ -1,4 +1,5 @@
-"""Operator views and actions behind `docpipe retry`, `docpipe redrive` and `docpipe status`.
+"""Operator views and actions behind `docpipe retry`, `docpipe redrive`, `docpipe status` and
+`docpipe delete`.
 
 Both read and move ids, counts, codes and durations only: no message body is printed, no
 file name, no text. They take the deps the CLI builds, so they run against any stack the
@@ -10,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from shared.models import shell_file_id_of
+from shared.errors import PipelineError
+from shared.keys import file_of, patient_prefixes
+from shared.models import Erasure, PurgeMessage, Stage, shell_file_id_of
 from shared.ports import STAGE_QUEUES, Queue, dlq_name
 
 # The state a file re-enters when its stage's message is redriven: the state that stage
@@ -43,7 +46,7 @@ def redrive(queue: Queue, stage: str | None = None, db=None, max_messages: int =
             if not batch:
                 break
             for message in batch:
-                if db is not None:
+                if db is not None and name in _REOPEN_STATUS:
                     _reopen(db, message.body, name)
                 queue.send_raw(name, message.body)
                 queue.delete(dlq, message.receipt_handle)
@@ -183,6 +186,78 @@ def waiting_on_retries(db, limit: int = 20) -> list[dict]:
     ]
 
 
+# --- `docpipe delete` ------------------------------------------------------------------------
+
+DELETE_SOURCE = "docpipe delete"
+
+
+def delete_file(deps, shell_file_id: uuid.UUID, source: str = DELETE_SOURCE) -> dict:
+    """Erase one file: its row goes (with every row that holds its content; the trigger records
+    the erasure), then its objects, purged here. Deleting a file whose row is already gone (an
+    app's DELETE) purges it now. Returns what was removed: ids, counts and times, no content;
+    ``status`` is ``not_found`` when docpipe never knew the id."""
+    deps.db.delete_files(source, shell_file_ids=[shell_file_id])
+    erasure = deps.db.erasure(shell_file_id)
+    if erasure is None:
+        return {"shell_file_id": str(shell_file_id), "status": "not_found"}
+    return _purge_and_report(deps, erasure)
+
+
+def delete_patient(deps, patient_id: uuid.UUID, source: str = DELETE_SOURCE) -> list[dict]:
+    """Erase every file of a patient (one transaction for the rows), then every object under the
+    patient's prefixes, an upload that never got its row included (recorded as an erasure of
+    its own). Returns one report per file, as ``delete_file``."""
+    deleted = set(deps.db.delete_files(source, patient_id=patient_id))
+    try:
+        for prefix in patient_prefixes(patient_id):
+            for shell_file_id in {file_of(key) for key in deps.storage.list_keys(prefix)} - {None}:
+                if deps.db.erasure(shell_file_id) is None and deps.db.get_shell_file(shell_file_id) is None:
+                    deps.db.record_erasure(shell_file_id, patient_id, source)
+    except PipelineError as exc:  # Storage down: the rows are gone; run it again to find row-less uploads
+        from shared.observability import logger
+
+        logger.warning("could not list the patient's objects", extra={"error_code": exc.code})
+    todo = [e for e in deps.db.erasures_of(patient_id) if e.shell_file_id in deleted or e.finished_at is None]
+    return [_purge_and_report(deps, erasure) for erasure in todo]
+
+
+def _purge_and_report(deps, erasure: Erasure) -> dict:
+    from shared.stages import purge
+
+    error_code = None
+    try:
+        erasure = purge.purge_file(deps, erasure.shell_file_id, wait=True) or deps.db.erasure(erasure.shell_file_id)
+    except PipelineError as exc:
+        error_code = exc.code
+        erasure = deps.db.erasure(erasure.shell_file_id)
+        # The pipeline finishes it once the dependency is back: this message (with backoff),
+        # and in any case the next scan (the erasure stays due).
+        if deps.queue is not None:
+            try:
+                deps.queue.send(Stage.PURGE.value, PurgeMessage(shell_file_id=erasure.shell_file_id))
+            except PipelineError:
+                pass
+    return erasure_report(erasure, deps.settings.erasure_final_sweep_s, error_code)
+
+
+def erasure_report(erasure: Erasure, final_sweep_s: float, error_code: str | None = None) -> dict:
+    """An erasure as `docpipe delete --json` prints it."""
+    due = erasure.requested_at + dt.timedelta(seconds=final_sweep_s)
+    return {
+        "shell_file_id": str(erasure.shell_file_id),
+        "patient_id": str(erasure.patient_id),
+        "status": erasure.status,
+        "source": erasure.source,
+        "requested_at": erasure.requested_at.isoformat(),
+        "purged_at": erasure.purged_at.isoformat() if erasure.purged_at else None,
+        "finished_at": erasure.finished_at.isoformat() if erasure.finished_at else None,
+        "final_sweep_after": None if erasure.finished_at else due.isoformat(),
+        "rows_removed": erasure.rows_removed,
+        "objects_removed": erasure.objects_removed,
+        "error_code": error_code or erasure.last_error_code,
+    }
+
+
 def status(deps, window_hours: float = 24.0, failure_limit: int = 10) -> dict:
     """A snapshot for operators: queue depths (DLQs included), files by status, recent
     failures by error code, and per-stage durations and peak RSS from pipeline_runs, all over
@@ -214,6 +289,11 @@ def status(deps, window_hours: float = 24.0, failure_limit: int = 10) -> dict:
         " from pipeline_runs where started_at >= %s group by stage order by stage",
         (since,),
     )
+    erasures = db.query(
+        "select count(*) filter (where purged_at is null) as pending,"
+        " count(*) filter (where purged_at is not null and finished_at is null) as purged,"
+        " count(*) filter (where finished_at is not null) as finished from erasures"
+    )[0]
     return {
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "window_hours": window_hours,
@@ -222,6 +302,7 @@ def status(deps, window_hours: float = 24.0, failure_limit: int = 10) -> dict:
         # Deliveries a message gets before its DLQ (MAX_RECEIVE_COUNT, derived from RETRY_BUDGET_S).
         "max_attempts": deps.settings.max_receive_count,
         "waiting_on_retries": waiting_on_retries(db),
+        "erasures": dict(erasures),
         "recent_failures": [
             {"error_code": r["error_code"], "files": r["files"], "last_at": r["last_at"].isoformat()} for r in failures
         ],
@@ -251,6 +332,8 @@ def format_status(snapshot: dict, view_base: str | None = None) -> str:
     for w in waiting:
         lines.append(f"  {w['shell_file_id']}  {w['status']:13} {w['error_code']:24} attempt {w['attempt']} of "
                      f"{snapshot.get('max_attempts') or '?'}  {w['last_at'][:19]}")
+    if "erasures" in snapshot:  # pending: objects not purged yet (Storage down?); purged: final sweep due
+        lines.append("erasures          " + ", ".join(f"{k}={v}" for k, v in snapshot["erasures"].items()))
     lines.append(f"failures, last {snapshot['window_hours']:g} h")
     for f in snapshot["recent_failures"] or [{"error_code": "none", "files": 0, "last_at": ""}]:
         link = f"  {view_base}/?status=failed&error_code={f['error_code']}" if view_base and f["files"] else ""

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from shared.keys import check_prefix
 from shared.models import (
     Discovery,
+    Erasure,
     Manifest,
     PageText,
     PipelineRun,
@@ -85,6 +87,22 @@ class Storage(abc.ABC):
         Raises ``ObjectMissingError`` when the key does not exist (the caller says which
         object that was) and ``FileTooLargeError`` when it is bigger than ``max_bytes``.
         """
+
+    @abc.abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (a folder, ending in "/"), however deep."""
+
+    @abc.abstractmethod
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete these objects; one already gone is no error."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix`` (a patient's or a file's, as shared.keys builds
+        them, nothing wider); return how many there were."""
+        keys = self.list_keys(check_prefix(prefix))
+        if keys:
+            self.delete_keys(keys)
+        return len(keys)
 
 
 class Database(abc.ABC):
@@ -178,6 +196,51 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def release_discovery(self, shell_file_id: uuid.UUID, owner: str) -> None:
         """Give the lease up (only ``owner``'s own)."""
+
+    # --- erasure ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def is_deleted(self, shell_file_id: uuid.UUID) -> bool:
+        """The file's row is gone and its erasure is recorded: its deletion has begun."""
+
+    @abc.abstractmethod
+    def delete_files(
+        self, source: str, shell_file_ids: list[uuid.UUID] | None = None, patient_id: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
+        """Delete these files' rows (or every file of ``patient_id``) in one transaction: the rows
+        that hold their content go with them, and each erasure is recorded with ``source``.
+        Return the ids deleted."""
+
+    @abc.abstractmethod
+    def record_erasure(self, shell_file_id: uuid.UUID, patient_id: uuid.UUID, source: str) -> None:
+        """Record the erasure of a file that has no row (objects an upload left without one)."""
+
+    @abc.abstractmethod
+    def erasure(self, shell_file_id: uuid.UUID) -> Erasure | None: ...
+
+    @abc.abstractmethod
+    def erasures_of(self, patient_id: uuid.UUID) -> list[Erasure]: ...
+
+    @abc.abstractmethod
+    def due_erasures(self, final_sweep_s: float, limit: int = 100) -> list[Erasure]:
+        """Erasures a scan purges: not purged yet, or purged with the final sweep now due; none
+        whose lease another purge holds. Least recently tried first."""
+
+    @abc.abstractmethod
+    def claim_erasure(self, shell_file_id: uuid.UUID, owner: str, lease_s: float) -> bool:
+        """The purge lease, in one conditional UPDATE (which also notes when this purge began)."""
+
+    @abc.abstractmethod
+    def finish_purge(
+        self, shell_file_id: uuid.UUID, owner: str, objects_removed: int, final_sweep_s: float
+    ) -> Erasure | None:
+        """Add what this purge removed, release the lease; finished when the purge began at least
+        ``final_sweep_s`` after the request (no stage that started before can still write)."""
+
+    @abc.abstractmethod
+    def fail_purge(self, shell_file_id: uuid.UUID, owner: str, error_code: str, objects_removed: int = 0) -> None:
+        """Note why this purge failed and what it removed before, and release the lease (a later
+        purge tries again)."""
 
     def saved_window(self, shell_file_id: uuid.UUID, fingerprint: str) -> dict | None:
         """A provider's answer for one page window, kept by ``save_window`` (None: not kept)."""

@@ -147,6 +147,17 @@ class Settings(BaseSettings):
         "600 s timeout and a margin): a second copy of the message meanwhile does not call the model"
     )
 
+    # --- erasure (issue 27)
+    erasure_scan_s: float = Field(
+        default=60.0, ge=0, description="a serving worker that runs the purge stage scans for due erasures at start "
+        "and this often (0: never; on Lambda, the purge function's schedule)"
+    )
+    erasure_final_sweep_s: float = Field(
+        default=660.0, ge=0, description="the final sweep of a deleted file's prefixes begins this long after the "
+        "deletion: past the longest a stage that began before it can run (the functions' 600 s Timeout, "
+        "STAGE_TIMEOUT_S) and a margin"
+    )
+
     @field_validator("textract_features", mode="before")
     @classmethod
     def _split_features(cls, value: object) -> object:
@@ -160,6 +171,17 @@ class Settings(BaseSettings):
     def _derive_receive_count(self) -> Settings:
         if self.max_receive_count is None:
             self.max_receive_count = deliveries_for(self.retry_budget_s, self.retry_delay_s, self.retry_max_delay_s)
+        return self
+
+    @model_validator(mode="after")
+    def _final_sweep_after_every_stage(self) -> Settings:
+        # A final sweep that can begin while a stage that started before the deletion still
+        # runs would prove nothing. 0 is for tests, where nothing is left running.
+        if 0 < self.erasure_final_sweep_s < self.stage_timeout_s:
+            raise ValueError(
+                f"ERASURE_FINAL_SWEEP_S ({self.erasure_final_sweep_s:g}) must be 0 or at least "
+                f"STAGE_TIMEOUT_S ({self.stage_timeout_s:g})"
+            )
         return self
 
     @property

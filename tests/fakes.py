@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import itertools
 import tempfile
 import threading
@@ -12,10 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from shared.errors import FileTooLargeError, ObjectMissingError
+from shared.errors import FileDeletedError, FileTooLargeError, ObjectMissingError
 from shared.models import (
     Discovery,
     Encounter,
+    Erasure,
     EncounterType,
     FileStatus,
     Manifest,
@@ -66,6 +68,13 @@ class InMemoryStorage(Storage):
     def put_bytes(self, key, data, content_type):
         self.objects[key] = bytes(data)
 
+    def list_keys(self, prefix):
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+    def delete_keys(self, keys):
+        for key in keys:
+            self.objects.pop(key, None)
+
     def download(self, key, dest, max_bytes=None):
         if key not in self.objects:
             raise ObjectMissingError("object not found")
@@ -98,7 +107,14 @@ class InMemoryDb(Database):
         self.runs: list[PipelineRun] = []
         self.discoveries: dict[uuid.UUID, tuple[str, Discovery]] = {}
         self.leases: dict[uuid.UUID, tuple[str, float]] = {}
+        self.erasures: dict[uuid.UUID, Erasure] = {}
+        self.purge_leases: dict[uuid.UUID, tuple[str, float, dt.datetime]] = {}
         self._lock = threading.Lock()
+
+    def _exists(self, sfid):
+        # The foreign keys of the real schema: a row written for a file whose row is gone.
+        if sfid not in self.files:
+            raise FileDeletedError("the file was deleted")
 
     def _set(self, sfid, **changes):
         self.files[sfid] = self.files[sfid].model_copy(update=changes)
@@ -119,9 +135,11 @@ class InMemoryDb(Database):
         self._set(sfid, mime_type=mime_type, byte_size=byte_size, sha256=sha256)
 
     def upsert_page(self, page):
+        self._exists(page.shell_file_id)
         self.pages_[(page.shell_file_id, page.page_number)] = page
 
     def upsert_text(self, sfid, text):
+        self._exists(sfid)
         self.texts[(sfid, text.page_number)] = text
 
     def finish_preprocess(self, sfid, page_count, needs_ocr):
@@ -148,6 +166,8 @@ class InMemoryDb(Database):
 
     def complete_discovery(self, manifest):
         with self._lock:
+            if manifest.shell_file_id not in self.files:
+                return False
             if self.files[manifest.shell_file_id].status != FileStatus.DISCOVERING:
                 return False
             self.manifests[manifest.shell_file_id] = manifest
@@ -182,6 +202,7 @@ class InMemoryDb(Database):
         return self.manifests.get(sfid)
 
     def save_discovery(self, sfid, fingerprint, discovery):
+        self._exists(sfid)
         self.discoveries[sfid] = (fingerprint, discovery.model_copy(deep=True))
 
     def claim_discovery(self, sfid, owner, lease_s):
@@ -189,7 +210,7 @@ class InMemoryDb(Database):
 
         with self._lock:
             held = self.leases.get(sfid)
-            if self.files[sfid].status != FileStatus.DISCOVERING:
+            if sfid not in self.files or self.files[sfid].status != FileStatus.DISCOVERING:
                 return False
             if held and held[0] != owner and held[1] > time.monotonic():
                 return False
@@ -204,6 +225,85 @@ class InMemoryDb(Database):
     def saved_discovery(self, sfid, fingerprint):
         saved = self.discoveries.get(sfid)
         return saved[1].model_copy(deep=True) if saved and saved[0] == fingerprint else None
+
+    # --- erasure: the trigger's record, the cascade, the purge lease
+
+    def is_deleted(self, sfid):
+        return sfid not in self.files and sfid in self.erasures
+
+    def delete_files(self, source, shell_file_ids=None, patient_id=None):
+        with self._lock:
+            ids = [f for f, row in self.files.items()
+                   if (shell_file_ids is not None and f in shell_file_ids) or row.patient_id == patient_id]
+            for sfid in ids:
+                row = self.files.pop(sfid)
+                rows = {"shell_files": 1,
+                        "shell_file_pages": len([k for k in self.pages_ if k[0] == sfid]),
+                        "ocr_text_extractions": len([k for k in self.texts if k[0] == sfid]),
+                        "shell_file_manifests": int(sfid in self.manifests),
+                        "discovery_cache": int(sfid in self.discoveries)}
+                for table in (self.pages_, self.texts):
+                    for key in [k for k in table if k[0] == sfid]:
+                        del table[key]
+                self.manifests.pop(sfid, None)
+                self.discoveries.pop(sfid, None)
+                self.erasures[sfid] = Erasure(shell_file_id=sfid, patient_id=row.patient_id, source=source,
+                                              requested_at=_now(), page_count=row.page_count, rows_removed=rows)
+            return ids
+
+    def record_erasure(self, sfid, patient_id, source):
+        self.erasures.setdefault(sfid, Erasure(shell_file_id=sfid, patient_id=patient_id, source=source,
+                                               requested_at=_now()))
+
+    def erasure(self, sfid):
+        found = self.erasures.get(sfid)
+        return found.model_copy() if found else None
+
+    def erasures_of(self, patient_id):
+        return [e.model_copy() for e in self.erasures.values() if e.patient_id == patient_id]
+
+    def due_erasures(self, final_sweep_s, limit=100):
+        now = _now()
+        return [e.model_copy() for e in self.erasures.values() if e.finished_at is None and (
+            e.purged_at is None or now >= e.requested_at + dt.timedelta(seconds=final_sweep_s))][:limit]
+
+    def claim_erasure(self, sfid, owner, lease_s):
+        import time
+
+        with self._lock:
+            held = self.purge_leases.get(sfid)
+            if held and held[0] != owner and held[1] > time.monotonic():
+                return False
+            self.purge_leases[sfid] = (owner, time.monotonic() + lease_s, _now())
+            self.erasures[sfid] = self.erasures[sfid].model_copy(
+                update={"purge_attempts": self.erasures[sfid].purge_attempts + 1})
+            return True
+
+    def finish_purge(self, sfid, owner, objects_removed, final_sweep_s):
+        with self._lock:
+            held = self.purge_leases.get(sfid)
+            if not held or held[0] != owner:
+                return None
+            del self.purge_leases[sfid]
+            e = self.erasures[sfid]
+            now = _now()
+            final = e.finished_at or (now if held[2] >= e.requested_at + dt.timedelta(seconds=final_sweep_s) else None)
+            self.erasures[sfid] = e.model_copy(update={
+                "objects_removed": e.objects_removed + objects_removed, "purged_at": now, "last_error_code": None,
+                "finished_at": final})
+            return self.erasures[sfid].model_copy()
+
+    def fail_purge(self, sfid, owner, error_code, objects_removed=0):
+        with self._lock:
+            if self.purge_leases.get(sfid, (None,))[0] == owner:
+                del self.purge_leases[sfid]
+                e = self.erasures[sfid]
+                self.erasures[sfid] = e.model_copy(update={
+                    "last_error_code": error_code, "objects_removed": e.objects_removed + objects_removed})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class CannedOcr(OcrEngine):

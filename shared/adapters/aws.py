@@ -289,6 +289,29 @@ class S3Storage(Storage):
         except _BOTO_ERRORS as exc:
             raise translate(exc, "put object") from exc
 
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+        except _BOTO_ERRORS as exc:
+            raise translate(exc, "list") from exc
+        return keys
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at most
+            chunk = keys[start : start + 1000]
+            try:
+                response = self._client.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )
+            except _BOTO_ERRORS as exc:
+                raise translate(exc, "delete") from exc
+            errors = response.get("Errors") or []
+            if errors:  # never the keys: they name a patient
+                code = errors[0].get("Code")
+                raise DependencyUnavailableError(f"delete: {len(errors)} object(s) not deleted ({code})")
+
     def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
         try:
             response = self._client.get_object(Bucket=self._bucket, Key=key)
@@ -329,6 +352,25 @@ class LocalStorage(Storage):
         tmp = target.with_name(target.name + ".part")
         tmp.write_bytes(data)
         tmp.replace(target)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.path(prefix)
+        if not base.is_dir():
+            return []
+        # Files only; a writer's unfinished ``.part`` is an object's bytes too.
+        return sorted(p.relative_to(self._root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            target = self.path(key)
+            target.unlink(missing_ok=True)
+            parent = target.parent
+            while parent != self._root:  # no empty folder named for a patient or a file is left
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
 
     def download(self, key: str, dest: Path, max_bytes: int | None = None) -> int:
         source = self.path(key)

@@ -27,9 +27,10 @@ from psycopg.types.json import Jsonb
 
 from shared.adapters import migrations
 from shared.adapters.migrations import MigrationReport
-from shared.errors import DependencyUnavailableError, PageImageMissingError
+from shared.errors import DependencyUnavailableError, FileDeletedError, PageImageMissingError
 from shared.models import (
     Discovery,
+    Erasure,
     FileStatus,
     Manifest,
     PageText,
@@ -194,6 +195,10 @@ class PostgresDb(Database):
                 with contextlib.suppress(Exception):
                     if not conn.broken and not conn.closed:
                         conn.execute("rollback")
+                if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+                    # Every foreign key here names shell_files: a row written for a file whose
+                    # row is gone. The file was deleted while a stage worked on it.
+                    raise FileDeletedError("the file was deleted") from exc
                 if isinstance(exc, psycopg.errors.QueryCanceled):
                     raise DependencyUnavailableError("a database statement ran past statement_timeout") from exc
                 if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
@@ -540,6 +545,89 @@ class PostgresDb(Database):
             "insert into discovery_windows (shell_file_id, fingerprint, answer, input_tokens, output_tokens)"
             " values (%s, %s, %s, %s, %s) on conflict (shell_file_id, fingerprint) do nothing",
             (shell_file_id, fingerprint, Jsonb(answer), input_tokens, output_tokens),
+        )
+
+    # --- erasure ---------------------------------------------------------------------------
+    # The trigger of 20261203002700_erasures.sql records an erasure for every deleted row,
+    # however it was deleted; these read and advance the record.
+
+    def is_deleted(self, shell_file_id: uuid.UUID) -> bool:
+        rows = self._execute(
+            "select not exists (select 1 from shell_files where id = %s)"
+            " and exists (select 1 from erasures where shell_file_id = %s) as deleted",
+            (shell_file_id, shell_file_id),
+        )
+        return bool(rows[0]["deleted"])
+
+    def delete_files(
+        self, source: str, shell_file_ids: list[uuid.UUID] | None = None, patient_id: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
+        if (shell_file_ids is None) == (patient_id is None):
+            raise ValueError("delete by file ids or by patient, one of the two")
+        with self._tx() as conn:
+            # Read by the trigger: transaction-local, so it works through a transaction pooler.
+            conn.execute("select set_config('docpipe.erasure_source', %s, true)", (source,))
+            if patient_id is not None:
+                rows = conn.execute("delete from shell_files where patient_id = %s returning id", (patient_id,))
+            else:
+                rows = conn.execute("delete from shell_files where id = any(%s) returning id", (list(shell_file_ids),))
+            return [row["id"] for row in rows.fetchall()]
+
+    def record_erasure(self, shell_file_id: uuid.UUID, patient_id: uuid.UUID, source: str) -> None:
+        self._execute(
+            "insert into erasures (shell_file_id, patient_id, source, requested_by)"
+            " values (%s, %s, %s, session_user) on conflict (shell_file_id) do nothing",
+            (shell_file_id, patient_id, source),
+        )
+
+    def erasure(self, shell_file_id: uuid.UUID) -> Erasure | None:
+        rows = self._execute("select * from erasures where shell_file_id = %s", (shell_file_id,))
+        return Erasure.model_validate(rows[0]) if rows else None
+
+    def erasures_of(self, patient_id: uuid.UUID) -> list[Erasure]:
+        rows = self._execute("select * from erasures where patient_id = %s order by requested_at", (patient_id,))
+        return [Erasure.model_validate(row) for row in rows]
+
+    def due_erasures(self, final_sweep_s: float, limit: int = 100) -> list[Erasure]:
+        rows = self._execute(
+            "select * from erasures where finished_at is null"
+            " and (purge_lease_until is null or purge_lease_until < now())"
+            " and (purged_at is null or now() >= requested_at + make_interval(secs => %s))"
+            # Least recently tried first: one that keeps failing goes to the back of the line.
+            " order by coalesce(purge_started_at, requested_at) limit %s",
+            (float(final_sweep_s), limit),
+        )
+        return [Erasure.model_validate(row) for row in rows]
+
+    def claim_erasure(self, shell_file_id: uuid.UUID, owner: str, lease_s: float) -> bool:
+        rows = self._execute(
+            "update erasures set purge_lease_owner = %s, purge_lease_until = now() + make_interval(secs => %s),"
+            " purge_started_at = now(), purge_attempts = purge_attempts + 1"
+            " where shell_file_id = %s and (purge_lease_until is null or purge_lease_until < now()"
+            " or purge_lease_owner = %s) returning shell_file_id",
+            (owner, float(lease_s), shell_file_id, owner),
+        )
+        return bool(rows)
+
+    def finish_purge(
+        self, shell_file_id: uuid.UUID, owner: str, objects_removed: int, final_sweep_s: float
+    ) -> Erasure | None:
+        rows = self._execute(
+            "update erasures set objects_removed = objects_removed + %s, purged_at = now(), last_error_code = null,"
+            " finished_at = case when finished_at is null"
+            " and purge_started_at >= requested_at + make_interval(secs => %s) then now() else finished_at end,"
+            " purge_lease_owner = null, purge_lease_until = null"
+            " where shell_file_id = %s and purge_lease_owner = %s returning *",
+            (objects_removed, float(final_sweep_s), shell_file_id, owner),
+        )
+        return Erasure.model_validate(rows[0]) if rows else None
+
+    def fail_purge(self, shell_file_id: uuid.UUID, owner: str, error_code: str, objects_removed: int = 0) -> None:
+        self._execute(
+            "update erasures set last_error_code = %s, objects_removed = objects_removed + %s,"
+            " purge_lease_owner = null, purge_lease_until = null"
+            " where shell_file_id = %s and purge_lease_owner = %s",
+            (error_code, objects_removed, shell_file_id, owner),
         )
 
     def saved_discovery(self, shell_file_id: uuid.UUID, fingerprint: str) -> Discovery | None:

@@ -32,6 +32,7 @@ from shared.errors import (
 from shared.ports import Storage
 
 _CHUNK = 1024 * 1024
+_LIST_PAGE = 1000  # entries per list request, keys per remove request
 _NOT_FOUND = frozenset({"not_found", "NoSuchKey", "Object not found"})
 # A missing bucket is a deployment's mistake (STORAGE_BUCKET, or a project reset), not a missing
 # object: retryable, so files wait for the fix instead of failing for good.
@@ -104,6 +105,43 @@ class SupabaseStorage(Storage):
         except httpx.HTTPError as exc:
             raise _from_transport("download", exc) from exc
         return size
+
+    def list_keys(self, prefix: str) -> list[str]:
+        from storage3.exceptions import StorageApiError
+
+        # Storage lists one folder at a time (a sub-folder is an entry without an id).
+        keys: list[str] = []
+        folders = [prefix.rstrip("/")]
+        try:
+            while folders:
+                folder = folders.pop()
+                offset = 0
+                while True:
+                    entries = self._bucket.list(
+                        folder, {"limit": _LIST_PAGE, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
+                    )
+                    for entry in entries:
+                        path = f"{folder}/{entry['name']}"
+                        (keys if entry.get("id") is not None else folders).append(path)
+                    if len(entries) < _LIST_PAGE:
+                        break
+                    offset += _LIST_PAGE
+        except StorageApiError as exc:
+            raise _from_api_error("list", exc) from exc
+        except httpx.HTTPError as exc:
+            raise _from_transport("list", exc) from exc
+        return keys
+
+    def delete_keys(self, keys: list[str]) -> None:
+        from storage3.exceptions import StorageApiError
+
+        for start in range(0, len(keys), _LIST_PAGE):
+            try:
+                self._bucket.remove(keys[start : start + _LIST_PAGE])
+            except StorageApiError as exc:
+                raise _from_api_error("delete", exc) from exc
+            except httpx.HTTPError as exc:
+                raise _from_transport("delete", exc) from exc
 
     # --- provisioning ----------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS
 from shared.settings import Settings
 
 # The handlers too, by name (nothing under shared/ imports handlers): every one but preprocess's.
-PRELOADED_HANDLERS = (STAGE_HANDLERS["discover"], STAGE_HANDLERS["ocr"], FAILURES_HANDLER)
+PRELOADED_HANDLERS = (STAGE_HANDLERS["discover"], STAGE_HANDLERS["ocr"], STAGE_HANDLERS["purge"], FAILURES_HANDLER)
 for _module in PRELOADED_HANDLERS:
     importlib.import_module(_module)
 

@@ -16,8 +16,10 @@ Lambda runs them.
   batch. A raised error, a timeout or running out of memory deletes nothing: the batch comes
   back after the queue's visibility timeout, and after maxReceiveCount the queue's redrive
   policy moves it on.
+- ``ScheduledRule``: a ``Schedule`` event, as EventBridge runs a rate rule: the function invoked
+  with a "Scheduled Event" every period, the first one period after the start.
 - ``LambdaEmulator``: the queues of the template (names, VisibilityTimeout, redrive policy
-  with its maxReceiveCount, the DLQ chain to the terminal queue), the mappings, the
+  with its maxReceiveCount, the DLQ chain to the terminal queue), the mappings, the rules, the
   environments, and a Lambda-style ``REPORT`` line per invocation on ``report``.
 
 Long (~680 lines) because the three are one contract: what a mapping deletes depends on how
@@ -43,7 +45,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO
 
-from shared.runtime.lambda_template import ACCOUNT, FunctionSpec, LocalTemplate, SqsEventSpec
+from shared.runtime.lambda_template import ACCOUNT, FunctionSpec, LocalTemplate, ScheduleEventSpec, SqsEventSpec
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 # Lambda's x86 on-demand prices (us-east-1, first tier): compute per GB-second, and requests.
@@ -446,6 +448,55 @@ class EventSourceMapping:
                 self.function.emulator.note(f"{self.event.name}: delete failed ({type(exc).__name__})")
 
 
+class ScheduledRule:
+    """An EventBridge rule with a rate schedule that targets the function: an asynchronous
+    invocation each period (``interval_s`` in its place locally), the first one period after the
+    start, as a new rule fires."""
+
+    def __init__(self, function: Function, schedule: ScheduleEventSpec, region: str,
+                 interval_s: float | None = None) -> None:
+        self.function = function
+        self.schedule = schedule
+        self.region = region
+        self.interval_s = interval_s or schedule.rate_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"rule-{self.function.spec.logical_id}-{self.schedule.name}", daemon=True
+        )
+        self._thread.start()
+
+    def halt(self) -> None:
+        self._stop.set()
+
+    def stop(self, wait_s: float) -> None:
+        self.halt()
+        if self._thread is not None:
+            self._thread.join(wait_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            # An asynchronous invocation: its result goes nowhere (Lambda would retry a failed
+            # one twice; the next period does as much here).
+            self.function.invoke(self._event())
+
+    def _event(self) -> dict:
+        rule = f"docpipe-local-{self.function.spec.logical_id}-{self.schedule.name}"
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": self.region,
+            "resources": [f"arn:aws:events:{self.region}:{ACCOUNT}:rule/{rule}"],
+            "detail": {},
+        }
+
+
 def _listed_failures(response, batch_ids: set[str]) -> set[str] | None:
     """The ids a partial batch response lists, or None when Lambda would fail the whole batch."""
     if response is None:
@@ -478,6 +529,7 @@ class LambdaEmulator:
         report: IO | None = None,
         concurrency_cap: int | None = None,
         credentialed_env: dict[str, tuple[tuple[str, ...], dict[str, str]]] | None = None,
+        schedule_interval_s: float | None = None,
     ) -> None:
         self.template = template
         self.sqs = sqs
@@ -493,6 +545,8 @@ class LambdaEmulator:
         self.queue_urls: dict[str, str] = {}
         self.functions: dict[str, Function] = {}
         self.mappings: list[EventSourceMapping] = []
+        self.rules: list[ScheduledRule] = []
+        self.schedule_interval_s = schedule_interval_s
         self._logs: list[IO] = []
         self._lock = threading.Lock()
 
@@ -549,11 +603,14 @@ class LambdaEmulator:
         if not self.queue_urls:
             self.create_queues()
         for spec in self.template.functions.values():
-            if not spec.events:
+            if not spec.events and not spec.schedules:
                 continue
             log = self._log_for(spec.logical_id)
             function = Function(spec, self.function_env(spec), log, self)
             self.functions[spec.logical_id] = function
+            for schedule in spec.schedules:
+                if schedule.enabled:
+                    self.rules.append(ScheduledRule(function, schedule, self.template.region, self.schedule_interval_s))
             for event in spec.events:
                 mapping = EventSourceMapping(
                     function,
@@ -567,13 +624,15 @@ class LambdaEmulator:
                 self.mappings.append(mapping)
         for mapping in self.mappings:
             mapping.start()
+        for rule in self.rules:
+            rule.start()
 
     def stop(self, wait_s: float = 30.0) -> None:
         """Stop polling, let running invocations finish (up to ``wait_s``), end every environment."""
-        for mapping in self.mappings:
-            mapping.halt()
-        for mapping in self.mappings:
-            mapping.stop(wait_s)
+        for source in [*self.rules, *self.mappings]:
+            source.halt()
+        for source in [*self.rules, *self.mappings]:
+            source.stop(wait_s)
         for function in self.functions.values():
             function.shutdown()
         for log in self._logs:
@@ -618,7 +677,7 @@ class LambdaEmulator:
         functions = {}
         for logical_id, spec in self.template.functions.items():
             mine = [i for i in invocations if i.function == logical_id]
-            if not mine and not spec.events:
+            if not mine and not spec.events and not spec.schedules:
                 continue
             durations = sorted(i.duration_ms for i in mine)
             inits = sorted(i.init_ms for i in mine if i.init_ms is not None)

@@ -43,6 +43,7 @@ class LambdaLocal:
         logs_dir: Path | None = None,
         report: IO | None = None,
         concurrency_cap: int | None = None,
+        schedule_interval_s: float | None = None,
         region: str = "us-east-1",
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
@@ -58,6 +59,7 @@ class LambdaLocal:
         self.logs_dir = logs_dir
         self.report = report
         self.concurrency_cap = concurrency_cap
+        self.schedule_interval_s = schedule_interval_s
         self.region = region
         self.stack: LocalStack | None = None
         self.direct_database_url: str | None = None
@@ -122,6 +124,7 @@ class LambdaLocal:
             report=self.report,
             concurrency_cap=self.concurrency_cap,
             credentialed_env=self.credentialed_env(),
+            schedule_interval_s=self.schedule_interval_s,
         )
         self.emulator.create_queues()
         self._ensure_bucket()

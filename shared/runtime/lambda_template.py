@@ -64,6 +64,19 @@ class SqsEventSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScheduleEventSpec:
+    """A ``Schedule`` event (an EventBridge rule that invokes the function): ``rate(...)`` only."""
+
+    name: str
+    rate_s: float
+    enabled: bool
+
+
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclasses.dataclass(frozen=True)
 class FunctionSpec:
     logical_id: str
     handler: str
@@ -73,6 +86,7 @@ class FunctionSpec:
     timeout_s: float
     environment: dict[str, str]  # after dynamic references are resolved
     events: tuple[SqsEventSpec, ...]
+    schedules: tuple[ScheduleEventSpec, ...] = ()
 
 
 @dataclasses.dataclass
@@ -221,8 +235,11 @@ def _function(logical_id, props, template_dir: Path, arn_to_queue, resolve_refer
         raise TemplateError(f"{logical_id}: only zip functions with a Handler run locally")
     env = {k: str(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()}
     env = {k: resolve_dynamic_references(v, resolve_reference, f"{logical_id}.{k}") for k, v in env.items()}
-    events = []
+    events, schedules = [], []
     for name, event in (props.get("Events") or {}).items():
+        if event.get("Type") == "Schedule":
+            schedules.append(_schedule(logical_id, name, event.get("Properties") or {}))
+            continue
         if event.get("Type") != "SQS":
             continue
         ep = event.get("Properties") or {}
@@ -250,7 +267,19 @@ def _function(logical_id, props, template_dir: Path, arn_to_queue, resolve_refer
         timeout_s=float(props.get("Timeout", 3)),
         environment=env,
         events=tuple(events),
+        schedules=tuple(schedules),
     )
+
+
+def _schedule(logical_id: str, name: str, props: dict) -> ScheduleEventSpec:
+    expression = str(props.get("Schedule", ""))
+    match = _RATE.fullmatch(expression)
+    if not match:
+        raise TemplateError(f"{logical_id}.{name}: only rate(N minute(s)|hour(s)|day(s)) schedules run locally")
+    count, unit = int(match[1]), match[2].rstrip("s")
+    if count < 1 or (count == 1) != (match[2] == unit):  # rate(1 minute), rate(5 minutes), as EventBridge wants
+        raise TemplateError(f"{logical_id}.{name}: {expression!r} is not a valid rate expression")
+    return ScheduleEventSpec(name=name, rate_s=count * _UNIT_S[unit], enabled=bool(props.get("Enabled", True)))
 
 
 def resolve_dynamic_references(value: str, resolve_reference, where: str) -> str:

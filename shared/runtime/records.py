@@ -6,7 +6,10 @@ taxonomy into queue behaviour:
 - ``PermanentError`` (invalid message included): recorded on the file, the record succeeds,
   so the message is acknowledged and never retried;
 - ``RetryableError`` or any other exception: re-raised, so Powertools reports the record in
-  ``batchItemFailures`` and SQS delivers it again (then the DLQ).
+  ``batchItemFailures`` and SQS delivers it again (then the DLQ);
+- ``FileDeletedError`` (the file was deleted): the record succeeds as ``deleted``, nothing is
+  recorded on the file (it has no row), and a purge of its prefixes is asked for, in case this
+  invocation stored an object before it noticed.
 
 Every invocation leaves a ``pipeline_runs`` row (best effort: a database that is down must
 not turn a retry into a crash) and its metrics: pages, duration, peak and current RSS, and
@@ -25,8 +28,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from shared.bootstrap import Deps, get_deps
-from shared.errors import InvalidMessageError, PermanentError, PipelineError
-from shared.models import MAX_MESSAGE_BYTES, MESSAGE_MODELS, PipelineRun, Stage, shell_file_id_of
+from shared.errors import FileDeletedError, InvalidMessageError, PermanentError, PipelineError
+from shared.models import MAX_MESSAGE_BYTES, MESSAGE_MODELS, PipelineRun, PurgeMessage, Stage, shell_file_id_of
 from shared.observability import count_error, logger, peak_rss_kb, record_metrics, rss_kb, set_stage_dimension
 
 # run(msg, deps, attempt) -> the pages it handled (for the ``pages`` metric), "skipped", or None
@@ -84,6 +87,11 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
             outcome = "skipped"
         elif isinstance(note, int):
             pages = note
+    except FileDeletedError:
+        outcome = "deleted"
+        logger.info("file deleted: the message ends here")
+        if stage != Stage.PURGE and shell_file_id is not None:
+            _request_purge(deps, shell_file_id)
     except PermanentError as exc:
         outcome, error_code = "failed", exc.code
         logger.warning("stage failed permanently", extra={"error_code": exc.code, "error": type(exc).__name__})
@@ -121,6 +129,15 @@ def handle_record(stage: Stage, record: SQSRecord, run: StageRun, deps: Deps | N
             },
         )
         logger.remove_keys(list(_LOG_KEYS))
+
+
+def _request_purge(deps: Deps, shell_file_id: uuid.UUID) -> None:
+    """The sweep after the last write this invocation could have made (its writes are all done:
+    the stage has returned). Best effort: the erasure's final sweep comes anyway."""
+    try:
+        deps.queue.send(Stage.PURGE.value, PurgeMessage(shell_file_id=shell_file_id))
+    except Exception as exc:  # noqa: BLE001 - the final sweep covers it
+        logger.warning("could not ask for a purge", extra={"error": type(exc).__name__})
 
 
 def _record_run(deps: Deps, stage: Stage, shell_file_id, message_id, attempt, outcome, error_code, started_at, duration_ms):

@@ -42,7 +42,7 @@ from shared.ports import Queue, QueueMessage
 from shared.runtime.events import queue_arn
 from shared.runtime.jobs import EXIT_OK, Job, read_result
 from shared.runtime.targets import record_abnormal_end, run_job
-from shared.runtime.worker import FAILURES_HANDLER, STAGE_HANDLERS, backoff_s, serving_order
+from shared.runtime.worker import DEFAULT_STAGES, FAILURES_HANDLER, STAGE_HANDLERS, ScanTimer, backoff_s, serving_order
 from shared.settings import Settings
 
 _TICK_S = 0.2
@@ -80,7 +80,7 @@ class Supervisor:
         self,
         settings: Settings,
         queue: Queue,
-        stages: Iterable[str] = ("preprocess", "ocr", "discover"),
+        stages: Iterable[str] = DEFAULT_STAGES,
         concurrency: int | None = None,
         isolation: str | None = None,
         include_dlqs: bool = True,
@@ -115,10 +115,14 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         self._tmp_root = Path(tempfile.mkdtemp(prefix="docpipe-worker-", dir=self.settings.worker_tmp_dir))
         started = 0
+        # Serving (not draining): erasure scans, as the purge function's schedule on Lambda.
+        timer = ScanTimer(self.queue, self.queues, 0 if burst else self.settings.erasure_scan_s)
         try:
             while True:
                 self._reap()
                 self._watch()
+                if not self._signals:
+                    timer.tick()
                 if self._signals:
                     if not self.running:
                         break

@@ -4,7 +4,9 @@ event, delete what succeeded, release what failed with backoff.
 This is the plain loop of the backbone (``docpipe worker`` and ``docpipe process``); the
 process-per-message runtime replaces the call in ``_invoke`` without changing the rest.
 Dead-letter queues are consumed too, by ``handlers.failures``, so a message that exhausted
-its deliveries marks its file failed instead of vanishing.
+its deliveries marks its file failed instead of vanishing. A worker that serves the purge stage
+and is not draining (``burst``) asks for an erasure scan at start and every ERASURE_SCAN_S
+(``ScanTimer``): what Lambda's schedule does for the purge function.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import time
 from collections.abc import Callable, Iterable
 
 from shared.bootstrap import Deps
+from shared.models import ScanMessage, Stage
 from shared.observability import logger
-from shared.ports import QueueMessage, dlq_name
+from shared.ports import Queue, QueueMessage, dlq_name
 from shared.retry import MAX_BACKOFF_S, MAX_DELAY_S, backoff_s  # noqa: F401 - re-exported
 from shared.runtime.events import LocalContext, queue_arn, sqs_event
 
@@ -23,28 +26,51 @@ STAGE_HANDLERS = {
     "preprocess": "handlers.preprocess",
     "ocr": "handlers.ocr",
     "discover": "handlers.discover",
+    "purge": "handlers.purge",
 }
 FAILURES_HANDLER = "handlers.failures"
+DEFAULT_STAGES = ("preprocess", "ocr", "discover", "purge")
 
 OnBatch = Callable[[str, list[QueueMessage], set[str]], None]
 
 
 def serving_order(stages: Iterable[str], include_dlqs: bool) -> list[str]:
-    """The queues a worker serves: downstream stages first, so documents already under way
-    finish before new ones start, then their dead-letter queues."""
+    """The queues a worker serves: erasures first, then downstream stages, so documents already
+    under way finish before new ones start, then their dead-letter queues."""
     stages = list(stages)
     unknown = set(stages) - set(STAGE_HANDLERS)
     if unknown:
         raise ValueError(f"unknown stages: {sorted(unknown)}")
-    order = [s for s in ("discover", "ocr", "preprocess") if s in stages]
+    order = [s for s in ("purge", "discover", "ocr", "preprocess") if s in stages]
     return order + ([dlq_name(s) for s in order] if include_dlqs else [])
+
+
+class ScanTimer:
+    """Sends a ``ScanMessage`` to the purge queue at start and every ``interval_s`` (0: never),
+    for a worker that serves the purge stage. Several workers each scanning is harmless: a
+    purge holds its erasure's lease."""
+
+    def __init__(self, queue: Queue, queues: list[str], interval_s: float) -> None:
+        self.queue = queue
+        self.enabled = Stage.PURGE.value in queues and interval_s > 0
+        self.interval_s = interval_s
+        self.next_at = 0.0
+
+    def tick(self) -> None:
+        if not self.enabled or time.monotonic() < self.next_at:
+            return
+        try:
+            self.queue.send(Stage.PURGE.value, ScanMessage())
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            logger.warning("could not ask for an erasure scan", extra={"error": type(exc).__name__})
+        self.next_at = time.monotonic() + self.interval_s
 
 
 class Worker:
     def __init__(
         self,
         deps: Deps,
-        stages: Iterable[str] = ("preprocess", "ocr", "discover"),
+        stages: Iterable[str] = DEFAULT_STAGES,
         batch_size: int = 1,
         include_dlqs: bool = True,
         on_batch: OnBatch | None = None,
@@ -101,7 +127,9 @@ class Worker:
 
     def run(self, burst: bool = False, max_messages: int | None = None, idle_sleep_s: float = 0.5) -> int:
         """Serve until stopped; with ``burst``, until every queue is empty and settled."""
+        timer = ScanTimer(self.deps.queue, self.queues, 0 if burst else self.deps.settings.erasure_scan_s)
         while max_messages is None or self.handled < max_messages:
+            timer.tick()
             if self.poll_once() == 0:
                 if burst and self.idle():
                     break

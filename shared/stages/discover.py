@@ -14,11 +14,12 @@ import json
 import uuid
 
 from shared.bootstrap import Deps
-from shared.errors import DiscoveryInProgressError, FileNotFoundInDbError, NotReadyError
+from shared.errors import DiscoveryInProgressError, NotReadyError
 from shared.keys import bundle_key
 from shared.models import DiscoverMessage, FileStatus, Manifest, PageText, ShellFile
 from shared.observability import logger
 from shared.ports import EncounterProvider
+from shared.stages.erasure import ensure_not_deleted, missing_file
 
 
 # The dependencies this stage builds (bootstrap builds each on first use; nothing else).
@@ -30,7 +31,7 @@ FHIR_USES = ("storage",)
 def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.get_shell_file(msg.shell_file_id)
     if row is None:
-        raise FileNotFoundInDbError()
+        raise missing_file(deps, msg.shell_file_id)
     if row.status in (FileStatus.COMPLETED, FileStatus.FAILED):
         return "skipped"
     if row.status != FileStatus.DISCOVERING or not row.page_count:
@@ -47,11 +48,15 @@ def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     reused = discovery is not None
     if discovery is None:
         discovery = _discover_under_lease(deps, row.id, texts)
+        ensure_not_deleted(deps, row.id)
         deps.db.save_discovery(row.id, fingerprint, discovery)
     manifest = Manifest.build(row.id, row.page_count, discovery, texts)
     if deps.settings.fhir_output == "storage":
+        ensure_not_deleted(deps, row.id)
         store_bundle(deps, row, manifest)
     written = deps.db.complete_discovery(manifest)
+    if not written:
+        ensure_not_deleted(deps, row.id)
     logger.info(
         "encounters discovered",
         extra={
@@ -75,6 +80,7 @@ def _discover_under_lease(deps: Deps, shell_file_id, texts: list[PageText]):
     a holder that died frees it when the lease expires."""
     owner = str(uuid.uuid4())
     if not deps.db.claim_discovery(shell_file_id, owner, deps.settings.discovery_lease_s):
+        ensure_not_deleted(deps, shell_file_id)  # not a lease held: no row to hold one on
         raise DiscoveryInProgressError(retry_after_s=min(60.0, deps.settings.discovery_lease_s))
     try:
         if getattr(deps.encounters, "caches_windows", False):

@@ -1,8 +1,8 @@
 """The failures stage: a message from a dead-letter queue failed on every delivery; its file is
 marked failed with the last error code its stage runs recorded, so the user sees why, if the
 file is still at that message's stage (a stale duplicate fails nothing). A failed file is
-retried from the database (`docpipe retry`). Called by ``handlers.failures`` with the
-letter's queue ARN, body and message id."""
+retried from the database (`docpipe retry`). A purge's dead letter fails nothing: the erasure
+stays due. Called by ``handlers.failures`` with the letter's queue ARN, body and message id."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ def run(deps: Deps, queue_arn: str, body: str, message_id: str) -> bool:
     stage = stage_of(queue_arn)
     shell_file_id = shell_file_id_of(body)
     logger.append_keys(message_id=message_id, stage=stage.value if stage else None)
+    if stage == Stage.PURGE:
+        # A deleted file has no row to fail; its erasure keeps its error code and stays due,
+        # and the next scan purges it (`docpipe status` counts the erasures still pending).
+        logger.warning("purge dead letter: the erasure stays due for the next scan")
+        return False
     if shell_file_id is None:
         logger.warning("dead letter without a file id", extra={"error_code": "invalid_message"})
         return False

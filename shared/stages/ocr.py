@@ -8,11 +8,12 @@ import tempfile
 from pathlib import Path
 
 from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError, ObjectMissingError, PageImageMissingError
+from shared.errors import ObjectMissingError, PageImageMissingError
 from shared.keys import page_key
 from shared.models import DiscoverMessage, FileStatus, OcrMessage, Stage
 from shared.pages.prepare import flag_for_review
 from shared.observability import logger
+from shared.stages.erasure import ensure_not_deleted, missing_file
 
 
 # The dependencies this stage builds (bootstrap builds each on first use; nothing else).
@@ -22,7 +23,7 @@ USES = ("db", "storage", "ocr", "queue")
 def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.get_shell_file(msg.shell_file_id)
     if row is None:
-        raise FileNotFoundInDbError()
+        raise missing_file(deps, msg.shell_file_id)
     if row.status != FileStatus.OCR:
         if row.status == FileStatus.DISCOVERING and attempt > 1:
             _send_discover(deps, row.id)
@@ -32,6 +33,7 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     todo = sorted(set(msg.page_numbers) & set(deps.db.pages_without_text(row.id)))
     with tempfile.TemporaryDirectory(prefix="docpipe-ocr-") as tmp:
         for page_number in todo:
+            ensure_not_deleted(deps, row.id)  # before paying to read a page of a deleted file
             image = Path(tmp) / f"page-{page_number:04d}.jpg"
             try:
                 deps.storage.download(page_key(row.patient_id, row.id, page_number), image)

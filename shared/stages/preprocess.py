@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from shared.bootstrap import Deps
-from shared.errors import FileNotFoundInDbError, ForeignStorageKeyError, ObjectMissingError, OriginalMissingError
+from shared.errors import ForeignStorageKeyError, ObjectMissingError, OriginalMissingError
 from shared.keys import original_key, page_key
 from shared.models import (
     DiscoverMessage,
@@ -30,6 +30,7 @@ from shared.models import (
 from shared.observability import logger
 from shared.pages.documents import Limits, open_document, release_native_caches
 from shared.pages.sniff import sniff
+from shared.stages.erasure import ensure_not_deleted, missing_file
 from shared.stages.fanout import fan_out_missing, send_ocr
 
 
@@ -40,7 +41,7 @@ USES = ("db", "storage", "queue")
 def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.begin_preprocess(msg.shell_file_id)
     if row is None:
-        raise FileNotFoundInDbError()
+        raise missing_file(deps, msg.shell_file_id)
     if row.status in (FileStatus.OCR, FileStatus.DISCOVERING):
         # A redelivery after the status moved: the fan-out may have been lost in a crash.
         fan_out_missing(deps, msg.shell_file_id)
@@ -72,6 +73,8 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
                 with open_document(original, kind, limits) as document:
                     page_count = document.page_count
                     for page in document.pages():
+                        if not rows:  # a run of pages begins: its JPEGs, then its rows
+                            ensure_not_deleted(deps, row.id)
                         key = page_key(row.patient_id, row.id, page.page_number)
                         rows.append(_page_row(row.id, key, page))
                         if page.native_text is None:
@@ -104,6 +107,8 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
         send_ocr(deps, row.id, needs_ocr)
         if not needs_ocr:
             deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
+    else:
+        ensure_not_deleted(deps, row.id)
     return page_count
 
 

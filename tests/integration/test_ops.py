@@ -68,7 +68,9 @@ def test_status_reports_queues_files_failures_and_stages(stack_deps, samples_dir
 
     snapshot = ops.status(stack_deps)
     json.dumps(snapshot)  # serialisable as is, for --json
-    assert set(snapshot["queues"]) == {"preprocess", "ocr", "discover", "preprocess-dlq", "ocr-dlq", "discover-dlq"}
+    assert set(snapshot["queues"]) == {"preprocess", "ocr", "discover", "purge",
+                                       "preprocess-dlq", "ocr-dlq", "discover-dlq", "purge-dlq"}
+    assert set(snapshot["erasures"]) == {"pending", "purged", "finished"}
     assert snapshot["queues"]["discover-dlq"] == {"visible": 1, "in_flight": 0}
     assert snapshot["files"]["completed"] >= 1 and snapshot["files"]["failed"] >= 1
     assert bad_code in {f["error_code"] for f in snapshot["recent_failures"]}
@@ -77,7 +79,7 @@ def test_status_reports_queues_files_failures_and_stages(stack_deps, samples_dir
     assert pre["p50_ms"] > 0 and pre["max_ms"] >= pre["p95_ms"] >= pre["p50_ms"]
     assert pre["max_peak_rss_mb"] > 10
     text = ops.format_status(snapshot)
-    assert "discover-dlq" in text and "dead letters" in text and bad_code in text
+    assert "discover-dlq" in text and "dead letters" in text and bad_code in text and "erasures" in text
     assert "two_visits" not in text and "empty.pdf" not in text  # ids and figures only
 
 

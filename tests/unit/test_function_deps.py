@@ -63,7 +63,8 @@ def test_every_function_builds_what_it_uses_from_its_own_environment(provider, s
         {"StorageBucketName": "docpipe", "EncounterProvider": provider, "StorageBackend": storage,
          "SupabaseUrl": "https://project.supabase.co" if storage == "supabase" else "", "FhirOutput": fhir},
     )
-    assert set(template.functions) == {"PreprocessFunction", "OcrFunction", "DiscoverFunction", "FailuresFunction"}
+    assert set(template.functions) == {
+        "PreprocessFunction", "OcrFunction", "DiscoverFunction", "PurgeFunction", "FailuresFunction"}
     for logical_id, spec in template.functions.items():
         stage = stage_of(spec.handler)
         settings = function_settings(spec.environment, monkeypatch)

@@ -120,8 +120,9 @@ def test_the_real_template_in_the_production_configuration():
          "SupabaseUrl": "https://x.supabase.co"},
     )
     assert [q.name for q in t.queues.values()] == [
-        "docpipe-preprocess", "docpipe-ocr", "docpipe-discover",
-        "docpipe-preprocess-dlq", "docpipe-ocr-dlq", "docpipe-discover-dlq", "docpipe-unrecorded-dlq",
+        "docpipe-preprocess", "docpipe-ocr", "docpipe-discover", "docpipe-purge",
+        "docpipe-preprocess-dlq", "docpipe-ocr-dlq", "docpipe-discover-dlq", "docpipe-purge-dlq",
+        "docpipe-unrecorded-dlq",
     ]
     assert t.queues["PreprocessDLQ"].dead_letter_target == "UnrecordedDeadLetters"
     discover = t.functions["DiscoverFunction"]
@@ -129,5 +130,20 @@ def test_the_real_template_in_the_production_configuration():
     assert "OPENAI_API_KEY_SECRET" not in t.functions["OcrFunction"].environment
     assert t.functions["OcrFunction"].environment["SUPABASE_URL"] == "https://x.supabase.co"
     assert {e.queue_logical_id for e in t.functions["FailuresFunction"].events} == {
-        "PreprocessDLQ", "OcrDLQ", "DiscoverDLQ"}
+        "PreprocessDLQ", "OcrDLQ", "DiscoverDLQ", "PurgeDLQ"}
+    purge = t.functions["PurgeFunction"]
+    assert [(e.queue_logical_id, e.batch_size) for e in purge.events] == [("PurgeQueue", 5)]
+    assert [(s.name, s.rate_s, s.enabled) for s in purge.schedules] == [("Scan", 60, True)]
     assert t.functions["PreprocessFunction"].code_dir == (REPO / "deploy" / "lambda").resolve()
+
+
+@pytest.mark.parametrize(("expression", "seconds"), [("rate(1 minute)", 60), ("rate(5 minutes)", 300),
+                                                      ("rate(2 hours)", 7200), ("rate(1 day)", 86400)])
+def test_rate_schedules_are_read_as_eventbridge_reads_them(expression, seconds):
+    assert lambda_template._schedule("F", "S", {"Schedule": expression}).rate_s == seconds
+
+
+@pytest.mark.parametrize("expression", ["rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "cron(0 * * * ? *)"])
+def test_other_schedules_are_a_template_error(expression):
+    with pytest.raises(TemplateError):
+        lambda_template._schedule("F", "S", {"Schedule": expression})

@@ -234,7 +234,7 @@ def test_the_stages_know_nothing_of_lambda_records():
 def test_a_handler_imports_powertools_and_docpipe_only():
     # A screen: no boto3, psycopg, openai or textractor; the adapters talk to those.
     handlers = [m for m in modules() if m.startswith("handlers.")]
-    assert len(handlers) == 4
+    assert len(handlers) == 5
     assert {m: outside_imports(m) - {"aws_lambda_powertools"} for m in handlers} == {m: set() for m in handlers}
     # and defines the entry and its record handler, nothing else
     for m in handlers:

@@ -117,7 +117,8 @@ def test_every_queue_has_a_dead_letter_queue(template):
         assert target.name == "GetAtt" and target.value[0] in queues and target.value[0] != name
         assert 1 <= redrive["maxReceiveCount"] <= 10
     # Every stage queue and every stage DLQ is consumed by a function.
-    assert {f"{s}{suffix}" for s in ("Preprocess", "Ocr", "Discover") for suffix in ("Queue", "DLQ")} <= consumed
+    stages = ("Preprocess", "Ocr", "Discover", "Purge")
+    assert {f"{s}{suffix}" for s in stages for suffix in ("Queue", "DLQ")} <= consumed
 
 
 def test_visibility_is_at_least_six_times_the_functions_timeout(template):
@@ -144,7 +145,8 @@ def test_runtime_handlers_and_sizes(template):
         handlers.add(module)
         assert function["Properties"]["MemorySize"], f"{name}: MemorySize per stage"
         assert function["Properties"]["Timeout"], f"{name}: Timeout per stage"
-    assert handlers == {"handlers.preprocess", "handlers.ocr", "handlers.discover", "handlers.failures"}
+    assert handlers == {
+        "handlers.preprocess", "handlers.ocr", "handlers.discover", "handlers.purge", "handlers.failures"}
 
 
 def test_concurrency_caps_for_textract_and_the_llm(template):
@@ -219,6 +221,12 @@ def test_least_privilege(template):
     conditions = template["Conditions"]
     assert repr(conditions["StoreFhirBundles"]) == "!Equals [!Ref 'FhirOutput', 'storage']"
     assert template["Parameters"]["FhirOutput"]["Default"] == "none"
+    # Erasure: only the purge function deletes objects, and it reads none
+    deleters = {name for name, f in functions(template).items()
+                if "s3:DeleteObject" in {a for s in literal_statements(f) for a in _actions(s)}}
+    assert deleters == {"PurgeFunction"}
+    purge_actions = {a for s in literal_statements(functions(template)["PurgeFunction"]) for a in _actions(s)}
+    assert not {"s3:GetObject", "s3:PutObject"} & purge_actions
 
 
 def test_each_function_may_schedule_retries_on_its_own_queues_only(template):
@@ -246,7 +254,7 @@ def test_alarms_on_dlq_depth_and_oldest_message_age(template):
         by_metric.setdefault(p["MetricName"], set()).add(p["Dimensions"][0]["Value"].value[0])
     dlqs = {n for n in resources(template, "AWS::SQS::Queue") if n.endswith("DLQ") or "DeadLetters" in n}
     assert dlqs <= by_metric["ApproximateNumberOfMessagesVisible"]
-    assert {"PreprocessQueue", "OcrQueue", "DiscoverQueue"} <= by_metric["ApproximateAgeOfOldestMessage"]
+    assert {"PreprocessQueue", "OcrQueue", "DiscoverQueue", "PurgeQueue"} <= by_metric["ApproximateAgeOfOldestMessage"]
 
 
 # --- packaging: what `sam build` zips -----------------------------------------------------
@@ -274,11 +282,22 @@ def test_stage_queues_deliver_for_the_whole_retry_budget(template):
     fails, the queue's own visibility timeout alone spaces the deliveries at least as far."""
     settings = Settings()
     queues = resources(template, "AWS::SQS::Queue")
-    stage_queues = {name: q for name, q in queues.items() if name in ("PreprocessQueue", "OcrQueue", "DiscoverQueue")}
-    assert len(stage_queues) == 3
+    stage_queues = {name: q for name, q in queues.items()
+                    if name in ("PreprocessQueue", "OcrQueue", "DiscoverQueue", "PurgeQueue")}
+    assert len(stage_queues) == 4
     for name, queue in stage_queues.items():
         count = queue["Properties"]["RedrivePolicy"]["maxReceiveCount"]
         assert count == settings.max_receive_count, name
         assert (count - 1) * queue["Properties"]["VisibilityTimeout"] >= settings.retry_budget_s, name
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert "MAX_RECEIVE_COUNT" not in env and "RETRY_DELAY_S" not in env  # defaults: the ones checked here
+
+
+def test_the_purge_function_also_runs_on_a_schedule(template):
+    # An app's plain DELETE is recorded by a trigger, not a message: a scheduled scan purges it.
+    events = functions(template)["PurgeFunction"]["Properties"]["Events"]
+    schedules = [e["Properties"]["Schedule"] for e in events.values() if e["Type"] == "Schedule"]
+    assert schedules == ["rate(1 minute)"]
+    # The final sweep waits out the longest function (ERASURE_FINAL_SWEEP_S's default)
+    longest = max(prop(template, f, "Timeout") for f in functions(template).values())
+    assert Settings().erasure_final_sweep_s > longest
