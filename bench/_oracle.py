@@ -216,7 +216,8 @@ def _print_plan(plan: dict, with_pdf: bool) -> tuple[list[tuple[str, str]], list
     return texts, truth, pdf if with_pdf else None
 
 
-def _clinical_truth(name: str, plans: list[dict], with_pdf: bool = False, page_limit: int | None = None) -> Truth:
+def _clinical_truth(name: str, plans: list[dict], with_pdf: bool = False, page_limit: int | None = None,
+                    skip: int = 0) -> Truth:
     import pymupdf
 
     texts: list[tuple[str, str]] = []
@@ -241,10 +242,13 @@ def _clinical_truth(name: str, plans: list[dict], with_pdf: bool = False, page_l
         for data in pdfs:
             with pymupdf.open(stream=data, filetype="pdf") as part:
                 merged.insert_pdf(part)
+        if skip:
+            merged.delete_pages(from_page=0, to_page=skip - 1)
         if page_limit is not None and merged.page_count > page_limit:
             merged.delete_pages(from_page=page_limit, to_page=merged.page_count - 1)
         pdf = merged.tobytes(garbage=3, no_new_id=True)
         merged.close()
+    texts, owner = texts[skip:], owner[skip:]
     if page_limit is not None:
         texts, owner = texts[:page_limit], owner[:page_limit]
     pages = [PageText(page_number=n, text=t, engine="native" if e == "native" else e) for n, (t, e) in
@@ -269,24 +273,26 @@ def clinical_packets(count: int = 24, seed: int = 6, part: str = "dev") -> list[
     return [_clinical_truth(p["name"], [p]) for p in _clinical.plan(docs, part, count, seed)]
 
 
-def long_document(pages: int, seed: int = 6, with_pdf: bool = False) -> Truth:
+def long_document(pages: int, seed: int = 6, with_pdf: bool = False, skip: int = 1) -> Truth:
     """A document of exactly ``pages`` pages: clinical development packets one after another
-    (plans of later seeds when one runs out), as a patient's whole record uploaded at once."""
+    (plans of later seeds when one runs out), as a patient's whole record uploaded at once,
+    less its first ``skip`` pages (from the first packet: without that page, two-page documents
+    start on even pages and more of them cross the edges of 20-page windows)."""
     from bench import _clinical
 
     docs = _clinical.sources()
     plans: list[dict] = []
     total = 0
     round_ = 0
-    while total < pages:
+    while total < pages + skip:
         for p in _clinical.plan(docs, "dev", 24, seed + 1000 * round_):
             p = {**p, "items": [{**i, "blank_after": False} for i in p["items"]]}  # no blank page to OCR
             plans.append(p)
             total += len(_print_plan(p, False)[0])
-            if total >= pages:
+            if total >= pages + skip:
                 break
         round_ += 1
-    return _clinical_truth(f"long-{pages}", plans, with_pdf=with_pdf, page_limit=pages)
+    return _clinical_truth(f"long-{pages}", plans, with_pdf=with_pdf, page_limit=pages, skip=skip)
 
 
 def generated_packets(count: int = 16, seed: int = 6) -> list[Truth]:

@@ -164,7 +164,8 @@ def _discovering_file(db, truth) -> uuid.UUID:
 
 def _deliver(deps, sfid: uuid.UUID, receive_count: int):
     msg = QueueMessage("discover", f"m-{receive_count}", "rh", json.dumps({"shell_file_id": str(sfid)}), receive_count)
-    record = SQSRecord(sqs_event([msg], "arn:aws:sqs:us-east-1:000000000000:docpipe-discover", "us-east-1")["Records"][0])
+    event = sqs_event([msg], "arn:aws:sqs:us-east-1:000000000000:docpipe-discover", "us-east-1")
+    record = SQSRecord(event["Records"][0])
     return handle_record(Stage.DISCOVER, record, discover.run, deps)
 
 

@@ -60,7 +60,8 @@ def test_a_concurrent_window_shows_the_page_before_as_context_not_to_be_assigned
     from shared.encounters.openai.prompt import CONTEXT_SYSTEM_PROMPT, context_window_messages
     from shared.encounters.openai.windows import Document, context_before
 
-    texts = {1: "Riverside Clinic note, page 1", 2: "Riverside Clinic note, page 2", 3: "", 4: "Riverside Clinic, page 4"}
+    texts = {1: "Riverside Clinic note, page 1", 2: "Riverside Clinic note, page 2", 3: "",
+             4: "Riverside Clinic, page 4"}
     doc = Document([PageText(page_number=n, text=t, engine="native") for n, t in texts.items()])
 
     context = context_before(doc, [4], 1)  # the last readable page before the window: the blank one is skipped

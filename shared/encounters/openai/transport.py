@@ -7,8 +7,9 @@ remain, so windows already paid for are not thrown away by a short throttle; pas
 ``ThrottledError`` / ``DependencyUnavailableError`` with ``retry_after_s`` set to the hint and
 the queue delivers the message again. A Retry-After is shared by every window of the document
 through one ``Throttle``: the windows read side by side all wait it out before their next call,
-so a throttled account is not asked again by the others meanwhile. An answer cut off by its length, or a window larger than
-the model's context, is ``TooLong``; a malformed, refused or empty answer is ``BadAnswer``.
+so a throttled account is not asked again by the others meanwhile. An answer cut off by its
+length, or a window larger than the model's context, is ``TooLong``; a malformed, refused or
+empty answer is ``BadAnswer``.
 
 Tokens are counted for every call, malformed answers included. Logs carry window page numbers,
 attempts, token counts, durations and request ids; never prompts or answers.
