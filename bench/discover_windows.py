@@ -6,7 +6,8 @@ window as a perfect reader would, from the truth of the encounter bench's develo
 after a set latency (a model's 2 to 10 s). It tests docpipe's windows and reconciliation, not
 any model: every figure below is printed with that note.
 
-Parts (``--parts``, all by default):
+Parts (``--parts``; by default ``wall`` and ``oracle``, about four minutes; ``--full`` all four,
+about twenty):
 
 - ``wall``: Pass 0.5's wall time (``OpenAiEncounters.discover`` through the real ``openai``
   client over HTTP) on documents of 20, 142, 500 and 1,000 pages (clinical development packets
@@ -18,22 +19,24 @@ Parts (``--parts``, all by default):
   10 s a call within half of the discover function's ``Timeout`` (template.yaml).
   By default sequential skips 500 and 1,000 pages at 5 and 10 s (8 and 4 minutes of waiting
   each); ``--full`` runs them. The groups run side by side (each document and latency on its
-  own, the two modes one after the other), so the default part takes about two minutes.
+  own, the two modes one after the other), so the default part takes under three minutes.
 - ``oracle``: every development packet (clinical and generated), windows of 2 and 20 pages:
   with the perfect reader, the packets returned exactly as their truth; with a noisy one
   (``--noise 0.05``, three times as often at window edges), the bench's scores (boundary F1,
   type, date and identity accuracy) and the fields that differ from the truth, sequential and
   concurrent side by side.
-- ``lambda``: a 1,000-page PDF through ``template.yaml`` in its production configuration
+- ``lambda`` (``--full``): a 1,000-page PDF through ``template.yaml`` in its production configuration
   (``docpipe lambda``: EncounterProvider=openai, Textract answering with a recorded response,
   the database through PgBouncer) with the oracle at 10 s a call: the discover invocation's
   REPORT duration against its Timeout, its memory against MemorySize, every window's call.
-- ``container``: the same PDF through ``docpipe worker --burst`` (the container's worker, a
+- ``container`` (``--full``): the same PDF through ``docpipe worker --burst`` (the container's worker, a
   child per message, as render.yaml deploys it: CHILD_MEMORY_MB=400, STAGE_TIMEOUT_S=600) on a
   local stack: the discover stage's duration.
 
-Writes bench/results/discover_windows.json and .png. Timing is latency-driven (the oracle
-sleeps), so a busy machine moves the figures little; the reconciliation's milliseconds are CPU.
+Writes bench/results/discover_windows.json and .png (a run of some parts keeps the others'
+figures from the last run, each part with the time it was measured). Timing is latency-driven
+(the oracle sleeps), so a busy machine moves the figures little; the reconciliation's
+milliseconds are CPU.
 
     .venv/bin/python bench/discover_windows.py [--full] [--parts wall,oracle,lambda,container]
         [--pages 20 142 500 1000] [--latencies 2 5 10] [--concurrency 8] [--noise 0.05]
@@ -399,10 +402,10 @@ def plot(report: dict, path: Path) -> None:
                         label=f"{mode}, {latency:.0f} s a call")
     timeout = report["discover_timeout_s"]
     ax.axhline(timeout / 2, color="black", lw=0.8, ls=":", label=f"half the discover Timeout ({timeout / 2:.0f} s)")
-    for where, marker in (("lambda", "s"), ("container", "^")):
+    for where, marker, colour, dx in (("lambda", "s", "tab:blue", -25), ("container", "^", "tab:purple", 25)):
         if report.get(where, {}).get("discover_duration_s") is not None:
-            ax.plot([report[where]["pages"]], [report[where]["discover_duration_s"]], marker, color="tab:blue",
-                    markersize=9, label=f"{where}: 1,000 pages, 10 s a call")
+            ax.plot([report[where]["pages"] + dx], [report[where]["discover_duration_s"]], marker, color=colour,
+                    markersize=9, label=f"{where}: discover, {report[where]['pages']:,} pages, 10 s a call")
     ax.set_xlabel("pages")
     ax.set_ylabel("Pass 0.5 wall time, s")
     ax.set_yscale("log")
@@ -442,8 +445,10 @@ def plot(report: dict, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="sequential at 500 and 1,000 pages at every latency too")
-    parser.add_argument("--parts", default=",".join(PARTS), help="a comma-separated subset of " + ",".join(PARTS))
+    parser.add_argument("--full", action="store_true", help="sequential at 500 and 1,000 pages at every "
+                        "latency too, and the lambda and container parts")
+    parser.add_argument("--parts", default=None,
+                        help="a comma-separated subset of " + ",".join(PARTS) + " (default: wall,oracle; --full: all)")
     parser.add_argument("--pages", type=int, nargs="+", default=[20, 142, 500, 1000])
     parser.add_argument("--latencies", type=float, nargs="+", default=[2.0, 5.0, 10.0])
     parser.add_argument("--window", type=int, default=20, help="LLM_PAGES_PER_WINDOW")
@@ -454,7 +459,8 @@ def main() -> int:
     parser.add_argument("--long-pages", type=int, default=1000, help="the Lambda and container document")
     parser.add_argument("--timeout", type=float, default=1800.0, help="for the Lambda and container runs")
     args = parser.parse_args()
-    parts = set(args.parts.split(","))
+    everything = {"wall", "oracle", *(("lambda", "container") if args.full else ())}
+    parts = set(args.parts.split(",")) if args.parts else everything
     from shared.observability import logger as _  # noqa: F401 - its handler, held at WARNING below
 
     docpipe_log = logging.getLogger("docpipe")
