@@ -218,6 +218,10 @@ def read_windows(
     return reconciler.result(), window_count
 
 
+# A window answered side by side: its pages, the context pages it was shown, its answer.
+Read = tuple[list[int], list[int], Answered]
+
+
 def read_windows_concurrently(
     doc: Document,
     pages_per_window: int,
@@ -225,14 +229,26 @@ def read_windows_concurrently(
     max_concurrency: int,
     context_pages: int = 1,
 ) -> tuple[list[Draft], int]:
+    """``ask_windows_concurrently`` then ``reconcile``: the drafts in page order and the number
+    of windows answered."""
+    answers = ask_windows_concurrently(doc, pages_per_window, ask, max_concurrency, context_pages)
+    return reconcile(answers), len(answers)
+
+
+def ask_windows_concurrently(
+    doc: Document,
+    pages_per_window: int,
+    ask: Callable[[list[int], list[int]], Answered],
+    max_concurrency: int,
+    context_pages: int = 1,
+) -> list[Read]:
     """Every window asked at once, at most ``max_concurrency`` in flight (``ask(window,
-    context)``), then reconciled in page order; the drafts in page order and the number of
-    windows answered.
+    context)``); the answered windows in page order.
 
     The first failure stops windows not yet started; those in flight finish (their answers are
     paid for, and kept by ``ask``), then it is raised. A window too long for the model is asked
     again as two halves, each with its own context."""
-    answers: dict[int, tuple[list[int], list[int], Answered]] = {}  # first page -> window, context, answer
+    answers: dict[int, Read] = {}  # by first page
     failure: BaseException | None = None
     with concurrent.futures.ThreadPoolExecutor(max(1, max_concurrency), thread_name_prefix="window") as pool:
         running: dict[concurrent.futures.Future, tuple[list[int], list[int]]] = {}
@@ -266,11 +282,15 @@ def read_windows_concurrently(
                         other.cancel()
     if failure is not None:
         raise failure
+    return [answers[first] for first in sorted(answers)]
+
+
+def reconcile(answers: Sequence[Read]) -> list[Draft]:
+    """The windows read side by side, placed in page order (whatever order they came back in)."""
     reconciler = Reconciler()
-    for first in sorted(answers):
-        _, context, answer = answers[first]
+    for _, context, answer in sorted(answers, key=lambda read: read[0][0]):
         reconciler.place(answer, context[-1] if context else None)
-    return reconciler.result(), len(answers)
+    return reconciler.result()
 
 
 def check(
