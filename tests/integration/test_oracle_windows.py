@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
 import pytest
@@ -90,7 +91,7 @@ def test_every_development_packet_comes_back_as_its_truth(clinical, generated, o
 def test_windows_go_out_side_by_side_at_most_the_setting_at_once(generated, oracle):
     truth = max(generated, key=lambda t: t.page_count)
     oracle.use(truth)
-    oracle.latency_s = 0.15
+    oracle.latency_s = 0.4  # long enough for four calls to overlap on a busy machine
     windows = len(range(0, truth.page_count, 3))
     assert windows >= 6
 
@@ -176,8 +177,15 @@ def test_a_long_throttle_keeps_the_windows_answered_and_the_redelivery_pays_only
     # longer than an invocation waits while the windows beside it are answered
     truth = max(generated, key=lambda t: t.page_count)
     oracle.use(truth)
-    oracle.latency_s = 0.2
-    oracle.script.append(lambda call: (429, {"Retry-After": "37"}, {"error": {"message": "slow down"}}))
+    oracle.latency_s = 0.5
+
+    def throttle_once_the_others_are_in_flight(call):
+        deadline = time.monotonic() + 10
+        while len(oracle.calls) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 429, {"Retry-After": "37"}, {"error": {"message": "slow down"}}
+
+    oracle.script.append(throttle_once_the_others_are_in_flight)
     windows = len(range(0, truth.page_count, 3))
     deps = stack_deps.with_parts(encounters=provider(oracle, "concurrent", window=3, concurrency=4))
     sfid = _discovering_file(deps.db, truth)
