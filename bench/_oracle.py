@@ -25,6 +25,10 @@ page of a window's edges: a boundary moved by a page, a date dropped, a field le
 same window gets the same noise whichever way it is read.
 
 ``compare`` lists where a discovery differs from the truth (empty: the truth exactly).
+
+It is long (~700 lines) because it is a whole model's stand-in, in one place for the tests and
+the bench: the truth of two packet families, the printed forms of dates and fields, the noise,
+and an HTTP server that checks its own answers against the request's schema.
 """
 
 from __future__ import annotations
