@@ -147,7 +147,9 @@ class Database(abc.ABC):
         has text. True for exactly one caller however many race."""
 
     @abc.abstractmethod
-    def page_texts(self, shell_file_id: uuid.UUID) -> list[PageText]: ...
+    def page_texts(self, shell_file_id: uuid.UUID, boxes: bool = True) -> list[PageText]:
+        """Every page's text in page order; with ``boxes=False`` without its words and lines
+        (what Pass 0.5 reads: a 1,000-page file's boxes alone outgrow a 512 MB function)."""
 
     @abc.abstractmethod
     def complete_discovery(self, manifest: Manifest) -> bool:

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout_s: float = Field(default=60.0, gt=0)
     llm_pages_per_window: int = Field(default=20, ge=1, le=200)
+    # Windows read side by side (each shown the page before it as context) and reconciled after
+    # every answer, or one after another with a hand-off (the comparison, and the old behaviour).
+    llm_window_mode: Literal["concurrent", "sequential"] = "concurrent"
+    llm_max_concurrency: int = Field(
+        default=8, ge=1, le=64, description="a file's windows in flight at once (concurrent mode): a 142-page "
+        "file in one round at 20 pages a window; times the files discovered at once (DiscoverMaxConcurrency, "
+        "WORKER_CONCURRENCY), within the account's requests and tokens per minute",
+    )
+    llm_context_pages: int = Field(
+        default=1, ge=1, le=5, description="readable pages before a window shown to it as context, not to be "
+        "assigned (concurrent mode): how an encounter crossing the window's edge is joined",
+    )
     llm_input_usd_per_mtok: float = Field(default=0.15, ge=0)
     llm_output_usd_per_mtok: float = Field(default=0.60, ge=0)
     # FHIR R4 (shared/fhir): storage, the discover stage stores each completed file's transaction

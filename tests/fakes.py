@@ -161,8 +161,9 @@ class InMemoryDb(Database):
                 return True
             return False
 
-    def page_texts(self, sfid):
-        return [t for (f, _), t in sorted(self.texts.items(), key=lambda kv: kv[0][1]) if f == sfid]
+    def page_texts(self, sfid, boxes=True):
+        texts = [t for (f, _), t in sorted(self.texts.items(), key=lambda kv: kv[0][1]) if f == sfid]
+        return texts if boxes else [t.model_copy(update={"words": [], "lines": []}) for t in texts]
 
     def complete_discovery(self, manifest):
         with self._lock:

@@ -310,10 +310,11 @@ class PostgresDb(Database):
         )
         return bool(rows)
 
-    def page_texts(self, shell_file_id: uuid.UUID) -> list[PageText]:
+    def page_texts(self, shell_file_id: uuid.UUID, boxes: bool = True) -> list[PageText]:
         rows = self._execute(
-            "select page_number, engine, text, lines, words, confidence, duration_ms, flag, ink_coverage,"
-            " layout, tables, cost_usd from ocr_text_extractions where shell_file_id = %s order by page_number",
+            "select page_number, engine, text, confidence, duration_ms, flag, ink_coverage, layout, tables,"
+            + (" lines, words," if boxes else "")
+            + " cost_usd from ocr_text_extractions where shell_file_id = %s order by page_number",
             (shell_file_id,),
         )
         return [

@@ -226,6 +226,8 @@ def _parameter_values(raw: dict, overrides: dict[str, str]) -> dict[str, str]:
             raise TemplateError(f"parameter {name}={value!r} does not match {pattern}")
         if spec.get("Type") == "Number" and "MinValue" in spec and float(value) < float(spec["MinValue"]):
             raise TemplateError(f"parameter {name}={value} is below its MinValue {spec['MinValue']}")
+        if spec.get("Type") == "Number" and "MaxValue" in spec and float(value) > float(spec["MaxValue"]):
+            raise TemplateError(f"parameter {name}={value} is above its MaxValue {spec['MaxValue']}")
         values[name] = value
     return values
 

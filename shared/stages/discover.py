@@ -36,7 +36,7 @@ def run(msg: DiscoverMessage, deps: Deps, attempt: int = 1) -> int | str | None:
         return "skipped"
     if row.status != FileStatus.DISCOVERING or not row.page_count:
         raise NotReadyError(f"file is {row.status.value}, not discovering")
-    texts = deps.db.page_texts(row.id)
+    texts = deps.db.page_texts(row.id, boxes=False)  # Pass 0.5 reads text; the boxes of 1,000 pages outgrow it
     if len(texts) < row.page_count:
         raise NotReadyError(f"{len(texts)} of {row.page_count} pages have text")
 

@@ -230,3 +230,64 @@ def test_lambda_up_serves_until_sigterm_and_prints_the_summary(samples_dir, tmp_
     assert re.search(r"^PreprocessFunction REPORT RequestId: ", stderr, re.M)
     assert "Lambda compute:" in stderr and "PreprocessFunction" in stderr.split("Lambda compute:")[0]
     assert os.path.isdir(tmp_path / "lambda")
+
+
+def test_production_configuration_reads_a_long_document_s_windows_side_by_side(
+    tmp_path, local_stack, supabase_storage, textract
+):
+    # Given a 142-page record (the encounter bench's clinical development packets one after
+    # another) and the oracle model answering every window 8 s late, as a model does: it tests
+    # the windows and their reconciliation, not any model
+    from bench import _oracle
+
+    if not _oracle.clinical_available():
+        pytest.skip("../shared/corpus/text is absent")
+    truth = _oracle.long_document(142, with_pdf=True)
+    pdf = tmp_path / "record.pdf"
+    pdf.write_bytes(truth.pdf)
+    latency = 8.0
+    with _oracle.OracleModel([truth], latency_s=latency) as oracle:
+        # When a user runs the template in its production configuration on it
+        result = docpipe(
+            "lambda", "process", "--json",
+            "--template", REPO / "template.yaml",
+            "--data-dir", tmp_path / "lambda",
+            "--database-url", local_stack.database_url,
+            "--parameter-overrides", "EncounterProvider=openai", "StorageBackend=supabase",
+            f"SupabaseUrl={supabase_storage.env['SUPABASE_URL']}", f"StorageBucketName=docpipe-{uuid.uuid4().hex[:8]}",
+            "PreprocessMaxConcurrency=2", "OcrMaxConcurrency=2", "DiscoverMaxConcurrency=2",
+            "--supabase-service-role-key", supabase_storage.env["SUPABASE_SERVICE_ROLE_KEY"],
+            "--openai-base-url", oracle.base_url,
+            "--textract-endpoint-url", textract.url,
+            "--timeout", "400",
+            pdf,
+            timeout=600,
+        )
+        calls = oracle.calls_of(truth.name)
+        at_once = oracle.max_in_flight.get(truth.name)
+    logs = tmp_path / "lambda" / "logs"
+    assert result.returncode == 0, result.stderr[-4000:] + "".join(
+        (logs / f"{f}.log").read_text()[-1500:] for f in FUNCTIONS if (logs / f"{f}.log").exists()
+    )
+    (report,) = lines(result)
+    assert report["status"] == "completed" and report["page_count"] == 142
+
+    # Then every window's call is in the function's log (8 windows of 20 pages, all at once) ...
+    windows = [(a, min(a + 19, 142)) for a in range(1, 143, 20)]
+    answered = re.findall(r'"message":"model answered".*?"first_page":(\d+),"last_page":(\d+)',
+                          (logs / "DiscoverFunction.log").read_text())
+    assert sorted((int(a), int(b)) for a, b in answered) == windows
+    assert sorted((c.first_page, c.last_page) for c in calls) == windows and at_once == len(windows)
+    # ... the invocation lasted about one call, cold start and all (one after another, eight) ...
+    durations = [float(d) for d in re.findall(r"^DiscoverFunction REPORT RequestId: \S+\tDuration: ([\d.]+) ms",
+                                              result.stderr, re.M)]
+    assert durations and latency * 1000 <= max(durations) < 2 * latency * 1000, durations
+    # ... and the file holds the oracle's encounters: the record's truth, exactly
+    from shared.adapters.postgres import PostgresDb
+    from shared.models import Discovery
+
+    manifest = PostgresDb(local_stack.database_url).manifest(uuid.UUID(report["shell_file_id"]))
+    discovery = Discovery(encounters=manifest.encounters, provider="openai",
+                          identity_conflict=manifest.identity_conflict)
+    assert _oracle.compare(truth, discovery) == []
+    assert sum(n >= 2 for n in _oracle.windows_spanned(truth, 20).values()) >= 3  # encounters across window edges

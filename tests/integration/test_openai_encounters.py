@@ -108,6 +108,7 @@ class Seen:
     carried: dict | None
     note: str | None
     schema_name: str
+    context: list[int] = dataclasses.field(default_factory=list)  # concurrent windows: the pages shown before
 
 
 class FakeOpenAi:
@@ -184,15 +185,18 @@ class FakeOpenAi:
         messages = body.get("messages", [])
         need(messages and messages[0]["role"] == "system", "no system message")
         user = messages[1]["content"] if len(messages) > 1 else ""
-        pages = [int(n) for n in re.findall(r'<page number="(\d+)"', user)]
+        pages = [int(n) for n in re.findall(r'<page number="(\d+)"(?: blank="true")?>', user)]
+        context = [int(n) for n in re.findall(r'<page number="(\d+)" context="true">', user)]
         need(bool(pages) and pages == list(range(pages[0], pages[0] + len(pages))), f"pages {pages} not a window")
         need(len(pages) <= self.window, f"window of {len(pages)} pages")
+        need(all(n < pages[0] for n in context), f"context {context} not before the window")
         m = re.search(r"This window holds pages (\d+) to (\d+)", user)
         need(m is not None and [int(m[1]), int(m[2])] == [pages[0], pages[-1]], "window header")
         carried = re.search(r"<carried>(.*?)</carried>", user, re.S)
-        need(carried is not None, "no hand-off")
+        need(carried is not None or "Context (the last pages before this window" in user, "no hand-off, no context")
         note = messages[2]["content"] if len(messages) > 2 else None
-        return Seen(body.get("model"), pages, json.loads(carried[1]) if carried else None, note, js.get("name", ""))
+        return Seen(body.get("model"), pages, json.loads(carried[1]) if carried else None, note, js.get("name", ""),
+                    context)
 
     def answer(self, path: str, body: dict) -> Reply:
         seen = self.check(path, body)
@@ -212,7 +216,7 @@ class FakeOpenAi:
     def oracle(self, seen: Seen) -> dict:
         """The right answer for the window, from the truth (a perfect model)."""
         pages = seen.pages
-        carried_last = None
+        carried_last = seen.context[-1] if seen.context else None
         if seen.carried:
             carried_last = int(re.findall(r"\d+", seen.carried["pages"])[-1])
         groups: list[tuple[TrueEncounter, list[int]]] = []
@@ -315,8 +319,10 @@ def server(packet):
     assert fake.problems == [], fake.problems
 
 
-def provider(server: FakeOpenAi, window: int = 20, timeout: float = 10.0, **kwargs) -> OpenAiEncounters:
+def provider(server: FakeOpenAi, window: int = 20, timeout: float = 10.0, mode: str = "concurrent",
+             **kwargs) -> OpenAiEncounters:
     settings = Settings(
+        llm_window_mode=mode,
         encounter_provider="openai",
         openai_api_key="sk-test",
         openai_base_url=server.base_url,
@@ -339,20 +345,28 @@ def assignment(discovery, page_count: int) -> dict[int, int | None]:
 # --- windows and the hand-off -----------------------------------------------------------------
 
 
-def test_120_pages_in_windows_keep_encounters_across_boundaries_whole(server, packet, caplog, capfd):
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+def test_120_pages_in_windows_keep_encounters_across_boundaries_whole(server, packet, caplog, capfd, mode):
     pages, truth = packet
     caplog.set_level(logging.DEBUG)  # the SDK's DEBUG logs would carry the prompt
 
-    discovery = provider(server).discover(pages)
+    discovery = provider(server, mode=mode).discover(pages)
 
-    # Six windows of 20 pages, in order, each carrying the hand-off of the one before.
-    assert [(s.pages[0], s.pages[-1]) for s in server.requests] == [(a, a + 19) for a in range(1, 121, 20)]
-    assert server.requests[0].carried is None
-    assert server.requests[1].carried["pages"] == "5-20" and server.requests[1].carried[
-        "previous_window_says_it_continues"
-    ]
-    assert server.requests[2].carried["pages"] == "31-40"
-    assert server.requests[3].carried["pages"] == "31-60"  # stay2, merged over two windows already
+    windows = sorted(server.requests, key=lambda s: s.pages[0])
+    assert [(s.pages[0], s.pages[-1]) for s in windows] == [(a, a + 19) for a in range(1, 121, 20)]
+    if mode == "sequential":
+        # Six windows of 20 pages, in order, each carrying the hand-off of the one before.
+        assert server.requests == windows
+        assert server.requests[0].carried is None
+        assert server.requests[1].carried["pages"] == "5-20" and server.requests[1].carried[
+            "previous_window_says_it_continues"
+        ]
+        assert server.requests[2].carried["pages"] == "31-40"
+        assert server.requests[3].carried["pages"] == "31-60"  # stay2, merged over two windows already
+    else:
+        # Six windows at once, each shown the page before it as context, none a hand-off.
+        assert [s.context for s in windows] == [[], [20], [40], [60], [80], [100]]
+        assert all(s.carried is None for s in windows)
 
     # One encounter per true encounter, with exactly its pages: nothing split at 20|21, 40|41, 60|61, 80|81.
     got = {tuple(map(tuple, e.page_ranges)): e for e in discovery.encounters}
@@ -402,7 +416,7 @@ def test_window_size_is_a_setting(server, packet):
     pages, _ = packet
     server.window = 50
     discovery = provider(server, window=50).discover(pages)
-    assert [(s.pages[0], s.pages[-1]) for s in server.requests] == [(1, 50), (51, 100), (101, 120)]
+    assert sorted((s.pages[0], s.pages[-1]) for s in server.requests) == [(1, 50), (51, 100), (101, 120)]
     assert len(discovery.encounters) == 9
 
 
@@ -423,7 +437,7 @@ def test_an_answer_cut_off_by_length_splits_the_window(server, packet):
         return None
 
     server.script.extend([long_for_big_windows] * 3)
-    discovery = provider(server).discover(pages[:40])
+    discovery = provider(server, mode="sequential").discover(pages[:40])  # the script answers in call order
     windows = [(s.pages[0], s.pages[-1]) for s in server.requests]
     assert windows[:3] == [(1, 20), (1, 10), (11, 20)]
     got = sorted(tuple(map(tuple, e.page_ranges)) for e in discovery.encounters)
@@ -483,7 +497,8 @@ def test_context_length_exceeded_splits_the_window(server, packet):
     pages, _ = packet
     server.script.append(error(400, code="context_length_exceeded"))
     discovery = provider(server).discover(pages[:20])
-    assert [(s.pages[0], s.pages[-1]) for s in server.requests] == [(1, 20), (1, 10), (11, 20)]
+    windows = [(s.pages[0], s.pages[-1], s.context) for s in server.requests]
+    assert windows[0] == (1, 20, []) and sorted(windows[1:]) == [(1, 10, []), (11, 20, [10])]  # halves at once
     assert [tuple(map(tuple, e.page_ranges)) for e in discovery.encounters][-1] == ((5, 20),)
 
 
@@ -522,7 +537,7 @@ def test_window_relative_page_numbers_are_asked_again(server, packet):
         return answer
 
     server.oracle_tweak = relative
-    discovery = provider(server).discover(pages[:40])
+    discovery = provider(server, mode="sequential").discover(pages[:40])  # "the second window" in call order
     assert [(s.pages[0], s.note is not None) for s in server.requests] == [(1, False), (21, False), (21, True)]
     assert "absolute page numbers 21 to 40" in server.requests[2].note
     assert ((5, 27),) in [tuple(map(tuple, e.page_ranges)) for e in discovery.encounters]

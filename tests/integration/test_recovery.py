@@ -272,15 +272,16 @@ def test_two_copies_of_a_discover_message_at_once_pay_the_model_once(stack_deps,
 
 
 def test_a_throttle_after_window_k_keeps_the_k_paid_windows(stack_deps, llm):
-    """A 120-page document in six windows; the endpoint throttles (a long Retry-After) on the
-    fourth. The redelivery asks only windows four to six: the three paid for are kept."""
+    """A 120-page document in six windows read one after another; the endpoint throttles (a long
+    Retry-After) on the fourth. The redelivery asks only windows four to six: the three paid for
+    are kept. (Side by side: test_oracle_windows.py, the windows in flight are kept.)"""
 
     from shared.errors import ThrottledError
     from tests.integration.test_openai_encounters import _deliver, error, provider
 
     server, pages = llm
     sfid = _discovering_on_postgres(stack_deps.db, pages)
-    deps = stack_deps.with_parts(encounters=provider(server))
+    deps = stack_deps.with_parts(encounters=provider(server, mode="sequential"))
     server.script.extend([lambda seen: None] * 3 + [error(429, {"Retry-After": "600"})])
     with pytest.raises(ThrottledError):
         _deliver(deps, sfid, 1)

@@ -18,7 +18,7 @@ Transform: AWS::Serverless-2016-10-31
 Parameters:
   Mode: {Type: String, Default: plain, AllowedValues: [plain, fancy]}
   Name: {Type: String, AllowedPattern: "^[a-z]+$"}
-  Workers: {Type: Number, Default: 3, MinValue: 2}
+  Workers: {Type: Number, Default: 3, MinValue: 2, MaxValue: 64}
 Conditions:
   Fancy: !Equals [!Ref Mode, fancy]
 Globals:
@@ -100,6 +100,7 @@ def test_globals_conditions_no_value_get_att_and_dynamic_references(small):
         ({"Name": "App"}, "does not match"),
         ({"Name": "app", "Mode": "odd"}, "is not one of"),
         ({"Name": "app", "Workers": "1"}, "below its MinValue"),
+        ({"Name": "app", "Workers": "65"}, "above its MaxValue"),
         ({"Name": "app", "Nope": "x"}, "not in the template"),
     ],
 )

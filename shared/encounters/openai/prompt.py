@@ -1,8 +1,12 @@
 """The words the model reads: the system prompt (the rules), the user message for one window
 (its page texts, cut at ``MAX_PAGE_CHARS``, each after its Textract layout blocks where it has
-them, and the carried-forward encounter), and the re-ask
-after an unusable answer. The window cache is keyed by these exact messages: a change here
-makes every cached answer stale."""
+them, and the carried-forward encounter), and the re-ask after an unusable answer.
+
+Two variants of the window message, one per way of reading (``windows``): sequential, with a
+summary of the encounter carried forward from the window before; concurrent, with the readable
+page(s) just before the window as context (``<page ... context="true">``, never to be assigned),
+the carried-forward encounter being the one on them. The window cache is keyed by these exact
+messages: a change here makes every cached answer stale."""
 
 from __future__ import annotations
 
@@ -45,15 +49,44 @@ You see one window of pages at a time, with absolute page numbers. Rules:
 - Set open_encounter_continues if the last encounter seems to continue after this window.
 """
 
+# Concurrent windows: the same rules, but what came before is shown as pages, not summarised.
+CONTEXT_SYSTEM_PROMPT = SYSTEM_PROMPT.replace(
+    """- The carried-forward encounter is the last one found before this window. If the first pages of
+  this window continue it, set continues_open_encounter on that encounter.
+""",
+    """- Pages marked context="true" are the last pages before this window, read with the window before
+  it and shown only so you can see whether this window's first pages continue them. Never put a
+  context page in an encounter or in unassigned_pages, and take no field or evidence from it.
+- The carried-forward encounter is the one on the context pages. If the first pages of this window
+  continue it (the same document: same stay, visit, test or letter, same patient), set
+  continues_open_encounter on that encounter; a new letterhead, title, "Page 1 of N" or patient
+  starts a new one.
+""",
+)
+
 
 def window_messages(
     window: Sequence[int], doc: Document, carried: Draft | None, max_page_chars: int
 ) -> list[dict[str, str]]:
-    """The system prompt and the window's user message."""
+    """The system prompt and the window's user message (sequential: the hand-off)."""
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": window_prompt(window, doc, carried, max_page_chars)},
     ]
+
+
+def context_window_messages(
+    window: Sequence[int], doc: Document, context: Sequence[int], max_page_chars: int
+) -> list[dict[str, str]]:
+    """The system prompt and the window's user message (concurrent: the pages before as context)."""
+    parts = [
+        f"The document has {doc.page_count} pages. This window holds pages {window[0]} to {window[-1]}.",
+        "Context (the last pages before this window, not to be assigned; none at the start):",
+        *[_page(n, doc, max_page_chars, context=True) for n in context],
+        "Pages:",
+        *[_page(n, doc, max_page_chars) for n in window],
+    ]
+    return [{"role": "system", "content": CONTEXT_SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(parts)}]
 
 
 def window_prompt(window: Sequence[int], doc: Document, carried: Draft | None, max_page_chars: int) -> str:
@@ -63,15 +96,18 @@ def window_prompt(window: Sequence[int], doc: Document, carried: Draft | None, m
         f"<carried>{json.dumps(carried.summary() if carried else None)}</carried>",
         "Pages:",
     ]
-    for n in window:
-        text = doc.texts[n]
-        if n not in doc.readable:
-            parts.append(f'<page number="{n}" blank="true"></page>')
-            continue
-        if len(text) > max_page_chars:
-            text = text[:max_page_chars] + "\n[... rest of page cut]"
-        parts.append(f'<page number="{n}">\n{_layout(doc.layout.get(n))}{text}\n</page>')
+    parts += [_page(n, doc, max_page_chars) for n in window]
     return "\n".join(parts)
+
+
+def _page(n: int, doc: Document, max_page_chars: int, context: bool = False) -> str:
+    text = doc.texts[n]
+    if n not in doc.readable:
+        return f'<page number="{n}" blank="true"></page>'
+    if len(text) > max_page_chars:
+        text = text[:max_page_chars] + "\n[... rest of page cut]"
+    mark = ' context="true"' if context else ""
+    return f'<page number="{n}"{mark}>\n{_layout(doc.layout.get(n))}{text}\n</page>'
 
 
 def _layout(blocks) -> str:

@@ -1,27 +1,36 @@
 """``OpenAiEncounters``: the ``EncounterProvider`` that puts the parts together. For each window
-(``windows.read_windows``) it sends the ``prompt`` (``transport.complete``), checks the answer
-(``windows.check``), asks once more with the reason when it is unusable, and keeps every answer
-in the window cache as soon as it is paid for; then it finishes the encounters
-(``review.finish``), counts tokens and cost, and checks the result builds a ``Manifest``."""
+(``windows.read_windows_concurrently``, or ``windows.read_windows`` one after another) it sends
+the ``prompt`` (``transport.complete``), checks the answer (``windows.check``), asks once more
+with the reason when it is unusable, and keeps every answer in the window cache as soon as it is
+paid for; then it finishes the encounters (``review.finish``), counts tokens and cost, and checks
+the result builds a ``Manifest``."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import openai
 from pydantic import ValidationError
 
 from shared.encounters import review
-from shared.encounters.openai.prompt import MAX_PAGE_CHARS, reask_messages, window_messages
+from shared.encounters.openai.prompt import MAX_PAGE_CHARS, context_window_messages, reask_messages, window_messages
 from shared.encounters.openai.schema import BadAnswer, WindowAnswer
-from shared.encounters.openai.transport import Usage, build_client, complete
-from shared.encounters.openai.windows import Answered, Document, Draft, check, read_windows
+from shared.encounters.openai.transport import Throttle, Usage, build_client, complete
+from shared.encounters.openai.windows import (
+    Answered,
+    Document,
+    Draft,
+    check,
+    ask_windows_concurrently,
+    read_windows,
+    reconcile,
+)
 from shared.errors import ModelAnswerInvalidError
 from shared.models import Discovery, Manifest, PageText
 from shared.observability import logger
@@ -54,9 +63,14 @@ class OpenAiEncounters(EncounterProvider):
         max_wait_s: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
         max_page_chars: int = MAX_PAGE_CHARS,
+        window_mode: Literal["concurrent", "sequential"] = "concurrent",
+        max_concurrency: int = 8,
+        context_pages: int = 1,
     ) -> None:
         if pages_per_window < 1:
             raise ValueError("pages_per_window must be at least 1")
+        if window_mode not in ("concurrent", "sequential"):
+            raise ValueError(f"window_mode must be concurrent or sequential, not {window_mode!r}")
         self._client = client
         self.model = model
         self.pages_per_window = pages_per_window
@@ -66,7 +80,9 @@ class OpenAiEncounters(EncounterProvider):
         self.max_wait_s = max_wait_s
         self._sleep = sleep
         self.max_page_chars = max_page_chars
-        self._local = threading.local()  # the window cache of the discover() call on this thread
+        self.window_mode = window_mode
+        self.max_concurrency = max(1, max_concurrency)
+        self.context_pages = max(1, context_pages)
 
     @classmethod
     def from_settings(cls, settings, api_key: str | None = None) -> OpenAiEncounters:
@@ -79,6 +95,9 @@ class OpenAiEncounters(EncounterProvider):
             pages_per_window=settings.llm_pages_per_window,
             input_usd_per_mtok=settings.llm_input_usd_per_mtok,
             output_usd_per_mtok=settings.llm_output_usd_per_mtok,
+            window_mode=settings.llm_window_mode,
+            max_concurrency=settings.llm_max_concurrency,
+            context_pages=settings.llm_context_pages,
         )
 
     # --- the document --------------------------------------------------------------------
@@ -86,19 +105,27 @@ class OpenAiEncounters(EncounterProvider):
     def discover(self, pages: list[PageText], window_cache: Any = None) -> Discovery:
         """``window_cache`` (``get(key)``, ``put(key, answer, input_tokens, output_tokens)``)
         keeps each answer as soon as it is paid for, keyed by the model and the exact request:
-        a later call for the same document replays the answers it has and asks only the rest."""
-        self._local.cache = window_cache
-        try:
-            return self._discover(pages)
-        finally:
-            self._local.cache = None
-
-    def _discover(self, pages: list[PageText]) -> Discovery:
+        a later call for the same document replays the answers it has and asks only the rest.
+        It is called from the threads that read the windows side by side."""
         doc = Document(pages)
         usage = Usage()
-        drafts, window_count = read_windows(
-            doc, self.pages_per_window, lambda window, carried: self._ask(window, doc, carried, usage)
-        )
+        reading = _Reading(doc, usage, window_cache, Throttle())
+        started = time.perf_counter()
+        if self.window_mode == "sequential":  # each window placed as it is answered
+            drafts, window_count = read_windows(
+                doc, self.pages_per_window, lambda window, carried: self._ask(reading, window, carried=carried)
+            )
+            read_ms = (time.perf_counter() - started) * 1000
+        else:
+            answers = ask_windows_concurrently(
+                doc,
+                self.pages_per_window,
+                lambda window, context: self._ask(reading, window, context=context),
+                self.max_concurrency,
+                self.context_pages,
+            )
+            read_ms = (time.perf_counter() - started) * 1000
+            drafts, window_count = reconcile(answers), len(answers)
         cost = usage.cost_usd(self.input_usd_per_mtok, self.output_usd_per_mtok)
         encounters, conflict = review.finish([d.encounter() for d in drafts], doc.pages)
         discovery = Discovery(
@@ -119,24 +146,36 @@ class OpenAiEncounters(EncounterProvider):
             "encounters discovered by the model",
             extra={
                 "pages": len(doc.numbers),
+                "window_mode": self.window_mode,
                 "windows": window_count,
                 "calls": usage.calls,
                 "encounters": len(discovery.encounters),
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
                 "cost_usd": discovery.cost_usd,
+                "windows_ms": round(read_ms, 1),
+                # from the last answer to the discovery: placing the windows, review, the manifest check
+                "reconcile_ms": round((time.perf_counter() - started) * 1000 - read_ms, 1),
             },
         )
         return discovery
 
     # --- one window -----------------------------------------------------------------------
 
-    def _ask(self, window: list[int], doc: Document, carried: Draft | None, usage: Usage) -> Answered:
-        messages = window_messages(window, doc, carried, self.max_page_chars)
+    def _ask(
+        self, reading: _Reading, window: list[int], carried: Draft | None = None, context: Sequence[int] | None = None
+    ) -> Answered:
+        doc = reading.doc
+        if context is None:
+            messages = window_messages(window, doc, carried, self.max_page_chars)
+            can_continue = carried is not None
+        else:
+            messages = context_window_messages(window, doc, context, self.max_page_chars)
+            can_continue = bool(context)
         for ask in range(1, MAX_ASKS + 1):
             try:
-                answer = self._call(messages, window, usage, ask)
-                drafts, repairs, continuing = check(answer, window, doc, carried)
+                answer = self._call(reading, messages, window, ask)
+                drafts, repairs, continuing = check(answer, window, doc, can_continue)
             except BadAnswer as exc:
                 logger.warning(
                     "model answer unusable",
@@ -153,6 +192,7 @@ class OpenAiEncounters(EncounterProvider):
                 extra={
                     "first_page": window[0],
                     "last_page": window[-1],
+                    "context_pages": len(context or ()),
                     "ask": ask,
                     "encounters": len(drafts),
                     "continues": continuing is not None,
@@ -163,23 +203,35 @@ class OpenAiEncounters(EncounterProvider):
             return tagged, answer.open_encounter_continues
         raise AssertionError("unreachable")
 
-    def _call(self, messages: list[dict[str, str]], window: list[int], usage: Usage, ask: int) -> WindowAnswer:
+    def _call(self, reading: _Reading, messages: list[dict[str, str]], window: list[int], ask: int) -> WindowAnswer:
         """The window cache's answer to exactly these messages, else the model's (then cached)."""
-        cache = getattr(self._local, "cache", None)
+        cache = reading.cache
         key = hashlib.sha256(json.dumps([self.model, messages]).encode()).hexdigest() if cache is not None else ""
         saved = cache.get(key) if cache is not None else None
         if saved is not None:
             # Paid for by an earlier delivery: counted in this discovery's tokens, not asked again.
-            usage.input_tokens += saved["input_tokens"]
-            usage.output_tokens += saved["output_tokens"]
+            reading.usage.count(saved["input_tokens"], saved["output_tokens"])
             logger.info("window answer reused", extra={"first_page": window[0], "last_page": window[-1], "ask": ask})
             return WindowAnswer.model_validate(saved["answer"])
-        before = (usage.input_tokens, usage.output_tokens)
-        answer = complete(
-            self._client, self.model, messages, window=window, usage=usage, ask=ask,
-            max_attempts=self.max_attempts, max_wait_s=self.max_wait_s, sleep=self._sleep,
-        )
+        call = Usage()  # this call's tokens: the shared count moves under other windows meanwhile
+        try:
+            answer = complete(
+                self._client, self.model, messages, window=window, usage=call, ask=ask,
+                max_attempts=self.max_attempts, max_wait_s=self.max_wait_s, sleep=self._sleep,
+                throttle=reading.throttle,
+            )
+        finally:
+            reading.usage.count(call.input_tokens, call.output_tokens, calls=call.calls)
         if cache is not None:
-            cache.put(key, answer.model_dump(mode="json"), usage.input_tokens - before[0],
-                      usage.output_tokens - before[1])
+            cache.put(key, answer.model_dump(mode="json"), call.input_tokens, call.output_tokens)
         return answer
+
+
+@dataclasses.dataclass
+class _Reading:
+    """One discover() call: the document, its token count, its window cache, its shared throttle."""
+
+    doc: Document
+    usage: Usage
+    cache: Any
+    throttle: Throttle

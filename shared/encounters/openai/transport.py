@@ -5,8 +5,11 @@ The client has ``max_retries=0``; this module owns backoff. A 429 or 5xx waits f
 endpoint's Retry-After (or 1, 2, 4 s) while the wait fits in ``max_wait_s`` and attempts
 remain, so windows already paid for are not thrown away by a short throttle; past that it raises
 ``ThrottledError`` / ``DependencyUnavailableError`` with ``retry_after_s`` set to the hint and
-the queue delivers the message again. An answer cut off by its length, or a window larger than
-the model's context, is ``TooLong``; a malformed, refused or empty answer is ``BadAnswer``.
+the queue delivers the message again. A Retry-After is shared by every window of the document
+through one ``Throttle``: the windows read side by side all wait it out before their next call,
+so a throttled account is not asked again by the others meanwhile. An answer cut off by its
+length, or a window larger than the model's context, is ``TooLong``; a malformed, refused or
+empty answer is ``BadAnswer``.
 
 Tokens are counted for every call, malformed answers included. Logs carry window page numbers,
 attempts, token counts, durations and request ids; never prompts or answers.
@@ -19,6 +22,7 @@ import datetime as dt
 import email.utils
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,25 +46,53 @@ logging.getLogger("openai").setLevel(max(logging.getLogger("openai").level, logg
 
 @dataclasses.dataclass
 class Usage:
+    """Calls and tokens; safe to add to from the threads that read windows side by side."""
+
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, usage: Any) -> tuple[int, int]:
         """Count a call's usage (an SDK object or a raw JSON dict; None when the server gave none)."""
-        self.calls += 1
         if usage is None:
-            return 0, 0
-        if isinstance(usage, dict):
+            inp, out = 0, 0
+        elif isinstance(usage, dict):
             inp, out = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
         else:
             inp, out = usage.prompt_tokens or 0, usage.completion_tokens or 0
-        self.input_tokens += int(inp)
-        self.output_tokens += int(out)
+        self.count(int(inp), int(out), calls=1)
         return int(inp), int(out)
+
+    def count(self, input_tokens: int, output_tokens: int, calls: int = 0) -> None:
+        with self._lock:
+            self.calls += calls
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
 
     def cost_usd(self, input_usd_per_mtok: float, output_usd_per_mtok: float) -> float:
         return (self.input_tokens * input_usd_per_mtok + self.output_tokens * output_usd_per_mtok) / 1e6
+
+
+class Throttle:
+    """One Retry-After for all the windows of a document: the latest hint an endpoint gave
+    holds every window's next call until it has passed (``hold``; ``pending`` before each call)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._resume_at = 0.0
+
+    def hold(self, seconds: float) -> float:
+        """Hold every window for ``seconds`` from now (the latest hint wins); the hold's id."""
+        with self._lock:
+            self._resume_at = self._clock() + seconds
+            return self._resume_at
+
+    def pending(self) -> tuple[float, float]:
+        """The current hold's id and the seconds left of it (0 when none)."""
+        with self._lock:
+            return self._resume_at, max(0.0, self._resume_at - self._clock())
 
 
 def build_client(api_key: str, base_url: str | None, timeout_s: float) -> openai.OpenAI:
@@ -85,11 +117,25 @@ def complete(
     max_attempts: int,
     max_wait_s: float,
     sleep: Callable[[float], None],
+    throttle: Throttle | None = None,
 ) -> WindowAnswer:
-    """One answer from the model, waiting out short throttles; ``BadAnswer`` if malformed."""
+    """One answer from the model, waiting out short throttles (its own, and through ``throttle``
+    the other windows'); ``BadAnswer`` if malformed."""
     extra: dict[str, Any] = {} if _reasoning_model(model) else {"temperature": 0}
+    throttle = throttle or Throttle()
     waited = 0.0
+    held = 0.0  # the hold this window has already waited out
     for attempt in range(1, max_attempts + 1):
+        hold, left = throttle.pending()
+        if left > 0 and hold != held:
+            if waited + left > max_wait_s:
+                # Another window's throttle outlasts what this invocation waits: the message
+                # comes back after it, and the windows answered meanwhile are kept.
+                raise ThrottledError("the model endpoint is throttling this account", round(left, 3))
+            logger.info("window held by a throttle", extra={"first_page": window[0], "wait_s": round(left, 3)})
+            sleep(round(left, 3))
+            waited += left
+            held = hold
         t0 = time.perf_counter()
         try:
             raw = _parse_api(sdk).with_raw_response.parse(
@@ -113,6 +159,8 @@ def complete(
                     "retry_after_s": wait if isinstance(error, RetryableError) else None,
                 },
             )
+            if isinstance(error, RetryableError) and error.retry_after_s is not None:
+                held = throttle.hold(wait)  # the endpoint's hint holds every window, this one too
             if give_up or waited + wait > max_wait_s:
                 raise error from exc
             sleep(wait)

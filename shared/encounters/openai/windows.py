@@ -1,17 +1,30 @@
 """The document read in windows of pages, and the encounters reconciled across them.
 
 ``Document`` is the page texts once per page number, with the readable ones (the blank-page
-rule of ``shared.encounters.text``). ``read_windows`` walks the windows in order, carrying the
-last encounter found (a ``Draft``) into the next window's request, merging the encounter the
-model says continues it, and splitting a window in two when it does not fit (``TooLong``).
-``check`` turns one window's answer into drafts: page numbers must be the window's own (else
-``BadAnswer``), pages claimed twice stay with the first encounter, readable pages the model
-skipped join the encounter on the page before them, blank pages belong to no encounter, and
+rule of ``shared.encounters.text``). Two ways to read it, one reconciliation:
+
+- ``read_windows`` (sequential) walks the windows in order, carrying the last encounter found
+  (a ``Draft``) into the next window's request; the model says whether the window's first
+  encounter continues it.
+- ``read_windows_concurrently`` asks every window at once (at most ``max_concurrency`` in
+  flight), each shown the readable page(s) before it as context (``context_before``), not to be
+  assigned; the model says whether the window's first encounter continues the one on them.
+
+Either way ``Reconciler`` places the answered windows in page order, after the answers, never in
+the order they came back: a continuing encounter is merged into the encounter holding the last
+page claimed before the window (dates: the earliest start and latest end; type, provider,
+facility and patient: the first part's, a part typed ``other`` taking the next part's type;
+evidence and review reasons of every part), blank pages belong to no encounter and a window
+with nothing readable is not asked (the join carries over the gap). A window that does not fit
+(``TooLong``) is read as two halves. ``check`` turns one window's answer into drafts: page
+numbers must be the window's own (else ``BadAnswer``), pages claimed twice stay with the first
+encounter, readable pages the model skipped join the encounter on the page before them, and
 every quote, date and patient field goes through ``grounding``."""
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import math
@@ -130,9 +143,56 @@ def _ranges_text(numbers: Sequence[int]) -> str:
     return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in page_ranges(numbers))
 
 
-# An answered window: its drafts, each tagged "continues" (merge into the carried-forward
-# encounter) or "new", and whether the last one runs on past the window.
+# An answered window: its drafts, each tagged "continues" (merge into the encounter before the
+# window) or "new", and whether the last one runs on past the window.
 Answered = tuple[list[tuple[str, Draft]], bool]
+
+
+class Reconciler:
+    """The answered windows placed in page order: what both ways of reading share."""
+
+    def __init__(self) -> None:
+        self.drafts: list[Draft] = []
+        self.carried: Draft | None = None  # the encounter holding the last page claimed so far
+
+    def place(self, answer: Answered, shown: int | None = None) -> None:
+        """The window's drafts, a continuing one merged into the encounter before the window; with
+        ``shown`` (the last context page the window was shown) only into the encounter holding
+        that page: a window that says it continues an unassigned page (a cover sheet) starts anew."""
+        found, open_after = answer
+        for role, draft in found:
+            joinable = self.carried is not None and (shown is None or shown in self.carried.pages)
+            if role == "continues" and joinable:
+                self.carried.merge(draft)
+            else:
+                self.drafts.append(draft)
+        last = max(self.drafts, key=lambda d: max(d.pages)) if self.drafts else None
+        if last is not None:
+            last.open = open_after
+        self.carried = last
+
+    def result(self) -> list[Draft]:
+        return sorted(self.drafts, key=lambda d: min(d.pages))
+
+
+def plan_windows(doc: Document, pages_per_window: int) -> list[list[int]]:
+    """The windows with something readable, in page order (a blank window is never asked)."""
+    chunks = (doc.numbers[i : i + pages_per_window] for i in range(0, len(doc.numbers), pages_per_window))
+    return [w for w in chunks if any(n in doc.readable for n in w)]
+
+
+def context_before(doc: Document, window: Sequence[int], count: int) -> list[int]:
+    """The last ``count`` readable pages before the window: what it is shown of the one before."""
+    before = [n for n in doc.numbers if n < window[0] and n in doc.readable]
+    return before[-count:] if count > 0 else []
+
+
+def _halves(window: list[int]) -> list[list[int]]:
+    if len(window) == 1:
+        raise ModelAnswerInvalidError("a single page does not fit the model's answer or context") from None
+    logger.info("window split", extra={"first_page": window[0], "last_page": window[-1]})
+    half = len(window) // 2
+    return [window[:half], window[half:]]
 
 
 def read_windows(
@@ -141,44 +201,103 @@ def read_windows(
     """Every window asked in page order (``ask(window, carried)``); the drafts in page order and
     the number of windows answered. A window with nothing readable is not asked: the hand-off
     carries over the gap."""
-    drafts: list[Draft] = []
-    windows = collections.deque(
-        doc.numbers[i : i + pages_per_window] for i in range(0, len(doc.numbers), pages_per_window)
-    )
-    carried: Draft | None = None
+    reconciler = Reconciler()
+    windows = collections.deque(plan_windows(doc, pages_per_window))
     window_count = 0
     while windows:
         window = windows.popleft()
         if not any(n in doc.readable for n in window):
-            continue  # nothing to read: no call, and the hand-off carries over the gap
+            continue  # a half of a split window with nothing to read
         try:
-            answer = ask(window, carried)
+            answer = ask(window, reconciler.carried)
         except TooLong:
-            if len(window) == 1:
-                raise ModelAnswerInvalidError("a single page does not fit the model's answer or context") from None
-            half = len(window) // 2
-            windows.extendleft([window[half:], window[:half]])
-            logger.info("window split", extra={"first_page": window[0], "last_page": window[-1]})
+            windows.extendleft(reversed(_halves(window)))
             continue
         window_count += 1
-        found, open_after = answer
-        for role, draft in found:
-            if role == "continues" and carried is not None:
-                carried.merge(draft)
-            else:
-                drafts.append(draft)
-        last = max(drafts, key=lambda d: max(d.pages)) if drafts else None
-        if last is not None:
-            last.open = open_after
-        carried = last
-    drafts.sort(key=lambda d: min(d.pages))
-    return drafts, window_count
+        reconciler.place(answer)
+    return reconciler.result(), window_count
+
+
+# A window answered side by side: its pages, the context pages it was shown, its answer.
+Read = tuple[list[int], list[int], Answered]
+
+
+def read_windows_concurrently(
+    doc: Document,
+    pages_per_window: int,
+    ask: Callable[[list[int], list[int]], Answered],
+    max_concurrency: int,
+    context_pages: int = 1,
+) -> tuple[list[Draft], int]:
+    """``ask_windows_concurrently`` then ``reconcile``: the drafts in page order and the number
+    of windows answered."""
+    answers = ask_windows_concurrently(doc, pages_per_window, ask, max_concurrency, context_pages)
+    return reconcile(answers), len(answers)
+
+
+def ask_windows_concurrently(
+    doc: Document,
+    pages_per_window: int,
+    ask: Callable[[list[int], list[int]], Answered],
+    max_concurrency: int,
+    context_pages: int = 1,
+) -> list[Read]:
+    """Every window asked at once, at most ``max_concurrency`` in flight (``ask(window,
+    context)``); the answered windows in page order.
+
+    The first failure stops windows not yet started; those in flight finish (their answers are
+    paid for, and kept by ``ask``), then it is raised. A window too long for the model is asked
+    again as two halves, each with its own context."""
+    answers: dict[int, Read] = {}  # by first page
+    failure: BaseException | None = None
+    with concurrent.futures.ThreadPoolExecutor(max(1, max_concurrency), thread_name_prefix="window") as pool:
+        running: dict[concurrent.futures.Future, tuple[list[int], list[int]]] = {}
+
+        def start(window: list[int]) -> None:
+            if any(n in doc.readable for n in window):
+                context = context_before(doc, window, context_pages)
+                running[pool.submit(ask, window, context)] = (window, context)
+
+        for window in plan_windows(doc, pages_per_window):
+            start(window)
+        while running:
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                window, context = running.pop(future)
+                if future.cancelled():
+                    continue
+                try:
+                    answers[window[0]] = (window, context, future.result())
+                except TooLong:
+                    if failure is None:
+                        try:
+                            for half in _halves(window):
+                                start(half)
+                        except ModelAnswerInvalidError as exc:
+                            failure = exc
+                except BaseException as exc:  # noqa: BLE001 - raised below, after the windows in flight
+                    failure = failure or exc
+                if failure is not None:
+                    for other in running:
+                        other.cancel()
+    if failure is not None:
+        raise failure
+    return [answers[first] for first in sorted(answers)]
+
+
+def reconcile(answers: Sequence[Read]) -> list[Draft]:
+    """The windows read side by side, placed in page order (whatever order they came back in)."""
+    reconciler = Reconciler()
+    for _, context, answer in sorted(answers, key=lambda read: read[0][0]):
+        reconciler.place(answer, context[-1] if context else None)
+    return reconciler.result()
 
 
 def check(
-    answer: WindowAnswer, window: Sequence[int], doc: Document, carried: Draft | None
+    answer: WindowAnswer, window: Sequence[int], doc: Document, can_continue: bool
 ) -> tuple[list[Draft], int, int | None]:
-    """The window's drafts, repaired; the number of repairs; the index of the continuing draft.
+    """The window's drafts, repaired; the number of repairs; the index of the continuing draft
+    (only when there is an encounter before the window to continue: ``can_continue``).
 
     Raises ``BadAnswer`` when the answer is not about this window's pages at all.
     """
@@ -263,6 +382,6 @@ def check(
             )
         )
         first_readable = readable[0] if readable else None
-        if carried is not None and continuing is None and enc.continues_open_encounter and first_readable in pages:
+        if can_continue and continuing is None and enc.continues_open_encounter and first_readable in pages:
             continuing = len(drafts) - 1
     return drafts, repairs, continuing
