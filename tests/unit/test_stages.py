@@ -267,3 +267,52 @@ def test_redelivered_preprocess_sends_no_page_twice_and_completes_once(deps, tmp
     assert sum(json.loads(b).keys() == {"shell_file_id"} for b in bodies) == 1
     assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
     assert [r.outcome for r in deps.db.runs if r.stage == Stage.DISCOVER] == ["succeeded"]
+
+
+def test_pages_read_while_preprocess_renders_and_the_file_flips_once(deps, tmp_path):
+    # Given an OCR stage so quick that it reads each page as soon as its message is sent,
+    # before preprocess has rendered the rest (and so before the file is at 'ocr')
+    deps.settings.ocr_pages_per_message = 1
+    sfid = submit(deps, _multipage_tiff(tmp_path, 5), uuid.uuid4())
+    send = deps.queue.send
+    statuses = []
+
+    def send_and_read(queue, message, delay_s=0):
+        mid = send(queue, message, delay_s)
+        if queue == Stage.OCR.value:
+            (msg,) = deps.queue.receive(Stage.OCR.value)
+            statuses.append(deps.db.get_shell_file(sfid).status)
+            handle_record(Stage.OCR, _record(Stage.OCR, msg.body), ocr.run, deps)
+        return mid
+
+    deps.queue.send = send_and_read
+    # When preprocess runs
+    (msg,) = deps.queue.receive(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, msg.body), preprocess.run, deps)
+    # Then every page was read while the file was still preprocessing, OCR sent no discover
+    # message (the file was not at 'ocr'), and preprocess, finding every page read, sent one
+    assert statuses == [FileStatus.PREPROCESSING] * 5 and sorted(deps.ocr.calls) == [1, 2, 3, 4, 5]
+    assert len(deps.queue.bodies(Stage.DISCOVER.value)) == 1
+    assert deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+    drain(deps)
+    assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
+
+
+def test_the_first_page_goes_to_ocr_before_the_rest_render(deps, tmp_path):
+    # Given a 12-page scan, when preprocess runs: the first OCR message is sent after one
+    # page is stored and written, and the later ones in runs of 2, 4 and 8 pages
+    deps.settings.ocr_pages_per_message = 1
+    submit(deps, _multipage_tiff(tmp_path, 12), uuid.uuid4())
+    rows_at_send = []
+    send = deps.queue.send
+
+    def note(queue, message, delay_s=0):
+        if queue == Stage.OCR.value:
+            rows_at_send.append((message.page_numbers[0], len(deps.db.pages_)))
+        return send(queue, message, delay_s)
+
+    deps.queue.send = note
+    (msg,) = deps.queue.receive(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, msg.body), preprocess.run, deps)
+    assert rows_at_send == [(1, 1), (2, 3), (3, 3), (4, 7), (5, 7), (6, 7), (7, 7),
+                            (8, 12), (9, 12), (10, 12), (11, 12), (12, 12)]
