@@ -38,8 +38,11 @@ from PIL import Image, ImageChops, ImageFilter, ImageMath, ImageOps
 from shared.models import OCR_EMPTY, OCR_LOW_CONFIDENCE, PageText
 
 MAX_SKEW_DEG = 6.0
-# Skew below this is left alone: Tesseract reads it as well, and a turn costs time and sharpness.
-_MIN_SKEW_DEG = 0.3
+# Skew below this is left alone: Tesseract's own line finding copes with it, and a page that
+# is prepared is read twice (as stored, and prepared: the better reading is kept). On the FUNSD
+# training forms (real scans, skews of 0.3-2 degrees) straightening from 0.3 degrees read 69 of
+# 149 pages twice for +0.8 points of mean word recall, from 1 degree 24 pages for +0.2.
+_MIN_SKEW_DEG = 1.0
 # The straightened profile must beat the page as it came by this factor; a page without
 # lines of text (a photo, a form of boxes) has no angle worth trusting.
 _MIN_SKEW_GAIN = 1.08
