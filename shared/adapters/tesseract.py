@@ -64,13 +64,17 @@ class TesseractOcr(OcrEngine):
     stored, where a viewer of the page JPEG draws them (the text reads upright).
     Without the OSD data the first reading stands. ``timeout_s`` bounds the whole page.
 
-    Tesseract reads a copy of the page made ready by ``shared.pages.prepare`` (``steps``:
-    colour ink lifted, light flattened, specks removed, fax stretched square, skew
-    straightened, each only where the page needs it); the boxes are mapped back onto the
-    image as stored. A page with ink whose reading is (almost) empty is read again, turned
-    as OSD says and as stored, and keeps the fullest reading; the result carries the page's
-    ink coverage and ``flag`` (``ocr_empty``, or ``ocr_low_confidence`` under
-    ``low_confidence``), which the file's manifest lists for review.
+    Tesseract reads the page as stored. Where ``shared.pages.prepare`` finds that the page
+    needs preparing (``steps``: colour ink lifted, light flattened, specks removed, fax
+    stretched square, skew of 1 degree or more straightened), it also reads the prepared copy,
+    and keeps that reading only if it is clearly better by the engine's own measure (the sum
+    of its word confidences, ``PREPARED_MARGIN``), its boxes mapped back onto the image as
+    stored: preparation never makes a page read worse than bare Tesseract reads it, and a
+    page that needs none is read once. A page with ink whose reading is (almost) empty is
+    read again (the other reading, turned as OSD says, as sparse text) and keeps the fullest
+    reading; the result carries the page's ink coverage and ``flag`` (``ocr_empty``, or
+    ``ocr_low_confidence`` under ``low_confidence``), which the file's manifest lists for
+    review, and ``preparation``, the steps of the reading kept.
     """
 
     name = "tesseract"
@@ -96,9 +100,18 @@ class TesseractOcr(OcrEngine):
         started = time.perf_counter()
         deadline = time.monotonic() + self._timeout_s
         with tempfile.TemporaryDirectory(prefix="docpipe-ocr-prep-") as tmp:
-            prepared = _prepared(image, self._steps)
+            # The page's checks (and its preparation, where they say so) run while Tesseract
+            # reads the page as stored, in its own process: a page that needs none costs what
+            # Tesseract costs.
+            reading = self._spawn(binary, self._reading_args(image, _PAGE_SEGMENTATION))
+            try:
+                prepared = _prepared(image, self._steps)
+            except BaseException:
+                reading.kill()
+                reading.wait()
+                raise
             ink = prepared.ink if prepared else None
-            plain, sideways = self._recognise(binary, image, page_number, deadline)
+            plain, sideways = self._parsed(self._wait(reading, page_number, deadline), page_number)
             text, used = plain, ()
             other, other_used = None, ()  # the reading not kept
             if prepared is not None and prepared.changed:
@@ -154,8 +167,12 @@ class TesseractOcr(OcrEngine):
         self, binary: str, image: Path, page_number: int, deadline: float, segmentation: str = _PAGE_SEGMENTATION
     ) -> tuple[PageText, bool]:
         """The page's text, and whether most of its words stand taller than they are wide."""
-        args = [str(image), "stdout", "-l", self._lang, "--psm", segmentation, "tsv"]
-        done = self._run(binary, args, page_number, deadline)
+        return self._parsed(self._run(binary, self._reading_args(image, segmentation), page_number, deadline), page_number)
+
+    def _reading_args(self, image: Path, segmentation: str) -> list[str]:
+        return [str(image), "stdout", "-l", self._lang, "--psm", segmentation, "tsv"]
+
+    def _parsed(self, done: subprocess.CompletedProcess, page_number: int) -> tuple[PageText, bool]:
         if done.returncode != 0:
             raise OcrFailedError(f"OCR of page {page_number} failed: tesseract exited with code {done.returncode}")
         width, height, paragraphs = _parse(done.stdout.decode("utf-8", errors="replace"), page_number)
@@ -178,22 +195,33 @@ class TesseractOcr(OcrEngine):
         return degrees if degrees in _TURN else 0
 
     def _run(self, binary: str, args: list[str], page_number: int, deadline: float) -> subprocess.CompletedProcess:
+        return self._wait(self._spawn(binary, args), page_number, deadline)
+
+    def _spawn(self, binary: str, args: list[str]) -> subprocess.Popen:
         env = {"PATH": os.path.dirname(binary) + os.pathsep + os.defpath, "OMP_THREAD_LIMIT": "1"}
-        remaining = deadline - time.monotonic()
         try:
-            if remaining <= 0:
-                raise subprocess.TimeoutExpired(binary, self._timeout_s)
-            done = subprocess.run(
-                [binary, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=remaining, check=False
+            return subprocess.Popen(
+                [binary, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
             )
-        except subprocess.TimeoutExpired as exc:
-            raise StageTimeoutError(f"OCR of page {page_number} ran past {self._timeout_s:g} s") from exc
         except OSError as exc:
             raise DependencyUnavailableError(f"the OCR program could not be started ({type(exc).__name__})") from exc
-        if done.returncode < 0:
+
+    def _wait(self, process: subprocess.Popen, page_number: int, deadline: float) -> subprocess.CompletedProcess:
+        try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(process.args, self._timeout_s)
+            out, _ = process.communicate(timeout=remaining)
+        except subprocess.TimeoutExpired as exc:
+            process.kill()
+            process.communicate()
+            raise StageTimeoutError(f"OCR of page {page_number} ran past {self._timeout_s:g} s") from exc
+        if process.returncode < 0:
             # Killed (the OOM killer, a timeout upstream): transient, unlike a page it refuses.
-            raise EngineCrashedError(f"OCR of page {page_number} failed: tesseract was killed by signal {-done.returncode}")
-        return done
+            raise EngineCrashedError(
+                f"OCR of page {page_number} failed: tesseract was killed by signal {-process.returncode}"
+            )
+        return subprocess.CompletedProcess(process.args, process.returncode, out, b"")
 
 
 # The prepared reading is kept when the sum of its word confidences (about the words it reads

@@ -3,7 +3,9 @@
 This module owns what happens to a page between the stored JPEG and the OCR engine, and
 nothing else: the stored JPEG stays as scanned, the copy made here lives in a temp dir for
 one reading. Each step is decided per page from cheap measurements and runs only where it
-was measured to pay (``bench/ocr_eval.py``, the degraded pages):
+was measured to pay (``bench/ocr_eval.py``, the degraded pages); the engine then reads both
+the page and the copy, and keeps the copy's reading only where it is clearly better
+(``shared.adapters.tesseract``): on real scans a step that fires can still read worse.
 
 - colour: on a page with coloured ink, read the brightest channel (HSV value) instead of
   luminance. Black text is dark in every channel; a red or blue stamp, a highlighter
@@ -14,8 +16,8 @@ was measured to pay (``bench/ocr_eval.py``, the degraded pages):
   near each place), so that one threshold fits the whole page;
 - speckle: lone dark specks (dust, fax noise: dark pixels with little ink around them)
   turned to paper where there are many;
-- skew: the small angle (both directions, up to ``MAX_SKEW_DEG``) at which the rows of the
-  page's ink line up best, found on a small copy with projection profiles, and the page
+- skew: the small angle (both directions, 1 to ``MAX_SKEW_DEG`` degrees) at which the rows
+  of the page's ink line up best, found on a small copy with projection profiles, and the page
   turned straight;
 - ink: the share of dark pixels, so that a page with ink and no text is never a silent
   empty page.
@@ -285,14 +287,21 @@ def skew_angle(image: Image.Image) -> float:
     if small.getextrema()[1] == 0:
         return 0.0
 
+    seen: dict[float, float] = {}
+
     def sharpness(angle: float) -> float:
-        turned = small.rotate(angle, Image.Resampling.NEAREST, expand=True, fillcolor=0)
-        rows = turned.resize((1, turned.height), Image.Resampling.BOX).tobytes()
-        return float(sum((a - b) ** 2 for a, b in zip(rows, rows[1:])))
+        angle = round(angle, 2)
+        if angle not in seen:
+            turned = small.rotate(angle, Image.Resampling.NEAREST, expand=True, fillcolor=0)
+            rows = turned.resize((1, turned.height), Image.Resampling.BOX).tobytes()
+            seen[angle] = float(sum((a - b) ** 2 for a, b in zip(rows, rows[1:])))
+        return seen[angle]
 
     level = sharpness(0.0)
     steps = round(MAX_SKEW_DEG / _COARSE_STEP)
     coarse = max((_COARSE_STEP * i for i in range(-steps, steps + 1)), key=sharpness)
+    if coarse == 0.0 and _MIN_SKEW_DEG >= _COARSE_STEP:
+        return 0.0  # the fine search would find under a degree: left alone, 21 profiles saved
     fine_steps = round(_COARSE_STEP / _FINE_STEP)
     best = max((coarse + _FINE_STEP * i for i in range(-fine_steps, fine_steps + 1)), key=sharpness)
     if abs(best) < _MIN_SKEW_DEG or sharpness(best) < _MIN_SKEW_GAIN * level:
