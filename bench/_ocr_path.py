@@ -93,15 +93,19 @@ def _become_subreaper() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _reap_orphans(timeout_s: float = 10.0) -> None:
+def _reap_orphans(timeout_s: float = 10.0, quiet_s: float = 1.0) -> None:
+    """Reap adopted descendants as they exit, until none has for ``quiet_s``."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    last = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - last < quiet_s:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             time.sleep(0.05)
+        else:
+            last = time.monotonic()
 
 
 def _children_cpu_s() -> float:
@@ -129,23 +133,24 @@ def bare(images: list[Path], concurrency: int) -> dict:
     }
 
 
-def docpipe(document: Path, concurrency: int) -> dict:
-    """``docpipe process`` on ``document`` in a fresh process and data dir; wall time, then the
-    split read back from that run's database."""
+def docpipe(document: Path, concurrency: int, tree: Path = REPO) -> dict:
+    """``docpipe process`` on ``document`` in a fresh process and data dir (the code of
+    ``tree``: this checkout, or another commit's for a before/after); wall and CPU time, then
+    the split read back from that run's database."""
     data_dir = Path(tempfile.mkdtemp(prefix="docpipe-bench-ocr-"))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     for name in ("DATABASE_URL", "AWS_ENDPOINT_URL", "SQS_ENDPOINT_URL", "S3_ENDPOINT_URL", "QUEUE_PREFIX",
                  "STORAGE_BACKEND", "LOCAL_STORAGE_DIR", "STORAGE_BUCKET"):
         env.pop(name, None)  # the command starts its own stack
     _become_subreaper()
-    _reap_orphans(0)
+    _reap_orphans(quiet_s=0)
     cpu0 = _children_cpu_s()
     started_at = time.time()
     t0 = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "shared.cli", "process", str(document), "--concurrency", str(concurrency),
          "--data-dir", str(data_dir), "--quiet", "--json"],
-        env=env, cwd=REPO, capture_output=True, text=True,
+        env=env, cwd=tree, capture_output=True, text=True,
     )
     wall = time.perf_counter() - t0
     _reap_orphans()
@@ -197,19 +202,30 @@ def _split(data_dir: Path, started_at: float) -> dict:
     }
 
 
-def ocr_path(pages: int, concurrencies: list[int], reps: int) -> dict:
+def ocr_path(pages: int, concurrencies: list[int], reps: int, before: Path | None = None) -> dict:
+    """The document through docpipe and bare Tesseract at each concurrency, ``reps`` times
+    alternated; with ``before`` (another commit's tree) that code too, in the same rounds."""
     document = scanned_document(pages)
     images = page_images(document)
     out: dict = {"pages": len(images), "document": document.name, "by_concurrency": {}}
     for concurrency in concurrencies:
         rows = []
         for rep in range(reps):  # alternate which goes first: drift on a shared machine hits both
-            order = ("bare", "docpipe") if rep % 2 == 0 else ("docpipe", "bare")
+            order = ["bare", "docpipe"] + (["before"] if before else [])
+            order = order if rep % 2 == 0 else order[::-1]
             row = {}
             for which in order:
-                row[which] = bare(images, concurrency) if which == "bare" else docpipe(document, concurrency)
+                if which == "bare":
+                    row[which] = bare(images, concurrency)
+                else:
+                    row[which] = docpipe(document, concurrency, before if which == "before" else REPO)
             row["ratio"] = round(row["docpipe"]["wall_s"] / row["bare"]["wall_s"], 3)
             row["cpu_ratio"] = round(row["docpipe"]["cpu_s"] / row["bare"]["cpu_s"], 3)
+            if before:
+                row["before_ratio"] = round(row["before"]["wall_s"] / row["bare"]["wall_s"], 3)
+                row["before_cpu_ratio"] = round(row["before"]["cpu_s"] / row["bare"]["cpu_s"], 3)
+                print(f"  before ({before}): {row['before']['wall_s']} s, ratio {row['before_ratio']};"
+                      f" CPU ratio {row['before_cpu_ratio']}", flush=True)
             rows.append(row)
             print(f"  ocr path, concurrency {concurrency}, run {rep + 1}: docpipe {row['docpipe']['wall_s']} s,"
                   f" bare {row['bare']['wall_s']} s, ratio {row['ratio']}; CPU {row['docpipe']['cpu_s']} s"
@@ -220,6 +236,11 @@ def ocr_path(pages: int, concurrencies: list[int], reps: int) -> dict:
             "ratios": [r["ratio"] for r in rows],
             "cpu_ratio": best["cpu_ratio"],
             "cpu_ratios": [r["cpu_ratio"] for r in rows],
+            "first_ocr_page_s": best["docpipe"]["first_ocr_page_s"],
+            "bare_first_page_s": best["bare"]["first_page_s"],
+            **({"before_ratio": min(r["before_ratio"] for r in rows),
+                "before_cpu_ratio": min(r["before_cpu_ratio"] for r in rows),
+                "before_first_ocr_page_s": min(r["before"]["first_ocr_page_s"] for r in rows)} if before else {}),
             "split_ms_per_page": _per_page(best, concurrency, len(images)),
             "runs": [{k: {kk: vv for kk, vv in v.items() if kk != "page_s"} if isinstance(v, dict) else v
                       for k, v in r.items()} for r in rows],
