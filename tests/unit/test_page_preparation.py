@@ -192,7 +192,7 @@ def test_lone_specks_are_removed_and_text_kept(tmp_path: Path) -> None:
 def test_boxes_land_on_the_stored_image_after_deskew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a note stored 3 degrees off level (Tesseract reads this clean page as well unturned:
     # here the straightened reading is kept whatever it reads, for its boxes)
-    monkeypatch.setattr("shared.adapters.tesseract.clearly_better", lambda ready, plain: True)
+    monkeypatch.setattr("shared.adapters.tesseract.clearly_better", lambda ready, plain, steps=(): True)
     image, _ = note_page()
     stored = skewed(image, 3.0)
     path = tmp_path / "skewed.png"

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from shared.adapters.tesseract import TesseractOcr, parse_tsv
+from shared.models import PageText
 from shared.errors import DependencyUnavailableError, EngineCrashedError, OcrFailedError, StageTimeoutError
 from shared.pages.documents import Limits, RenderedPage, open_document
 from shared.pages.sniff import sniff
@@ -493,3 +494,21 @@ def test_an_inked_page_whose_layout_finds_no_text_is_read_as_sparse_text(tmp_pat
     # Then the sparse reading is kept, and the page is not flagged empty
     assert text.text == "MANUFACTURER: Promotion" and text.flag is None
     assert [line.split()[-2] for line in calls(tmp_path)][-1] == "11"
+
+
+def test_a_straightened_reading_is_kept_unless_clearly_worse() -> None:
+    # A page straightened reads its lines in order, which the summed confidence does not show:
+    # a straightened (or colour-lifted) reading about as sure as the plain one is kept; one
+    # upscaled or despeckled must be clearly better
+    from shared.adapters.tesseract import clearly_better
+    from shared.models import Box, Word
+
+    def reading(conf: float, words: int) -> PageText:
+        box = Box(x0=0.1, y0=0.1, x1=0.2, y1=0.2)
+        return PageText(page_number=1, text="w " * words, words=[Word(text="w", box=box, confidence=conf)] * words,
+                        engine="tesseract")
+
+    plain, alike, worse = reading(0.94, 100), reading(0.95, 98), reading(0.90, 90)
+    assert clearly_better(alike, plain, ("deskew",)) and clearly_better(alike, plain, ("colour", "deskew"))
+    assert not clearly_better(worse, plain, ("deskew",))
+    assert not clearly_better(alike, plain, ("upscale",)) and not clearly_better(alike, plain, ("deskew", "flatten"))
