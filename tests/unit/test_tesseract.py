@@ -442,24 +442,32 @@ def two_readings_stand_in(tmp_path: Path, plain_conf: float, prepared_conf: floa
 
 
 @pytest.mark.parametrize(
-    ("plain_conf", "prepared_conf", "prepared_words", "kept"),
+    ("steps", "plain_conf", "prepared_conf", "prepared_words", "kept"),
     [
-        (70.0, 95.0, 2, "prepared"),  # clearly better: kept, with its steps
-        (90.0, 93.0, 2, "plain"),  # about the same: the page as stored
-        (90.0, 96.0, 1, "plain"),  # surer of fewer words: worse
+        (("despeckle",), 70.0, 95.0, 2, "prepared"),  # clearly better: kept, with its steps
+        (("despeckle",), 90.0, 93.0, 2, "plain"),  # about the same: the page as stored
+        (("despeckle",), 90.0, 96.0, 1, "plain"),  # surer of fewer words: worse
+        (("deskew",), 90.0, 88.0, 2, "prepared"),  # straightened, about the same: kept
+        (("deskew",), 90.0, 96.0, 1, "plain"),  # straightened, clearly worse
     ],
 )
 def test_the_prepared_reading_is_kept_only_where_it_reads_clearly_better(
-    tmp_path: Path, plain_conf, prepared_conf, prepared_words, kept
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps, plain_conf, prepared_conf, prepared_words, kept
 ) -> None:
-    # Given a page that preparation changes (300x150 dpi: stretched to square)
+    # Given a page that preparation changes with `steps`
+    from shared.pages.prepare import Prepared
+
+    def prepared(image, wanted):
+        return Prepared(image=Image.new("L", (40, 20), 255), stored_size=(40, 20), steps=steps, ink=0.0)
+
+    monkeypatch.setattr("shared.adapters.tesseract._prepared", prepared)
     cmd = two_readings_stand_in(tmp_path, plain_conf, prepared_conf, prepared_words)
     # When it is read
     text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
     # Then both were read, and the better one kept
     assert [line.split()[0].rsplit("/", 1)[-1] for line in calls(tmp_path)] == ["page.png", "prepared.tif"]
     if kept == "prepared":
-        assert "upscale" in text.preparation and text.confidence == pytest.approx(prepared_conf / 100)
+        assert text.preparation == list(steps) and text.confidence == pytest.approx(prepared_conf / 100)
     else:
         assert text.preparation == [] and text.confidence == pytest.approx(plain_conf / 100)
 
@@ -498,8 +506,8 @@ def test_an_inked_page_whose_layout_finds_no_text_is_read_as_sparse_text(tmp_pat
 
 def test_a_straightened_reading_is_kept_unless_clearly_worse() -> None:
     # A page straightened reads its lines in order, which the summed confidence does not show:
-    # a straightened (or colour-lifted) reading about as sure as the plain one is kept; one
-    # upscaled or despeckled must be clearly better
+    # a straightened (colour-lifted, stretched) reading about as sure as the plain one is kept;
+    # one despeckled or flattened must be clearly better
     from shared.adapters.tesseract import clearly_better
     from shared.models import Box, Word
 
@@ -511,4 +519,5 @@ def test_a_straightened_reading_is_kept_unless_clearly_worse() -> None:
     plain, alike, worse = reading(0.94, 100), reading(0.95, 98), reading(0.90, 90)
     assert clearly_better(alike, plain, ("deskew",)) and clearly_better(alike, plain, ("colour", "deskew"))
     assert not clearly_better(worse, plain, ("deskew",))
-    assert not clearly_better(alike, plain, ("upscale",)) and not clearly_better(alike, plain, ("deskew", "flatten"))
+    assert clearly_better(alike, plain, ("upscale",))
+    assert not clearly_better(alike, plain, ("despeckle",)) and not clearly_better(alike, plain, ("deskew", "flatten"))
