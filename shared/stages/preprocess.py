@@ -133,6 +133,13 @@ def _check_original_key(row) -> None:
 _ROWS_PER_WRITE = 25
 
 
+# Encoder threads. Pillow encodes without the GIL (into a file descriptor), MuPDF renders
+# holding it: two writers keep a JPEG encoding whenever the renderer has the GIL, at the cost
+# of one more page's pixels alive (three in all). Measured on a 120-page RGB text PDF: one
+# writer 1.5-1.7 s, two 1.15-1.2 s, three no better than two.
+_WRITERS = 2
+
+
 class _OcrFanOut:
     """The pages of this run that need OCR, sent once their rows are written: the first page
     alone (OCR starts after one page's render), then runs of 2, 4 and 8 pages (fewer commits
@@ -162,11 +169,6 @@ class _OcrFanOut:
             send_ocr(self._deps, self._id, self._waiting[:count])
             del self._waiting[:count]
             self._run = min(self._run * 2, self._LARGEST_RUN)
-# Encoder threads. Pillow encodes without the GIL (into a file descriptor), MuPDF renders
-# holding it: two writers keep a JPEG encoding whenever the renderer has the GIL, at the cost
-# of one more page's pixels alive (three in all). Measured on a 120-page RGB text PDF: one
-# writer 1.5-1.7 s, two 1.15-1.2 s, three no better than two.
-_WRITERS = 2
 
 
 def _store_jpeg(deps: Deps, key: str, page) -> None:
