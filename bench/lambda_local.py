@@ -14,11 +14,14 @@ priced here: see the manifest's cost). Durations are this machine's, not Lambda'
 gives a function CPU in proportion to MemorySize (a full vCPU at 1,769 MB), so the figures for
 the 512 MB functions are if anything optimistic there, and preprocess's (2,048 MB) fair.
 
-  python bench/lambda_local.py [--copies 4] [--fhir-output none|storage]
-
+`--document scan` puts one document through instead, the 142-page scan of bench/throughput.py's
+OCR path, and `--before REF` runs that commit's template and code on the same documents first:
+wall time and GB-seconds before and after (written to lambda_local_scan.{json,png}).
 `--fhir-output storage` runs the template with FhirOutput=storage (the discover function stores
 each file's FHIR Bundle beside its pages) and writes lambda_local_fhir-storage.{json,png}: run it
 beside the default to compare the discover function's duration and memory with and without.
+
+  python bench/lambda_local.py [--copies 4] [--document samples|scan] [--before REF] [--fhir-output none|storage]
 """
 
 from __future__ import annotations
@@ -47,21 +50,57 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=4, help="copies of each of the 5 samples (4: 20 documents)")
     parser.add_argument("--max-concurrency", type=int, default=2, help="cap per mapping (a 2-core machine)")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--document", choices=["samples", "scan"], default="samples",
+                        help="scan: one document instead, the 142-page scan of bench/throughput.py's OCR path")
+    parser.add_argument("--pages", type=int, default=142, help="the scan's pages (--document scan)")
+    parser.add_argument("--before", default=None,
+                        help="also run the template and code of this commit on the same documents, first")
     parser.add_argument("--fhir-output", choices=["none", "storage"], default="none",
                         help="the template's FhirOutput (storage: the discover function stores FHIR Bundles)")
     args = parser.parse_args()
 
     import docpipe_samples as samples
+
+    work = Path(tempfile.mkdtemp(prefix="docpipe-bench-lambda-"))
+    if args.document == "scan":
+        from bench._ocr_path import scanned_document
+
+        paths = [scanned_document(args.pages)]
+    else:
+        paths = []
+        for copy in range(args.copies):
+            written = samples.write_samples(work / f"copy{copy}")
+            paths += [written[name] if name in written else work / f"copy{copy}" / name for name in SAMPLES]
+    results = {}
+    if args.before:
+        from bench.throughput import _git_tree
+
+        results["before"] = run(paths, _git_tree(args.before) / "template.yaml", work / "before", args)
+        results["before"]["commit"] = args.before
+    summary = run(paths, REPO / "template.yaml", work / "after", args)
+    print_summary(summary)
+    if "before" in results:
+        b = results["before"]
+        print(f"\nbefore ({args.before}): {b['wall_s']} s wall, {b['gb_s']:.2f} GB-s;"
+              f" after: {summary['wall_s']} s wall, {summary['gb_s']:.2f} GB-s")
+        summary["before"] = b
+    name = "lambda_local" if args.document == "samples" else "lambda_local_scan"
+    if args.fhir_output != "none":
+        name += f"_fhir-{args.fhir_output}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    plot(summary, RESULTS / f"{name}.png")
+    print(f"wrote {RESULTS / (name + '.json')} and {RESULTS / (name + '.png')}")
+    return 0 if summary["completed"] == len(paths) else 1
+
+
+def run(paths: list[Path], template: Path, work: Path, args) -> dict:
+    """The documents through ``template`` (and the code beside it) on `docpipe lambda`."""
     from shared.runtime.lambda_local import LambdaLocal
     from shared.runtime.localstack import LOCAL_CREDENTIALS
     from tests.servers import TEXTRACT_FIXTURES, RecordedTextract, SchemaAnsweringOpenAi
 
     os.environ.update({**LOCAL_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"})
-    work = Path(tempfile.mkdtemp(prefix="docpipe-bench-lambda-"))
-    paths = []
-    for copy in range(args.copies):
-        written = samples.write_samples(work / f"copy{copy}")
-        paths += [written[name] if name in written else work / f"copy{copy}" / name for name in SAMPLES]
     recorded = TEXTRACT_FIXTURES / "single-page-1.png.textract.json"
     textract = RecordedTextract(recorded) if recorded.is_file() else None
     with SchemaAnsweringOpenAi() as openai_server:
@@ -69,9 +108,11 @@ def main() -> int:
             textract.__enter__()
         local = LambdaLocal(
             work / "stack",
-            REPO / "template.yaml",
+            template,
             {"EncounterProvider": "openai", "PreprocessMaxConcurrency": "2", "OcrMaxConcurrency": "2",
-             "DiscoverMaxConcurrency": "2", "FhirOutput": args.fhir_output},
+             "DiscoverMaxConcurrency": "2",
+             # a template before FhirOutput has no such parameter: named only when asked for
+             **({"FhirOutput": args.fhir_output} if args.fhir_output != "none" else {})},
             openai_base_url=openai_server.base_url,
             textract_endpoint_url=textract.url if textract else None,
             logs_dir=work / "logs",
@@ -96,7 +137,6 @@ def main() -> int:
 
     summary.update(
         {
-            "fhir_output": args.fhir_output,
             "completed": statuses.count("completed"),
             "finished": finished,
             "wall_s": round(wall_s, 1),
@@ -106,13 +146,7 @@ def main() -> int:
             "lambda_usd_per_ocr_page": summary["functions"]["OcrFunction"]["usd"] / ocr_pages if ocr_pages else None,
         }
     )
-    print_summary(summary)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "lambda_local" if args.fhir_output == "none" else f"lambda_local_fhir-{args.fhir_output}"
-    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
-    plot(summary, RESULTS / f"{name}.png")
-    print(f"wrote {RESULTS / f'{name}.json'} and {RESULTS / f'{name}.png'}")
-    return 0 if summary["completed"] == len(paths) else 1
+    return summary
 
 
 def print_summary(s: dict) -> None:

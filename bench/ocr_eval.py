@@ -112,6 +112,16 @@ TEXT_LAYER_PDFS = [
 ]
 SCORED_TEXT_PDFS = TEXT_LAYER_PDFS[:2]
 
+# The real-format medical PDFs of corpus/realfmt read as page images (reference: their text
+# layer, in reading order). The default run reads these 8 (24 pages); --full all 20 (60).
+REALFMT_DEFAULT = ["evinett_aci_visit_note_D2N001.pdf", "hl7_advance_directive_McBee.pdf",
+                   "hl7_discharge_summary_UD_sample.pdf", "hl7_labcorp_lab_report_164947.pdf",
+                   "jsl_easy_00.pdf", "jsl_easy_07.pdf", "jsl_easy_14.pdf"]
+FUNSD_FAMILY = "FUNSD forms (real scans, train split)"
+SROIE_FAMILY = "SROIE receipts (real scans)"
+REALFMT_FAMILY = "real-format medical PDFs"
+REAL_MAX_DROP = 0.02  # no page's word recall more than 2 points below bare Tesseract's
+
 TEXTRACT_SET = "Textract images, ref. Textract text"
 DEGRADED_SET = "degraded pages"
 THRESHOLDS = {"cer": 0.02, "rotated_vs_upright": 2.0, "stage_vs_bare": 1.2, "clean_stage_vs_bare": 1.3,
@@ -133,6 +143,8 @@ class Page:
     casefold: bool = False  # SROIE's transcripts are upper case by the dataset's convention
     kind: str | None = None  # degraded pages: how (bench/degraded_pages.py)
     split: str | None = None  # degraded pages: "development" or "validation"
+    family: str | None = None  # real scans: the family whose pages must never read worse than bare
+    bag: bool = False  # the reference is not in reading order (FUNSD's entity order): recall only
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -236,6 +248,7 @@ def corpus_pages(work: Path, sroie_sample: int, notes: list[str]) -> list[Page]:
             reference = "\n".join(_sroie_lines(truths[0]))
             page = one_page(image, work, "sroie-" + image.stem, "SROIE receipts (case-blind)", reference)
             page.casefold = True
+            page.family = SROIE_FAMILY
             pages.append(page)
     if sroie:
         spread = "all" if len(chosen_sroie) == len(sroie) else f"one in {step} by name"
@@ -405,6 +418,40 @@ def degraded_page_list(work: Path, per_kind: int, notes: list[str]) -> list[Page
     return pages
 
 
+def real_scan_pages(work: Path, funsd: int, realfmt_all: bool, notes: list[str]) -> list[Page]:
+    """FUNSD's training forms (real noisy scans; reference: their annotated words, a bag) and
+    the real-format PDFs' pages as images (reference: the text layer), rendered by preprocess.
+    FUNSD's 50 test forms are held out of corpus/ocr: never tuned on, not read here."""
+    pages: list[Page] = []
+    folder = OCR_CORPUS / "funsd-train"
+    names = sorted(p.stem for p in (folder / "images").glob("*.png")) if folder.is_dir() else []
+    if not names:
+        notes.append(f"FUNSD: absent ({folder}), skipped")
+    step = max(1, len(names) // funsd) if funsd else len(names) + 1
+    out = work / "real"
+    out.mkdir()
+    for name in names[::step][:funsd]:
+        annotation = json.loads((folder / "annotations" / f"{name}.json").read_text())
+        words = [w["text"].strip() for entity in annotation["form"] for w in entity["words"] if w["text"].strip()]
+        page = one_page(folder / "images" / f"{name}.png", out, f"funsd-{name}", FUNSD_FAMILY, " ".join(words))
+        page.family, page.bag = FUNSD_FAMILY, True
+        pages.append(page)
+    if names:
+        notes.append(f"FUNSD train: {len(pages)} of {len(names)} forms; its 50 test forms are held out (not in corpus)")
+    realfmt = SHARED / "corpus" / "realfmt" / "pdfs"
+    files = sorted(realfmt.glob("*.pdf")) if realfmt_all else [realfmt / n for n in REALFMT_DEFAULT]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        notes.append(f"realfmt: absent ({realfmt}), skipped")
+    for source in files:
+        for path, rendered in render(source, out, source.stem):
+            if rendered.native_text is None or not rendered.native_text.text.strip():
+                continue
+            pages.append(Page(REALFMT_FAMILY, path.stem, str(path), rendered.width, rendered.height,
+                              rendered.native_text.text, family=REALFMT_FAMILY))
+    return pages
+
+
 def textract_fixture_pages(work: Path, notes: list[str]) -> list[tuple[Page, str]]:
     """(page JPEG with Textract's own text as reference, response path) per fixture image."""
     if not TEXTRACT_FIXTURES.is_dir():
@@ -535,6 +582,25 @@ def _bare_tesseract(jpeg: str, omp_threads: str | None = "1") -> tuple[str, floa
     return out.decode("utf-8", errors="replace"), seconds, peak[0]
 
 
+BARE_CACHE = ROOT / "bench" / "results" / "cache" / "bare-tesseract"
+
+
+def _bare_cached(path: str, jpeg: bytes) -> tuple[str, float, int]:
+    """``_bare_tesseract`` of a page image, kept by the image's hash and Tesseract's version."""
+    import hashlib
+
+    version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    key = hashlib.sha256(version.encode() + jpeg).hexdigest()[:24]
+    cached = BARE_CACHE / f"{key}.json"
+    if cached.is_file():
+        data = json.loads(cached.read_text())
+        return data["text"], data["seconds"], data["rss_kb"]
+    text, seconds, rss = _bare_tesseract(path)
+    BARE_CACHE.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps({"text": text, "seconds": seconds, "rss_kb": rss}))
+    return text, seconds, rss
+
+
 EMPTY_MAX_CHARS = 10  # letters and digits: a reading with fewer is an empty page (as the adapter counts)
 
 
@@ -560,8 +626,13 @@ def tesseract_worker(pages: list[Page], repeat: int, omp_sample: int) -> dict:
             jpeg = Path(page.jpeg).read_bytes()
             stage_s, bare_s, bare_rss = [], [], []
             text = bare_text = None
-            for round_ in range(repeat):
-                if (index + round_) % 2 == 0:
+            for round_ in range(1 if page.family and page.family != SROIE_FAMILY else repeat):
+                if page.family and page.family != SROIE_FAMILY:
+                    # Real scans are read for their words: bare Tesseract's reading of a page
+                    # image does not change, and is cached by the image's hash.
+                    read, seconds = stage.read(jpeg, page.width, page.height)
+                    bare = _bare_cached(page.jpeg, jpeg)
+                elif (index + round_) % 2 == 0:
                     read, seconds = stage.read(jpeg, page.width, page.height)
                     bare = _bare_tesseract(page.jpeg)
                 else:
@@ -583,6 +654,8 @@ def tesseract_worker(pages: list[Page], repeat: int, omp_sample: int) -> dict:
                 "flag": first.flag,
                 "ink_coverage": first.ink_coverage,
                 "preparation": first.preparation,
+                "family": page.family,
+                "bag": page.bag,
                 "_text": text,
                 "_bare_text": bare_text,
             }
@@ -770,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--omp-sample", type=int, default=2, help="pages also timed with OpenMP's default threads")
     parser.add_argument("--degraded", type=int, default=2,
                         help="degraded pages of each kind in each part, development and validation (default 2)")
+    parser.add_argument("--funsd", type=int, default=149, help="FUNSD training forms to read (default all 149)")
+    parser.add_argument("--full", action="store_true", help="every real-format PDF (60 pages), 3 degraded pages a kind")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="where corpus/ and fixtures/ are")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
@@ -795,8 +870,11 @@ def main(argv: list[str] | None = None) -> int:
         corpus = corpus_pages(work, args.sroie, notes)
         text_pages, text_layer = text_pdf_pages(work, notes)
         fixtures = textract_fixture_pages(work, notes)
+        if args.full:
+            args.degraded = max(args.degraded, 3)
         degraded = degraded_page_list(work, args.degraded, notes) if args.degraded else []
-        tesseract_pages = corpus + text_pages + [page for page, _ in fixtures if page.jpeg] + degraded
+        real = real_scan_pages(work, args.funsd, args.full, notes)
+        tesseract_pages = corpus + text_pages + [page for page, _ in fixtures if page.jpeg] + degraded + real
         print(f"pages: {len(tesseract_pages)} for Tesseract ({len(degraded)} degraded), "
               f"{len(fixtures)} Textract replays; "
               f"text-layer PDFs: {text_layer['files']} files, {text_layer['pages']} pages")
@@ -819,7 +897,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes: list[str], args, elapsed: float):
     degraded_rows = [row for row in tesseract["rows"] if row.get("kind")]
-    rows = [row for row in tesseract["rows"] if not row.get("kind")]
+    real_rows = [row for row in tesseract["rows"] if row.get("family") in (FUNSD_FAMILY, REALFMT_FAMILY)]
+    rows = [row for row in tesseract["rows"] if not row.get("kind") and row not in real_rows]
     sets: list[dict] = []
     for name in dict.fromkeys(row["set"] for row in rows):
         members = [row for row in rows if row["set"] == name]
@@ -898,6 +977,15 @@ def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes
               THRESHOLDS["validation_max_cer"], validation["max_cer"] <= THRESHOLDS["validation_max_cer"])
         check("13", "validation: pages empty without a flag", validation["empty_unflagged"], 0,
               validation["empty_unflagged"] == 0)
+    real = real_report(real_rows + [row for row in rows if row.get("family") == SROIE_FAMILY])
+    for family, figures in real.items():
+        check("23", f"{family}: mean word recall >= bare's", f"{figures['recall']:.4f} vs {figures['bare_recall']:.4f}",
+              "bare", figures["recall"] >= figures["bare_recall"])
+        if figures.get("cer") is not None:
+            check("23", f"{family}: CER <= bare's", f"{figures['cer']:.4f} vs {figures['bare_cer']:.4f}", "bare",
+                  figures["cer"] <= figures["bare_cer"])
+        check("23", f"{family}: pages more than 2 points of recall below bare (worst {figures['worst_page']})",
+              figures["pages_below"], 0, figures["pages_below"] == 0)
     if textract:
         stage = textract["throttle"]["stage"]
         first, second = stage["first_delivery"], stage["second_delivery"]
@@ -929,11 +1017,42 @@ def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes
             **({"textract: OCR stage process": textract["process_peak_rss_kb"] / 1024} if textract else {}),
         },
         "degraded": degraded,
+        "real_scans": real,
         "text_layer": text_layer,
         "textract_throttle": textract["throttle"] if textract else None,
         "checks": checks,
-        "pages": rows + degraded_rows + (textract["rows"] if textract else []),
+        "pages": rows + degraded_rows + real_rows + (textract["rows"] if textract else []),
     }
+
+
+def real_report(rows: list[dict]) -> dict:
+    """Per real-scan family: mean page word recall and (reading-order references) CER, against
+    bare Tesseract on the same images; pages more than REAL_MAX_DROP below bare; the worst."""
+
+    def recall(row: dict, prefix: str = "") -> float:
+        return 1 - row[prefix + "words_missed"] / max(1, row[prefix + "words"])
+
+    out = {}
+    for family in dict.fromkeys(r["family"] for r in rows):
+        members = [r for r in rows if r["family"] == family]
+        drops = [(recall(r) - recall(r, "bare_"), r["name"]) for r in members]
+        worst = min(drops)
+        bag = all(r.get("bag") for r in members)
+        out[family] = {
+            "pages": len(members),
+            "recall": statistics.fmean(recall(r) for r in members),
+            "bare_recall": statistics.fmean(recall(r, "bare_") for r in members),
+            "cer": None if bag else rates(members)["cer"],
+            "bare_cer": None if bag else rates(members, "bare_")["cer"],
+            "pages_below": sum(d < -REAL_MAX_DROP for d, _ in drops),
+            "pages_above": sum(d > REAL_MAX_DROP for d, _ in drops),
+            "worst_drop": worst[0],
+            "worst_page": worst[1],
+            "prepared_kept": sum(bool(r["preparation"]) for r in members),
+            "stage_s_per_page": statistics.fmean(r["stage_s"] for r in members),
+            "bare_s_per_page": statistics.fmean(r["bare_s"] for r in members),
+        }
+    return out
 
 
 def degraded_report(rows: list[dict]) -> dict:
@@ -1014,13 +1133,26 @@ def print_report(report: dict) -> None:
     d = report["degraded"]
     if d:
         print_degraded(d)
-    print("\nchecks (issue 5 and 13, 'It must show'):")
+    if report.get("real_scans"):
+        print_real(report["real_scans"])
+    print("\nchecks (issues 5, 13 and 23, 'It must show'):")
     for c in report["checks"]:
         figure = _pct(c["figure"]) if isinstance(c["figure"], float) and c["item"] == "1" else c["figure"]
         if isinstance(figure, float):
             figure = f"{figure:.3f}"
         limit = _pct(c["limit"]) if isinstance(c["limit"], float) and c["item"] == "1" else c["limit"]
         print(f"  [{'PASS' if c['pass'] else 'FAIL'}] {c['item']}. {c['what']}: {figure} (limit {limit})")
+
+
+def print_real(real: dict) -> None:
+    print("\nreal scans, per family: the OCR stage against bare `tesseract IMG stdout` on the same page images"
+          " (word recall per page, mean; CER where the reference is in reading order)")
+    print(f"{'family':40} {'pages':>5} {'recall':>7} {'bare':>7} {'CER':>7} {'bare':>7} {'<-2pt':>5} {'>+2pt':>5}"
+          f" {'worst':>7} {'prepared':>8} {'s/page':>6} {'bare':>6}")
+    for family, f in real.items():
+        print(f"{family[:40]:40} {f['pages']:5d} {f['recall']:7.4f} {f['bare_recall']:7.4f} {_pct(f['cer']):>7}"
+              f" {_pct(f['bare_cer']):>7} {f['pages_below']:5d} {f['pages_above']:5d} {100 * f['worst_drop']:+6.1f}p"
+              f" {f['prepared_kept']:8d} {f['stage_s_per_page']:6.2f} {f['bare_s_per_page']:6.2f}")
 
 
 def print_degraded(d: dict) -> None:

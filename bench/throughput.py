@@ -14,9 +14,18 @@
 3. A one-page document through the worker against the bare loop: the per-file cost of a
    fresh child (start, import PyMuPDF), the rows, storage and the next stage's message.
 
-Prints a table, writes bench/results/throughput.{json,png}.
+4. The OCR path (``bench/_ocr_path.py``): a 142-page scan through ``docpipe process
+   --concurrency N`` against bare ``tesseract`` on the same page images, N at a time, at
+   N = 1 and 2, side by side (wall and CPU seconds, alternated); the time to the first OCR'd
+   page; each page's cost split into engine, the adapter's own work, the stage and the
+   hand-off. ``--before REF`` runs that commit's docpipe in the same rounds.
 
-    python bench/throughput.py [--tiny 100] [--pages 120] [--reps 3]
+Prints a table, writes bench/results/throughput.{json,png}. Scan, page images: cached in
+bench/results/cache. About 8 minutes on two idle cores; ``--full`` repeats each comparison 3
+times (the best ratio of each is reported) and times preprocess with 5 repetitions.
+
+    python bench/throughput.py [--tiny 100] [--pages 120] [--reps 3] [--ocr-pages 142]
+        [--ocr-concurrency 1,2] [--ocr-reps 1] [--before REF] [--only ocr|preprocess] [--full]
 """
 
 from __future__ import annotations
@@ -169,7 +178,16 @@ def plot(data: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    panels = [k for k in ("overhead", "throughput", "ocr_path") if k in data]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    axes = dict(zip(panels, axes[0]))
+    if "ocr_path" in data:
+        _plot_ocr_path(data["ocr_path"], axes["ocr_path"])
+    if "overhead" not in data:
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+        return
+    a, b = axes["overhead"], axes["throughput"]
     per = data["overhead"]["per_message_ms"]
     a.boxplot([per["in-process"], per["forkserver"]], tick_labels=["in-process", "forkserver child"], showfliers=False)
     a.set_ylabel("ms per tiny message")
@@ -188,21 +206,93 @@ def plot(data: dict, out: Path) -> None:
     fig.savefig(out, dpi=120)
 
 
+def _plot_ocr_path(ocr: dict, ax) -> None:
+    rows = ocr["by_concurrency"]
+    xs = list(range(len(rows)))
+    labels = [f"concurrency {c}" for c in rows]
+    best = [min(rows[c]["runs"], key=lambda r: r["ratio"]) for c in rows]
+    ax.bar([x - 0.27 for x in xs], [r["bare"]["wall_s"] for r in best], 0.27, label="bare tesseract")
+    ax.bar(xs, [r["docpipe"]["wall_s"] for r in best], 0.27, label="docpipe process")
+    if all("before" in r for r in best):
+        ax.bar([x + 0.27 for x in xs], [r["before"]["wall_s"] for r in best], 0.27, label="docpipe before")
+    for x, c, r in zip(xs, rows, best):
+        ax.text(x, r["docpipe"]["wall_s"], f"{rows[c]['ratio']}x\n(CPU {rows[c]['cpu_ratio']}x)", ha="center",
+                va="bottom", fontsize=8)
+    ax.set_xticks(xs, labels)
+    ax.set_ylabel("seconds, wall")
+    ax.set_title(f"OCR path: {ocr['pages']}-page scan, end to end")
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def _git_tree(ref: str) -> Path:
+    """The tree of commit ``ref``, exported to a temp dir (removed at exit)."""
+    import atexit
+    import shutil
+    import subprocess
+
+    from bench._stack import REPO
+
+    tree = Path(tempfile.mkdtemp(prefix="docpipe-before-"))
+    atexit.register(shutil.rmtree, tree, True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def print_ocr_path(ocr: dict) -> None:
+    print(f"\nOCR path: {ocr['pages']}-page scan, `docpipe process` against bare `tesseract IMG stdout --psm 3`"
+          " (OMP_THREAD_LIMIT=1) on the same page images, same concurrency, alternated:")
+    print(f"{'concurrency':>11} {'docpipe s':>10} {'bare s':>7} {'ratio':>6} {'CPU ratio':>9} {'1st page s':>10}"
+          f" {'before ratio':>12} {'before 1st page s':>17}")
+    for c, row in ocr["by_concurrency"].items():
+        best = min(row["runs"], key=lambda r: r["ratio"])
+        print(f"{c:>11} {best['docpipe']['wall_s']:>10} {best['bare']['wall_s']:>7} {row['ratio']:>6}"
+              f" {row['cpu_ratio']:>9} {row['first_ocr_page_s']:>10} {row.get('before_ratio', '-'):>12}"
+              f" {row.get('before_first_ocr_page_s', '-'):>17}")
+        print("      per page (ms): " + "; ".join(f"{k} {v}" for k, v in row["split_ms_per_page"].items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", type=int, default=100)
     parser.add_argument("--pages", type=int, default=120)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--ocr-pages", type=int, default=142)
+    parser.add_argument("--ocr-concurrency", default="1,2")
+    parser.add_argument("--ocr-reps", type=int, default=1)
+    parser.add_argument("--before", default=None, help="a commit whose docpipe also runs the OCR path")
+    parser.add_argument("--only", choices=["ocr", "preprocess"], default=None)
+    parser.add_argument("--full", action="store_true", help="3 rounds of each OCR comparison, 5 of preprocess")
     args = parser.parse_args()
-    stack = start_stack()
-    try:
-        data = {
-            "overhead": overhead(args.tiny),
-            "throughput": throughput(args.pages, args.reps),
-            "one_page": fixed_cost(max(5, args.reps)),
-        }
-    finally:
-        stack.stop()
+    if args.full:
+        args.ocr_reps, args.reps = max(args.ocr_reps, 3), max(args.reps, 5)
+    data: dict = {}
+    if args.only != "ocr":
+        stack = start_stack()
+        try:
+            data["overhead"] = overhead(args.tiny)
+            data["throughput"] = throughput(args.pages, args.reps)
+            data["one_page"] = fixed_cost(max(5, args.reps))
+        finally:
+            stack.stop()
+    if args.only != "preprocess":
+        from bench._ocr_path import ocr_path
+
+        before = _git_tree(args.before) if args.before else None
+        data["ocr_path"] = ocr_path(args.ocr_pages, [int(c) for c in args.ocr_concurrency.split(",")], args.ocr_reps,
+                                    before)
+        if args.before:
+            data["ocr_path"]["before"] = args.before
+        print_ocr_path(data["ocr_path"])
+    if "overhead" in data:
+        print_preprocess(data)
+    path = write_results("throughput", data)
+    plot(data, RESULTS / "throughput.png")
+    print(f"\nwrote {path} and {RESULTS / 'throughput.png'}")
+    return 0
+
+
+def print_preprocess(data: dict) -> None:
     o = data["overhead"]
     print(f"\nisolation overhead (median per tiny message; n = {o['messages']}):")
     for k, v in o["median_ms"].items():
@@ -216,10 +306,6 @@ def main() -> int:
         f"\na 1-page document (medians): worker child {one['worker_ms']} ms from start to exit,"
         f" bare render + JPEG {one['bare_ms']} ms"
     )
-    path = write_results("throughput", data)
-    plot(data, RESULTS / "throughput.png")
-    print(f"\nwrote {path} and {RESULTS / 'throughput.png'}")
-    return 0
 
 
 if __name__ == "__main__":

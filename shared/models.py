@@ -110,6 +110,8 @@ class ShellFile(BaseModel):
     sha256: str | None = None
     page_count: int | None = None
     status: FileStatus
+    # The last page of the OCR fan-out this preprocess run has sent (pages are sent in order).
+    ocr_sent_through: int | None = None
     error_code: str | None = None
     error_message: str | None = None
     created_at: dt.datetime | None = None

@@ -116,7 +116,12 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def begin_preprocess(self, shell_file_id: uuid.UUID) -> ShellFile | None:
-        """queued -> preprocessing; return the row as it is after the call (None: unknown id)."""
+        """queued -> preprocessing, a fresh run whose OCR fan-out has sent nothing yet
+        (``ocr_sent_through`` 0); return the row as it is after the call (None: unknown id)."""
+
+    @abc.abstractmethod
+    def record_ocr_sent(self, shell_file_id: uuid.UUID, through_page: int) -> None:
+        """The OCR messages of every page up to ``through_page`` needing OCR are sent."""
 
     @abc.abstractmethod
     def set_file_facts(self, shell_file_id: uuid.UUID, mime_type: str, byte_size: int, sha256: str) -> None: ...

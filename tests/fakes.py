@@ -128,8 +128,12 @@ class InMemoryDb(Database):
     def begin_preprocess(self, sfid):
         with self._lock:
             if sfid in self.files and self.files[sfid].status == FileStatus.QUEUED:
-                self._set(sfid, status=FileStatus.PREPROCESSING)
+                self._set(sfid, status=FileStatus.PREPROCESSING, ocr_sent_through=0)
         return self.get_shell_file(sfid)
+
+    def record_ocr_sent(self, sfid, through_page):
+        with self._lock:
+            self._set(sfid, ocr_sent_through=max(self.files[sfid].ocr_sent_through or 0, through_page))
 
     def set_file_facts(self, sfid, mime_type, byte_size, sha256):
         self._set(sfid, mime_type=mime_type, byte_size=byte_size, sha256=sha256)
@@ -182,7 +186,7 @@ class InMemoryDb(Database):
             status = self.files[sfid].status
             if at_stage is not None and not {
                 Stage.PREPROCESS: status in (FileStatus.QUEUED, FileStatus.PREPROCESSING),
-                Stage.OCR: status == FileStatus.OCR and bool(self.pages_without_text(sfid)),
+                Stage.OCR: status in (FileStatus.PREPROCESSING, FileStatus.OCR) and bool(self.pages_without_text(sfid)),
                 Stage.DISCOVER: status == FileStatus.DISCOVERING,
             }[at_stage]:
                 return False

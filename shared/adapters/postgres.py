@@ -49,7 +49,7 @@ _ACTIVE = ("queued", "preprocessing", "ocr", "discovering")
 # may fail it only then).
 _AT_STAGE = {
     Stage.PREPROCESS: "f.status in ('queued', 'preprocessing')",
-    Stage.OCR: "f.status = 'ocr' and exists (select 1 from shell_file_pages p where p.shell_file_id = f.id"
+    Stage.OCR: "f.status in ('preprocessing', 'ocr') and exists (select 1 from shell_file_pages p where p.shell_file_id = f.id"
     " and not exists (select 1 from ocr_text_extractions t where t.shell_file_id = p.shell_file_id"
     " and t.page_number = p.page_number))",
     Stage.DISCOVER: "f.status = 'discovering'",
@@ -255,11 +255,17 @@ class PostgresDb(Database):
 
     def begin_preprocess(self, shell_file_id: uuid.UUID) -> ShellFile | None:
         self._execute(
-            "update shell_files set status = 'preprocessing', updated_at = now()"
+            "update shell_files set status = 'preprocessing', ocr_sent_through = 0, updated_at = now()"
             " where id = %s and status = 'queued'",
             (shell_file_id,),
         )
         return self.get_shell_file(shell_file_id)
+
+    def record_ocr_sent(self, shell_file_id: uuid.UUID, through_page: int) -> None:
+        self._execute(
+            "update shell_files set ocr_sent_through = greatest(coalesce(ocr_sent_through, 0), %s) where id = %s",
+            (through_page, shell_file_id),
+        )
 
     def set_file_facts(self, shell_file_id: uuid.UUID, mime_type: str, byte_size: int, sha256: str) -> None:
         self._execute(

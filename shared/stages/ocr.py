@@ -24,7 +24,8 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
     row = deps.db.get_shell_file(msg.shell_file_id)
     if row is None:
         raise missing_file(deps, msg.shell_file_id)
-    if row.status != FileStatus.OCR:
+    # Preprocess sends pages while it still renders the rest: they are read then too.
+    if row.status not in (FileStatus.PREPROCESSING, FileStatus.OCR):
         if row.status == FileStatus.DISCOVERING and attempt > 1:
             _send_discover(deps, row.id)
         return "skipped"

@@ -3,9 +3,13 @@ it, and an OCR message for every page that has none (or straight to discover whe
 OCR).
 
 It owns the page pipeline of one document: MuPDF renders on the calling thread while writer
-threads encode and store the JPEGs, page rows and native texts are written in runs, and the
-fan-out is sent only by the invocation that moved the status (and mended on a redelivery
-that finds it moved). Called by ``handlers.preprocess`` with the parsed message."""
+threads encode and store the JPEGs, page rows and native texts are written in runs, and each
+run's pages that need OCR are sent to OCR as soon as the run is written (the first page alone,
+then runs of 2, 4, 8): OCR starts while the rest of the document renders. What was sent is
+recorded (``ocr_sent_through``), so a redelivered message sends only the pages after it. The
+fan-in is unchanged: OCR flips the file to discovering only once preprocess has moved it to
+``ocr`` and every page has text, and preprocess itself flips it when OCR read the last page
+before it finished. Called by ``handlers.preprocess`` with the parsed message."""
 
 from __future__ import annotations
 
@@ -43,8 +47,9 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
     if row is None:
         raise missing_file(deps, msg.shell_file_id)
     if row.status in (FileStatus.OCR, FileStatus.DISCOVERING):
-        # A redelivery after the status moved: the fan-out may have been lost in a crash.
-        fan_out_missing(deps, msg.shell_file_id)
+        # A redelivery after the status moved: the end of the fan-out may have been lost in a
+        # crash (the pages sent before it are in the queue: never sent twice).
+        fan_out_missing(deps, msg.shell_file_id, resend=False)
         return "skipped"
     if row.status != FileStatus.PREPROCESSING:
         logger.info("file already past preprocess", extra={"status": row.status.value})
@@ -53,6 +58,8 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
     _check_original_key(row)
     limits = Limits.from_settings(deps.settings)
     needs_ocr: list[int] = []
+    # A redelivery of this run sends only what its earlier attempts did not.
+    fan_out = _OcrFanOut(deps, row.id, already_sent=row.ocr_sent_through or 0)
     with tempfile.TemporaryDirectory(prefix="docpipe-pre-") as tmp:
         original = Path(tmp) / "original"
         try:
@@ -79,14 +86,17 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
                         rows.append(_page_row(row.id, key, page))
                         if page.native_text is None:
                             needs_ocr.append(page.page_number)
+                            fan_out.add(page.page_number)
                         else:
                             texts.append(page.native_text)
                         if len(pending) >= _WRITERS:
                             _settle(pending.popleft())
                         pending.append((writer.submit(_store_jpeg, deps, key, page), page))
-                        if len(rows) >= _ROWS_PER_WRITE:
+                        if len(rows) >= _ROWS_PER_WRITE or fan_out.due():
                             _flush(deps, row.id, rows, texts, pending)
+                            fan_out.send()
                 _flush(deps, row.id, rows, texts, pending)
+                fan_out.send(everything=True)
             finally:
                 while pending:  # on error: wait for the writer, free pixels on this thread
                     future, page = pending.popleft()
@@ -101,11 +111,11 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
         "preprocessed",
         extra={"kind": kind.value, "bytes": size, "pages": page_count, "pages_for_ocr": len(needs_ocr)},
     )
-    # Only the invocation that moves the status fans out; a concurrent copy that lost the
-    # race sends nothing, and a crash between the two is mended on redelivery above.
+    # Only the invocation that moves the status sends discover; a crash between the two is
+    # mended on redelivery above. OCR may have read every page already: then no OCR
+    # invocation will flip the file (each found it still preprocessing), and this one does.
     if deps.db.finish_preprocess(row.id, page_count, needs_ocr=bool(needs_ocr)):
-        send_ocr(deps, row.id, needs_ocr)
-        if not needs_ocr:
+        if not needs_ocr or deps.db.try_start_discovery(row.id):
             deps.queue.send(Stage.DISCOVER.value, DiscoverMessage(shell_file_id=row.id))
     else:
         ensure_not_deleted(deps, row.id)
@@ -126,11 +136,44 @@ def _check_original_key(row) -> None:
 
 
 _ROWS_PER_WRITE = 25
+
+
 # Encoder threads. Pillow encodes without the GIL (into a file descriptor), MuPDF renders
 # holding it: two writers keep a JPEG encoding whenever the renderer has the GIL, at the cost
 # of one more page's pixels alive (three in all). Measured on a 120-page RGB text PDF: one
 # writer 1.5-1.7 s, two 1.15-1.2 s, three no better than two.
 _WRITERS = 2
+
+
+class _OcrFanOut:
+    """The pages of this run that need OCR, sent once their rows are written: the first page
+    alone (OCR starts after one page's render), then runs of 2, 4 and 8 pages (fewer commits
+    and messages; a run of 8 renders in a fraction of the second an OCR page takes). Whole
+    messages of ``OCR_PAGES_PER_MESSAGE`` pages only, until the last run; pages up to
+    ``already_sent`` (a redelivery) are not sent again."""
+
+    _LARGEST_RUN = 8
+
+    def __init__(self, deps: Deps, shell_file_id, already_sent: int) -> None:
+        self._deps, self._id, self._already_sent = deps, shell_file_id, already_sent
+        self._per_message = deps.settings.ocr_pages_per_message
+        self._waiting: list[int] = []
+        self._run = 1
+
+    def add(self, page_number: int) -> None:
+        if page_number > self._already_sent:
+            self._waiting.append(page_number)
+
+    def due(self) -> bool:
+        return len(self._waiting) >= max(self._run, self._per_message)
+
+    def send(self, everything: bool = False) -> None:
+        """Send the waiting pages (whole messages only unless ``everything``); their rows are written."""
+        count = len(self._waiting) if everything else len(self._waiting) // self._per_message * self._per_message
+        if count:
+            send_ocr(self._deps, self._id, self._waiting[:count])
+            del self._waiting[:count]
+            self._run = min(self._run * 2, self._LARGEST_RUN)
 
 
 def _store_jpeg(deps: Deps, key: str, page) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from shared.bootstrap import build_deps
 from shared.errors import DiscoveryInProgressError
-from shared.models import Stage
+from shared.models import OcrMessage, Stage
 from shared.ports import QueueMessage
 from shared.runtime.events import sqs_event
 from shared.runtime.records import handle_record
@@ -100,3 +100,43 @@ def test_duplicate_deliveries_leave_the_rows_of_one(stack_deps, stack_settings, 
     assert reference["encounters"], "the reference run found encounters"
     assert results["sequential"] == reference
     assert results["concurrent"] == reference
+
+
+@needs_tesseract()
+def test_a_redelivered_preprocess_sends_no_page_twice(stack_deps, samples_dir, monkeypatch):
+    # Given a scanned document whose first preprocess delivery fails once its first page was
+    # sent to OCR (the queue refuses the second OCR message), on Postgres and SQS
+    from shared.errors import DependencyUnavailableError
+
+    sfid = submit(stack_deps, samples_dir / "fax_referral.tiff", uuid.uuid4())
+    send, ocr_sends = stack_deps.queue.send, []
+
+    def refuse_second(queue, message, delay_s=0):
+        if queue == Stage.OCR.value:
+            ocr_sends.append(message.page_numbers)
+            if len(ocr_sends) == 2:
+                raise DependencyUnavailableError("queue down")
+        return send(queue, message, delay_s)
+
+    monkeypatch.setattr(stack_deps.queue, "send", refuse_second)
+    (m,) = stack_deps.queue.receive(Stage.PREPROCESS.value, max_messages=1, wait_s=0)
+    with pytest.raises(DependencyUnavailableError):
+        handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, m, 1), preprocess.run, stack_deps)
+    # When SQS delivers it again, and then every message once
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, m, 2), preprocess.run, stack_deps)
+    stack_deps.queue.delete(Stage.PREPROCESS.value, m.receipt_handle)
+    ocr_bodies = [b.body for b in stack_deps.queue.receive(Stage.OCR.value, max_messages=10, wait_s=0)]
+    for _ in range(3):  # moto hands out a few at a time
+        ocr_bodies += [b.body for b in stack_deps.queue.receive(Stage.OCR.value, max_messages=10, wait_s=0)]
+    pages = sorted(n for body in ocr_bodies for n in OcrMessage.model_validate_json(body).page_numbers)
+    page_count = stack_deps.db.get_shell_file(sfid).page_count
+    # Then each page is in exactly one OCR message
+    assert page_count >= 2 and pages == list(range(1, page_count + 1))
+    for body in ocr_bodies:
+        qm = QueueMessage(Stage.OCR.value, str(uuid.uuid4()), "rh", body, 1)
+        handle_record(Stage.OCR, _record(Stage.OCR, qm, 1), ocr.run, stack_deps)
+    # and the last page read flipped the file once: one discover message, one completion
+    discovers = stack_deps.queue.receive(Stage.DISCOVER.value, max_messages=10, wait_s=0)
+    assert len(discovers) == 1
+    handle_record(Stage.DISCOVER, _record(Stage.DISCOVER, discovers[0], 1), discover.run, stack_deps)
+    assert stack_deps.db.get_shell_file(sfid).status.value == "completed"

@@ -207,3 +207,112 @@ def test_a_missing_original_is_still_original_missing(deps, tmp_path):
     row = deps.db.get_shell_file(sfid)
     assert (row.status, row.error_code) == (FileStatus.FAILED, "original_missing")
     assert str(sfid) not in row.error_message and "originals/" not in row.error_message
+
+
+class _QueueThatFailsOnce(InMemoryQueue):
+    """A queue whose ``fail_at``-th OCR send fails once (SQS throttling, a dropped connection):
+    the OCR messages before it were sent, the rest were not."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.ocr_sends = 0
+
+    def send(self, queue, message, delay_s=0):
+        if queue == Stage.OCR.value:
+            self.ocr_sends += 1
+            if self.ocr_sends == self.fail_at:
+                raise DependencyUnavailableError("queue down")
+        return super().send(queue, message, delay_s)
+
+
+def _multipage_tiff(tmp_path, pages: int):
+    tiff = tmp_path / "scan.tiff"
+    first, *rest = [Image.open(_image(tmp_path / f"p{n}.png")) for n in range(pages)]
+    first.save(tiff, save_all=True, append_images=rest)
+    return tiff
+
+
+@pytest.mark.parametrize("failure", ["ocr send", "page store"])
+def test_redelivered_preprocess_sends_no_page_twice_and_completes_once(deps, tmp_path, failure):
+    # Given a 7-page scan whose first preprocess delivery fails after some pages were sent to
+    # OCR: the queue refuses the 4th OCR message, or storage refuses the 6th page's JPEG
+    deps.settings.ocr_pages_per_message = 1
+    deps.queue = _QueueThatFailsOnce(fail_at=4 if failure == "ocr send" else 0)
+    sfid = submit(deps, _multipage_tiff(tmp_path, 7), uuid.uuid4())
+    (body,) = deps.queue.bodies(Stage.PREPROCESS.value)
+    deps.queue.receive(Stage.PREPROCESS.value)
+    if failure == "page store":
+        put_bytes, stored = deps.storage.put_bytes, []
+
+        def fail_sixth(key, data, content_type):
+            stored.append(key)
+            if len(stored) == 6:
+                raise DependencyUnavailableError("storage down")
+            put_bytes(key, data, content_type)
+
+        deps.storage.put_bytes = fail_sixth
+    with pytest.raises(DependencyUnavailableError):
+        handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, body), preprocess.run, deps)
+    if failure == "page store":
+        deps.storage.put_bytes = put_bytes
+    # When SQS delivers the preprocess message again, then every message that follows once
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, body, receive_count=2), preprocess.run, deps)
+    bodies = drain(deps)
+    # Then every page went to OCR in exactly one message, was read once, and the file
+    # completed once, after one discover message
+    sent = [n for b in bodies for n in json.loads(b).get("page_numbers", [])]
+    assert sorted(sent) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(deps.ocr.calls) == [1, 2, 3, 4, 5, 6, 7]
+    assert sum(json.loads(b).keys() == {"shell_file_id"} for b in bodies) == 1
+    assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
+    assert [r.outcome for r in deps.db.runs if r.stage == Stage.DISCOVER] == ["succeeded"]
+
+
+def test_pages_read_while_preprocess_renders_and_the_file_flips_once(deps, tmp_path):
+    # Given an OCR stage so quick that it reads each page as soon as its message is sent,
+    # before preprocess has rendered the rest (and so before the file is at 'ocr')
+    deps.settings.ocr_pages_per_message = 1
+    sfid = submit(deps, _multipage_tiff(tmp_path, 5), uuid.uuid4())
+    send = deps.queue.send
+    statuses = []
+
+    def send_and_read(queue, message, delay_s=0):
+        mid = send(queue, message, delay_s)
+        if queue == Stage.OCR.value:
+            (msg,) = deps.queue.receive(Stage.OCR.value)
+            statuses.append(deps.db.get_shell_file(sfid).status)
+            handle_record(Stage.OCR, _record(Stage.OCR, msg.body), ocr.run, deps)
+        return mid
+
+    deps.queue.send = send_and_read
+    # When preprocess runs
+    (msg,) = deps.queue.receive(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, msg.body), preprocess.run, deps)
+    # Then every page was read while the file was still preprocessing, OCR sent no discover
+    # message (the file was not at 'ocr'), and preprocess, finding every page read, sent one
+    assert statuses == [FileStatus.PREPROCESSING] * 5 and sorted(deps.ocr.calls) == [1, 2, 3, 4, 5]
+    assert len(deps.queue.bodies(Stage.DISCOVER.value)) == 1
+    assert deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+    drain(deps)
+    assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
+
+
+def test_the_first_page_goes_to_ocr_before_the_rest_render(deps, tmp_path):
+    # Given a 12-page scan, when preprocess runs: the first OCR message is sent after one
+    # page is stored and written, and the later ones in runs of 2, 4 and 8 pages
+    deps.settings.ocr_pages_per_message = 1
+    submit(deps, _multipage_tiff(tmp_path, 12), uuid.uuid4())
+    rows_at_send = []
+    send = deps.queue.send
+
+    def note(queue, message, delay_s=0):
+        if queue == Stage.OCR.value:
+            rows_at_send.append((message.page_numbers[0], len(deps.db.pages_)))
+        return send(queue, message, delay_s)
+
+    deps.queue.send = note
+    (msg,) = deps.queue.receive(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, msg.body), preprocess.run, deps)
+    assert rows_at_send == [(1, 1), (2, 3), (3, 3), (4, 7), (5, 7), (6, 7), (7, 7),
+                            (8, 12), (9, 12), (10, 12), (11, 12), (12, 12)]

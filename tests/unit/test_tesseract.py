@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from shared.adapters.tesseract import TesseractOcr, parse_tsv
+from shared.models import PageText
 from shared.errors import DependencyUnavailableError, EngineCrashedError, OcrFailedError, StageTimeoutError
 from shared.pages.documents import Limits, RenderedPage, open_document
 from shared.pages.sniff import sniff
@@ -362,7 +363,7 @@ def calls(tmp_path: Path) -> list[str]:
 
 def test_an_upright_page_is_read_once(tmp_path: Path) -> None:
     cmd = osd_stand_in(tmp_path, rotate=180, first_conf=93.0, turned_conf=96.0)
-    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    text = TesseractOcr(cmd=cmd, steps=()).read(marked_page(tmp_path), page_number=1)
     assert len(calls(tmp_path)) == 1
     assert text.confidence == pytest.approx(0.93)
 
@@ -380,7 +381,7 @@ def test_a_page_that_reads_badly_is_turned_as_osd_says(tmp_path: Path, rotate, c
     # Given a page whose first reading is poor, and OSD saying it must turn clockwise by `rotate`
     cmd = osd_stand_in(tmp_path, rotate=rotate, first_conf=38.0, turned_conf=95.0)
 
-    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    text = TesseractOcr(cmd=cmd, steps=()).read(marked_page(tmp_path), page_number=1)
 
     # Then it was read, asked about, turned and read again; the upright reading is kept
     assert [line.split()[-1] for line in calls(tmp_path)] == ["tsv", "0", "tsv"]
@@ -392,7 +393,7 @@ def test_a_page_that_reads_badly_is_turned_as_osd_says(tmp_path: Path, rotate, c
 
 def test_a_turn_that_reads_worse_is_not_kept(tmp_path: Path) -> None:
     cmd = osd_stand_in(tmp_path, rotate=90, first_conf=45.0, turned_conf=20.0)
-    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    text = TesseractOcr(cmd=cmd, steps=()).read(marked_page(tmp_path), page_number=1)
     assert len(calls(tmp_path)) == 3
     assert text.confidence == pytest.approx(0.45)
 
@@ -400,7 +401,7 @@ def test_a_turn_that_reads_worse_is_not_kept(tmp_path: Path) -> None:
 def test_without_osd_the_first_reading_stands(tmp_path: Path) -> None:
     # Given OSD that fails (no osd.traineddata, or too few characters to tell)
     cmd = osd_stand_in(tmp_path, rotate=180, first_conf=38.0, turned_conf=95.0, osd_exit=1)
-    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    text = TesseractOcr(cmd=cmd, steps=()).read(marked_page(tmp_path), page_number=1)
     assert len(calls(tmp_path)) == 2
     assert text.confidence == pytest.approx(0.38)
 
@@ -412,5 +413,111 @@ def test_words_standing_on_end_ask_for_orientation(tmp_path: Path) -> None:
     tall.write_text(tsv([(1, 1, 0, 0, 0, 0, 0, 0, 200, 400, -1, ""), *rows]))
     log = tmp_path / "calls.txt"
     cmd = fake_tesseract(tmp_path, f'echo "$@" >> {log}\ncase " $* " in *" --psm 0 "*) exit 1 ;; esac\ncat {tall}')
-    TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    TesseractOcr(cmd=cmd, steps=()).read(marked_page(tmp_path), page_number=1)
     assert [line.split()[-1] for line in calls(tmp_path)] == ["tsv", "0"]
+
+
+# --- the prepared reading against the plain one ----------------------------------------
+
+
+def two_readings_stand_in(tmp_path: Path, plain_conf: float, prepared_conf: float, prepared_words: int = 2) -> str:
+    """A ``tesseract`` that reads the page as stored at ``plain_conf`` (two words) and the
+    prepared copy at ``prepared_conf`` (``prepared_words`` words), and logs its calls."""
+
+    def reading(name: str, conf: float, words: int) -> Path:
+        path = tmp_path / f"{name}.tsv"
+        rows = [(1, 1, 0, 0, 0, 0, 0, 0, 400, 200, -1, "")]
+        rows += [(5, 1, 1, 1, 1, i, 10 + 60 * i, 10, 50, 30, conf, f"word{i}") for i in range(1, words + 1)]
+        path.write_text(tsv(rows))
+        return path
+
+    return fake_tesseract(
+        tmp_path,
+        f'echo "$@" >> {tmp_path / "calls.txt"}\n'
+        f'case "$1" in\n'
+        f'  *prepared.tif) cat {reading("prepared", prepared_conf, prepared_words)} ;;\n'
+        f'  *) cat {reading("plain", plain_conf, 2)} ;;\n'
+        f"esac",
+    )
+
+
+@pytest.mark.parametrize(
+    ("steps", "plain_conf", "prepared_conf", "prepared_words", "kept"),
+    [
+        (("despeckle",), 70.0, 95.0, 2, "prepared"),  # clearly better: kept, with its steps
+        (("despeckle",), 90.0, 93.0, 2, "plain"),  # about the same: the page as stored
+        (("despeckle",), 90.0, 96.0, 1, "plain"),  # surer of fewer words: worse
+        (("deskew",), 90.0, 88.0, 2, "prepared"),  # straightened, about the same: kept
+        (("deskew",), 90.0, 96.0, 1, "plain"),  # straightened, clearly worse
+    ],
+)
+def test_the_prepared_reading_is_kept_only_where_it_reads_clearly_better(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps, plain_conf, prepared_conf, prepared_words, kept
+) -> None:
+    # Given a page that preparation changes with `steps`
+    from shared.pages.prepare import Prepared
+
+    def prepared(image, wanted):
+        return Prepared(image=Image.new("L", (40, 20), 255), stored_size=(40, 20), steps=steps, ink=0.0)
+
+    monkeypatch.setattr("shared.adapters.tesseract._prepared", prepared)
+    cmd = two_readings_stand_in(tmp_path, plain_conf, prepared_conf, prepared_words)
+    # When it is read
+    text = TesseractOcr(cmd=cmd).read(marked_page(tmp_path), page_number=1)
+    # Then both were read, and the better one kept
+    assert [line.split()[0].rsplit("/", 1)[-1] for line in calls(tmp_path)] == ["page.png", "prepared.tif"]
+    if kept == "prepared":
+        assert text.preparation == list(steps) and text.confidence == pytest.approx(prepared_conf / 100)
+    else:
+        assert text.preparation == [] and text.confidence == pytest.approx(plain_conf / 100)
+
+
+def test_a_page_preparation_leaves_alone_is_read_once(tmp_path: Path) -> None:
+    cmd = two_readings_stand_in(tmp_path, 90.0, 99.0)
+    page = tmp_path / "clean.png"
+    Image.new("L", (40, 20), 255).save(page, dpi=(300, 300))
+    assert TesseractOcr(cmd=cmd).read(page, page_number=1).preparation == []
+    assert len(calls(tmp_path)) == 1
+
+
+def test_an_inked_page_whose_layout_finds_no_text_is_read_as_sparse_text(tmp_path: Path) -> None:
+    # Given a page with ink that --psm 3 reads empty (Tesseract's "Empty page!!") and --psm 11 reads
+    sparse = tmp_path / "sparse.tsv"
+    sparse.write_text(tsv([(1, 1, 0, 0, 0, 0, 0, 0, 400, 200, -1, ""),
+                           (5, 1, 1, 1, 1, 1, 10, 10, 120, 30, 80.0, "MANUFACTURER:"),
+                           (5, 1, 1, 1, 1, 2, 140, 10, 100, 30, 80.0, "Promotion")]))
+    empty = tmp_path / "empty.tsv"
+    empty.write_text(tsv([(1, 1, 0, 0, 0, 0, 0, 0, 400, 200, -1, "")]))
+    cmd = fake_tesseract(
+        tmp_path,
+        f'echo "$@" >> {tmp_path / "calls.txt"}\n'
+        f'case " $* " in *" --psm 11 "*) cat {sparse} ;; *" --psm 0 "*) exit 1 ;; *) cat {empty} ;; esac',
+    )
+    page = tmp_path / "form.png"
+    image = Image.new("L", (400, 200), 255)
+    image.paste(0, (10, 10, 250, 40))
+    image.save(page, dpi=(300, 300))
+    # When it is read
+    text = TesseractOcr(cmd=cmd).read(page, page_number=1)
+    # Then the sparse reading is kept, and the page is not flagged empty
+    assert text.text == "MANUFACTURER: Promotion" and text.flag is None
+    assert [line.split()[-2] for line in calls(tmp_path)][-1] == "11"
+
+
+def test_a_straightened_reading_is_kept_unless_clearly_worse() -> None:
+    # A page straightened reads its lines in order, which the summed confidence does not show:
+    # a straightened (colour-lifted, stretched) reading about as sure as the plain one is kept;
+    # one despeckled or flattened must be clearly better
+    from shared.adapters.tesseract import clearly_better
+    from shared.models import Box, Word
+
+    def reading(conf: float, words: int) -> PageText:
+        box = Box(x0=0.1, y0=0.1, x1=0.2, y1=0.2)
+        return PageText(page_number=1, text="w " * words, words=[Word(text="w", box=box, confidence=conf)] * words,
+                        engine="tesseract")
+
+    plain, alike, worse = reading(0.94, 100), reading(0.95, 98), reading(0.90, 90)
+    assert clearly_better(alike, plain, ("deskew",)) and clearly_better(alike, plain, ("colour", "deskew"))
+    assert not clearly_better(worse, plain, ("deskew",))
+    assert clearly_better(alike, plain, ("upscale",))
+    assert not clearly_better(alike, plain, ("despeckle",)) and not clearly_better(alike, plain, ("deskew", "flatten"))
