@@ -27,7 +27,8 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
-from shared.encounters import cues, identity, review
+from shared.encounters import boundaries, cues, identity, review
+from shared.encounters.boundaries import BoundaryModel
 from shared.encounters.dates import START_ROLES, Date, page_dates
 from shared.encounters.identity import Identity
 from shared.encounters.review import CONFLICTING_IDENTITY, LOW_OCR, NO_DATE, WEAK_BOUNDARY
@@ -205,16 +206,24 @@ def _banner(page: Page) -> bool:
     return page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
 
 
-def group_pages(pages: Iterable[Page]) -> list[Group]:
+def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None) -> list[Group]:
+    """The pages in order, cut where ``boundaries.decide`` says a page starts a document."""
+    pages = list(pages)
+    model = model or boundaries.shipped()
+    fill = max((len(p.lines) for p in pages), default=0)
     groups: list[Group] = []
     for page in pages:
-        cut = boundary(groups[-1], page) if groups else "first"
-        if cut is None:
+        if not groups:
+            groups.append(Group([page], opened_by="first"))
+            continue
+        rule = boundary(groups[-1], page)
+        cut, p = boundaries.decide(boundaries.features(groups[-1], page, fill), rule, model)
+        if not cut:
             groups[-1].pages.append(page)
             continue
-        if groups:
-            groups[-1].closed_by = cut
-        groups.append(Group([page], opened_by=cut))
+        strength = STRONG if p >= boundaries.STRONG else WEAK
+        groups[-1].closed_by = strength
+        groups.append(Group([page], opened_by=strength))
     return groups
 
 

@@ -1,0 +1,241 @@
+"""Whether a page starts a new document: a small learned page-pair model over the page's
+structure and the cues the other modules read.
+
+Every cue of ``cues.py`` and ``identity.py`` is a vocabulary, and a vocabulary is silent on a
+layout nobody here wrote. What separates documents in every family of real renders is the
+structure of the pages: the top of a page looks like a first page (it opens as the document's
+first page did, and the page before did not; a banner whose numbers changed), the text of
+consecutive pages stops resembling each other, a page count restarts, the page before ends a
+document. ``FEATURES`` reads these for a page against the encounter it may continue, together
+with the vocabulary cues, as numbers in [0, 1].
+
+``BoundaryModel`` is a logistic regression over them, trained offline on every development
+family (``bench/encounters_train.py``, scikit-learn) and shipped as its weights in
+``boundary_model.json``: inference is a weighted sum in plain Python (no numpy in the Lambda
+zip). Two rules stand above it: another patient's banner always cuts, and a page that says it
+continues ("Page 2 of 3", "continued") never does unless that banner says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from shared.encounters import cues, identity
+
+if TYPE_CHECKING:  # grouping imports this module
+    from shared.encounters.grouping import Group, Page
+
+HEAD_LINES = 5  # the top of a page: where a banner, letterhead or title sits
+WIDE_HEAD = 10  # ... of the page it is compared with (a banner may sit a few lines lower)
+THRESHOLD = 0.5  # the model's probability at which a page starts a document
+STRONG = 0.8  # at or above: a boundary nobody needs to look at twice
+
+_DIGITS = re.compile(r"\d")
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"[a-z]{4,}")
+_ENDS = re.compile(
+    r"end\s+of\s+(?:report|document|note)|electronically\s+signed|signed\s+by|\bsignature\b|\bsincerely\b|"
+    r"yours\s+(?:sincerely|faithfully)|kind\s+regards|\bdictated\s+by\b|\bverified\s+by\b",
+    re.I,
+)
+_FIELD = re.compile(r"^[^:]{2,30}:\s*\S")
+
+
+def norm(line: str) -> str:
+    """A line as compared between pages: case, spacing and punctuation at its ends ignored."""
+    return _SPACE.sub(" ", line.strip(" \t.,;:|*-_'\"")).lower()
+
+
+def masked(line: str) -> str:
+    """A normalised line with its digits masked: a banner whose date or number changed."""
+    return _DIGITS.sub("#", line)
+
+
+def _share(mine: Sequence[str], theirs: Sequence[str]) -> float:
+    """The share of ``mine`` (non-empty lines) that ``theirs`` holds."""
+    mine = [m for m in mine if len(m) >= 3]
+    if not mine:
+        return 0.0
+    pool = set(theirs)
+    return sum(m in pool for m in mine) / len(mine)
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def _head(page: Page, n: int = HEAD_LINES) -> list[str]:
+    return [norm(line.text) for line in page.lines[:n]]
+
+
+def _words(page: Page) -> frozenset[str]:
+    return frozenset(_WORD.findall(page.text.lower()))
+
+
+def _fields(lines: Sequence[str]) -> float:
+    return sum(bool(_FIELD.match(line)) for line in lines) / max(1, len(lines))
+
+
+def _head_shift(page: Page, other: Page) -> float:
+    """Lines of the page's head that ``other``'s head holds with other digits (the same banner
+    or title with another date, number or page count)."""
+    mine = _head(page)
+    exact = set(_head(other, WIDE_HEAD))
+    shapes = {masked(line) for line in exact}
+    lines = [m for m in mine if len(m) >= 3 and _DIGITS.search(m)]
+    if not lines:
+        return 0.0
+    return sum(m not in exact and masked(m) in shapes for m in lines) / len(lines)
+
+
+def _marker(page: Page) -> tuple[int, int | None] | None:
+    return page.marker
+
+
+def _title_kind(page: Page):
+    return page.top_title[0] if page.top_title else None
+
+
+def features(group: Group, page: Page, fill: float) -> list[float]:
+    """The page-pair features of ``page`` after ``group``'s pages (``fill``: the longest page's
+    line count in the file, for how full the previous page is)."""
+    last, first = group.pages[-1], group.pages[0]
+    head = _head(page)
+    last_head, first_head = _head(last, WIDE_HEAD), _head(first, WIDE_HEAD)
+    masked_head = [masked(h) for h in head]
+    marker, last_marker = _marker(page), _marker(last)
+    group_title = group.title
+    kind = _title_kind(page)
+    anchor, span = page.anchor, group.span()
+    outside = bool(anchor and span and (anchor < span[0] or (span[1] is not None and anchor > span[1])))
+    facility, previous = page.letterhead_facility, group.letterhead_facility
+    first_heading = next((h for p in group.pages for h in p.headings), None)
+    last_opened_like_first = len(group.pages) > 1 and _share(_head(last), first_head) >= 0.5
+    values = {
+        # the vocabulary's cues
+        "conflict": identity.conflicts(group.patient, page.patient),
+        "continues": page.continues or last.continues_next,
+        "marker_ended": bool(last_marker and last_marker[1] and last_marker[0] >= last_marker[1]),
+        "marker_one": bool(marker and marker[0] == 1),
+        "marker_next": bool(marker and marker[0] > 1),
+        "marker_follows": bool(marker and last_marker and marker[0] == last_marker[0] + 1),
+        "first_page": page.first_page,
+        "title_other": bool(kind and (group_title is None or kind != group_title[0])),
+        "title_same": bool(kind and group_title and kind == group_title[0]),
+        "titled": page.title is not None,
+        "salutation": page.salutation,
+        "facility_other": bool(facility and previous and not cues.same_facility(facility, previous)),
+        "letterhead_new": bool(facility and previous is None),
+        "date_outside": outside,
+        "date_inside": bool(anchor and span and not outside),
+        "headings_restart": bool(first_heading and page.headings and page.headings[0] == first_heading),
+        "footer_other": bool(last.footer and page.footer and not cues.same_footer(last.footer, page.footer)),
+        "banner": page.patient.name is not None and (page.patient.dob is not None
+                                                    or page.patient.identifier is not None),
+        "patient_fields": bool(page.patient),
+        # the page's structure: no vocabulary
+        "head_as_last": _share(head, last_head),
+        "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
+        "head_as_first": _share(head, first_head) if len(group.pages) > 1 else _share(head, last_head),
+        "head_shape_as_first": _share(masked_head, [masked(h) for h in first_head]),
+        "opens_as_first_not_last": (_share(masked_head, [masked(h) for h in first_head]) >= 0.5
+                                    and len(group.pages) > 1 and not last_opened_like_first),
+        "head_shifted": _head_shift(page, last),
+        "head_fields": _fields(head),
+        "last_head_fields": _fields(_head(last)),
+        "words_as_last": _jaccard(_words(page), _words(last)),
+        "words_as_first": _jaccard(_words(page), _words(first)),
+        "last_fill": min(1.0, len(last.lines) / fill) if fill else 0.0,
+        "fill": min(1.0, len(page.lines) / fill) if fill else 0.0,
+        "last_ends": any(_ENDS.search(line.text) for line in last.lines[-6:]),
+        "starts_lower": bool(page.lines) and page.lines[0].text.lstrip()[:1].islower(),
+        "group_pages": min(1.0, (len(group.pages) - 1) / 10),
+        "ocr": page.ocr_confidence is not None,
+    }
+    return [float(values[name]) for name in FEATURES]
+
+
+FEATURES = (
+    "conflict", "continues", "marker_ended", "marker_one", "marker_next", "marker_follows", "first_page",
+    "title_other", "title_same", "titled", "salutation", "facility_other", "letterhead_new", "date_outside",
+    "date_inside", "headings_restart", "footer_other", "banner", "patient_fields",
+    "head_as_last", "head_shape_as_last", "head_as_first", "head_shape_as_first", "opens_as_first_not_last",
+    "head_shifted", "head_fields", "last_head_fields", "words_as_last", "words_as_first", "last_fill", "fill",
+    "last_ends", "starts_lower", "group_pages", "ocr",
+)
+
+
+class BoundaryModel:
+    """A logistic regression over ``FEATURES``: its bias and one weight per feature."""
+
+    def __init__(self, weights: dict[str, float], bias: float, meta: dict | None = None) -> None:
+        unknown = set(weights) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"weights for unknown features: {sorted(unknown)}")
+        self.weights = [weights.get(name, 0.0) for name in FEATURES]
+        self.bias = bias
+        self.meta = meta or {}
+
+    @classmethod
+    def from_json(cls, text: str) -> BoundaryModel:
+        data = json.loads(text)
+        return cls(data["weights"], data["bias"], data.get("meta"))
+
+    def to_json(self) -> str:
+        return json.dumps({"bias": self.bias, "weights": dict(zip(FEATURES, self.weights, strict=True)),
+                           "meta": self.meta}, indent=1)
+
+    def probability(self, x: Sequence[float]) -> float:
+        z = self.bias + sum(w * v for w, v in zip(self.weights, x, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+_SHIPPED: BoundaryModel | None = None
+
+
+def shipped() -> BoundaryModel:
+    """The model trained on every development family (``boundary_model.json`` in this package)."""
+    global _SHIPPED
+    if _SHIPPED is None:
+        _SHIPPED = BoundaryModel.from_json(
+            resources.files("shared.encounters").joinpath("boundary_model.json").read_text())
+    return _SHIPPED
+
+
+_CONFLICT, _CONTINUES, _MARKER_NEXT, _MARKER_ONE = (FEATURES.index(n) for n in
+                                                    ("conflict", "continues", "marker_next", "marker_one"))
+SUPPORT = 0.2  # a rule's cue cuts unless the model gives the cut less than this ...
+VETO = -2.5  # ... and the page's evidence against a cut weighs at least this much
+WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
+
+
+def against(x: Sequence[float], model: BoundaryModel) -> float:
+    """The features' evidence against a cut: the sum of their negative contributions."""
+    return sum(min(0.0, w * v) for w, v in zip(model.weights, x, strict=True))
+
+
+def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[bool, float]:
+    """(starts a document, the model's probability) for a page's features and the cue the
+    rules of ``grouping.boundary`` read ("strong", "weak" or None).
+
+    Another patient's banner always cuts; a page that says it continues never does. A strong
+    rule's cue (a title with its banner, "Page 1 of N", a letterhead of another facility...)
+    cuts unless the model finds the cut unlikely and the page's structure speaks against it (a
+    banner and heading repeated as the page before printed them: a report's second page). A
+    weak cue needs some support from the model; without a cue, the model alone decides.
+    """
+    p = model.probability(x)
+    if x[_CONFLICT]:
+        return True, 1.0  # another patient's banner: never the same record
+    if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
+        return False, p  # the page says it continues the document before it
+    if rule == "strong":
+        return p >= SUPPORT or against(x, model) > VETO, max(p, STRONG)
+    if rule == "weak":
+        return p >= WEAK_SUPPORT, p
+    return p >= THRESHOLD, p
