@@ -111,6 +111,40 @@ _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
     ),
 ]
 
+# The encounter's type as a record prints it in a field ("Type: Office Visit" in the CDA
+# stylesheet's Encounter block, "Encounter Type:", "Visit type:", "Patient class:"): its value
+# read with these, in order (an "Emergency room admission" is an emergency visit).
+TYPE_FIELD = re.compile(
+    r"(?:^|[,;|]\s*|\s{2,})(?:encounter\s+|visit\s+|patient\s+)?(?:type|class)[ \t]*:[ \t]*(?P<value>[^,;|\n]{3,80})",
+    re.I | re.M,
+)
+_TYPE_VALUES: list[tuple[EncounterType, re.Pattern[str]]] = [
+    (_ET.EMERGENCY, re.compile(r"emergency|(?-i:\bED\b)|(?-i:\bEMER\b)|casualty", re.I)),
+    (_ET.TELEHEALTH, re.compile(r"tele|phone|virtual|video|(?-i:\bVR\b)", re.I)),
+    (_ET.INPATIENT, re.compile(r"in-?patient|hospitali[sz]|admission|(?-i:\bIMP\b)|(?-i:\bACUTE\b)|\bstay\b", re.I)),
+    (_ET.PROCEDURE, re.compile(r"procedure|surgery|operation", re.I)),
+    (_ET.LAB, re.compile(r"laborator|\blab\b|pathology", re.I)),
+    (_ET.IMAGING, re.compile(r"imaging|radiology", re.I)),
+    (_ET.OUTPATIENT, re.compile(
+        r"office|out-?patient|ambulatory|(?-i:\bAMB\b)|wellness|check-?\s?up|clinic|consult|\bvisit\b|"
+        r"urgent|home\s+health|follow-?\s?up|general\s+examination|encounter\s+for", re.I)),
+]
+TYPE_FIELD_LINES = 16  # the field sits in the document's head
+
+
+def type_field(page: int, text: str, lines: Sequence[Line]) -> tuple[EncounterType, Span] | None:
+    """The encounter type a field in the page's head names, and where."""
+    if not lines:
+        return None
+    end = lines[min(TYPE_FIELD_LINES, len(lines)) - 1].end
+    for m in TYPE_FIELD.finditer(text, 0, end):
+        value = m.group("value")
+        for kind, pattern in _TYPE_VALUES:
+            if pattern.search(value):
+                return kind, Span(page, m.start("value"), m.end("value"))
+    return None
+
+
 # Counted over an encounter's text when no page has a title; ties go to the earlier type.
 KEYWORDS: list[tuple[EncounterType, re.Pattern[str]]] = [
     (_ET.EMERGENCY, re.compile(r"\bemergency\b|(?-i:\bED\b)|\btriage\b", re.I)),

@@ -175,7 +175,7 @@ _ROLES: list[tuple[str, re.Pattern[str]]] = [
     (
         "visit",
         re.compile(
-            r"(?:date\s+of\s+)?(?:visit|service|consultation|consult|attendance|presentation|encounter|"
+            r"date\s*/\s*time|(?:date\s+of\s+)?(?:visit|service|consultation|consult|attendance|presentation|encounter|"
             r"examination|exam|study|procedure|operation|surgery)(?:\s+date)?(?:\s+on)?|"
             r"\bseen(?:\s+on)?|\barriv(?:al|ed)(?:\s+on)?|\bpresented(?:\s+on)?|\battended(?:\s+on)?",
             re.I,
@@ -231,7 +231,7 @@ def label_role(segment: str) -> str | None:
 # The same words inside a sentence ("she was seen in the ED on ...", "scheduled to have surgery
 # on ...") tell the patient's history or plan, not when this encounter happened.
 # One short word may sit between: what OCR made of "date" ("Visit dafe:").
-_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()]*)?$")
+_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()]*)?(?:from\s*)?$", re.I)
 _LABEL_WORDS = frozenset({"date", "time", "and", "of", "the", "on", "at"})  # words a label may start with
 
 
@@ -239,7 +239,9 @@ def _is_field(segment: str, label: tuple[str, int, int], after_date: bool) -> bo
     _, start, end = label
     if not _LABEL_GAP.match(re.sub(r"^\w+", "", segment[end:])):  # "Discharge" of "Discharged:" ends mid-word
         return False
-    head = re.split(r"\s{2,}|\t|\|", segment[:start])[-1]
+    # What precedes the label in its own field: fields part at wide spaces, cells, or a comma
+    # ("ID: 9937012, Type: Office visit, Date/Time: ...", as the CDA stylesheet lists them).
+    head = re.split(r"\s{2,}|\t|\||,\s", segment[:start])[-1]
     words = [w for w in re.findall(r"[A-Za-z]+", head) if w.lower() not in _LABEL_WORDS]
     return not words if after_date else len(words) <= 1
 

@@ -45,6 +45,7 @@ class Page:
     lines: list[Line]
     title: tuple[EncounterType, Span] | None
     top_title: tuple[EncounterType, Span] | None  # a title in the page's first lines
+    type_field: tuple[EncounterType, Span] | None  # the type a field of its head names ("Type: Office Visit")
     marker: tuple[int, int | None] | None
     continues: bool
     continues_next: bool
@@ -96,6 +97,7 @@ def read_page(page: PageText, month_first: bool | None) -> Page:
         lines=lines,
         title=title,
         top_title=cues.find_title(page.page_number, text, lines, cues.TITLE_LINES, layout),
+        type_field=cues.type_field(page.page_number, text, lines),
         marker=cues.page_marker(lines, layout),
         continues=any(cues.says_continued(line.text) for line in lines[: cues.LETTERHEAD_LINES]),
         continues_next=any(cues.CONTINUED_BOTTOM.search(line.text) for line in lines[-cues.LETTERHEAD_LINES :]),
@@ -231,6 +233,9 @@ def _classify(group: Group) -> tuple[EncounterType, Span | None, bool]:
     title = group.title
     if title:
         return title[0], title[1], True
+    named = group.pages[0].type_field
+    if named:
+        return named[0], named[1], True  # the record's own field says what the encounter was
     # An untitled page that opens "Dear Dr ..." is a letter between clinicians, whatever it
     # mentions (a referral names the clinic, the ED visit and the admission it is about).
     first = group.pages[0]
