@@ -140,7 +140,9 @@ def encounters(name: str) -> list[dict]:
     for encounter in section.iter(f"{V3}encounter") if section is not None else []:
         code = encounter.find(f"{V3}code")
         time = encounter.find(f"{V3}effectiveTime")
-        low = _ts(time.find(f"{V3}low").get("value")) if time is not None and time.find(f"{V3}low") is not None else None
+        low = (
+            _ts(time.find(f"{V3}low").get("value")) if time is not None and time.find(f"{V3}low") is not None else None
+        )
         if code is None or low is None:
             continue
         high_node = time.find(f"{V3}high")
@@ -268,7 +270,11 @@ def summary_document(name: str, encounter: dict, exported: dt.datetime) -> bytes
     structured = body.find(f"{V3}structuredBody")
     for component in structured.findall(f"{V3}component"):
         section = component.find(f"{V3}section")
-        code = section.find(f"{V3}code").get("code") if section is not None and section.find(f"{V3}code") is not None else None
+        code = (
+            section.find(f"{V3}code").get("code")
+            if section is not None and section.find(f"{V3}code") is not None
+            else None
+        )
         rule = SECTIONS.get(code)
         if rule is None or not _filter_section(section, rule, first, last):
             structured.remove(component)
@@ -335,6 +341,6 @@ def packets(count: int, seed: int, ocr: CachedOcr | None = None) -> list[Packet]
 
 
 if __name__ == "__main__":
-    import bench.encounter_families.synthea as this
+    import sys
 
-    main(this)
+    main(sys.modules[__name__])
