@@ -70,23 +70,27 @@ def family_module(name: str):
     return importlib.import_module(f"bench.encounter_families.{name}")
 
 
-def _code_hash() -> str:
-    """The packets' inputs: every family module and what they print with."""
-    files = sorted((ROOT / "bench" / "encounter_families").glob("*.py"))
-    files += [ROOT / "bench" / "_clinical.py", ROOT / "bench" / "degraded_pages.py"]
+def _code_hash(name: str) -> str:
+    """What a family's packets are made with: its module, the shared ones, and what it prints
+    with (the scanned family prints every other family's packets)."""
+    here = ROOT / "bench" / "encounter_families"
+    files = [here / "common.py", here / "printer.py", here / f"{name}.py"]
+    if name == "generated":
+        files.append(ROOT / "bench" / "_clinical.py")
+    if name == "scanned":
+        files = sorted(here.glob("*.py")) + [ROOT / "bench" / "_clinical.py", ROOT / "bench" / "degraded_pages.py"]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())).hexdigest()[:12]
 
 
 def load_packets(families: Sequence[str], count: int, seed: int, ocr: CachedOcr | None) -> dict[str, list[Packet]]:
     """Each family's packets, kept under build/ by (family, count, seed, the modules' code)."""
     out: dict[str, list[Packet]] = {}
-    code = _code_hash()
     for name in families:
         module = family_module(name)
         if not module.available():
             print(f"{name}: its data or tools are absent here, skipped", flush=True)
             continue
-        cached = BUILD / "packets" / f"{name}-{count}-{seed}-{code}.pkl"
+        cached = BUILD / "packets" / f"{name}-{count}-{seed}-{_code_hash(name)}.pkl"
         if cached.exists():
             out[name] = pickle.loads(cached.read_bytes())
             continue

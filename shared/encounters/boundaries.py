@@ -93,6 +93,45 @@ def _head_shift(page: Page, other: Page) -> float:
     return sum(m not in exact and masked(m) in shapes for m in lines) / len(lines)
 
 
+_TITLE_WORD = re.compile(r"[A-Z][A-Za-z'&\-]*|[a-z]{1,3}")
+
+
+def _title_line(line: str) -> bool:
+    """A line that reads as a document's title: a few capitalised words, no field's value, no
+    sentence ("Encounter Summary (June 2, 2025)", "Community Health: Progress Note")."""
+    text = re.sub(r"\s*\([^()]*\)\s*$", "", line.strip())  # the document's time after it
+    if ":" in text:
+        text = text.rsplit(":", 1)[1]  # "Facility: Title"
+    words = re.findall(r"[A-Za-z][A-Za-z'&\-]*", text)
+    if not 2 <= len(words) <= 8 or text.rstrip().endswith((".", ",")) or re.search(r"\d", text):
+        return False
+    return sum(w[0].isupper() for w in words) >= max(2, len(words) - 2)
+
+
+def _opening(page: Page, running: set[str]) -> list[str]:
+    """The page's first lines that are not a running head (not on the previous page's top),
+    digits masked: how the page opens once the banner every page repeats is set aside."""
+    out = []
+    for line in page.lines[:WIDE_HEAD]:
+        n = norm(line.text)
+        if len(n) >= 3 and n not in running:
+            out.append(masked(n))
+        if len(out) == 4:
+            break
+    return out
+
+
+_DATE_LIKE = re.compile(r"\b\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b|"
+                        r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4}\b", re.I)
+
+
+def _banner_top(page: Page) -> bool:
+    """Patient fields read from the page's first lines (a banner opening the page)."""
+    top_end = page.lines[min(HEAD_LINES + 1, len(page.lines)) - 1].end if page.lines else 0
+    spans = [v[1] for v in (page.patient.name, page.patient.dob, page.patient.identifier) if v]
+    return any(span.start < top_end for span in spans)
+
+
 def _marker(page: Page) -> tuple[int, int | None] | None:
     return page.marker
 
@@ -116,6 +155,8 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
     facility, previous = page.letterhead_facility, group.letterhead_facility
     first_heading = next((h for p in group.pages for h in p.headings), None)
     last_opened_like_first = len(group.pages) > 1 and _share(_head(last), first_head) >= 0.5
+    running = set(last_head)
+    opening, first_opening = _opening(page, running)[:2], set(_opening(first, running)[:2])
     values = {
         # the vocabulary's cues
         "conflict": identity.conflicts(group.patient, page.patient),
@@ -138,6 +179,10 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
         "banner": page.patient.name is not None and (page.patient.dob is not None
                                                     or page.patient.identifier is not None),
         "patient_fields": bool(page.patient),
+        "banner_top": _banner_top(page),
+        "first_line_title": bool(page.lines) and _title_line(page.lines[0].text),
+        "head_dated": any(_DATE_LIKE.search(line.text) for line in page.lines[:3]),
+        "opening_as_first": (sum(o in first_opening for o in opening) / len(opening)) if opening else 0.0,
         # the page's structure: no vocabulary
         "head_as_last": _share(head, last_head),
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
@@ -163,10 +208,10 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
 FEATURES = (
     "conflict", "continues", "marker_ended", "marker_one", "marker_next", "marker_follows", "first_page",
     "title_other", "title_same", "titled", "salutation", "facility_other", "letterhead_new", "date_outside",
-    "date_inside", "headings_restart", "footer_other", "banner", "patient_fields",
+    "date_inside", "headings_restart", "footer_other", "banner", "patient_fields", "banner_top", "first_line_title",
+    "head_dated", "opening_as_first",
     "head_as_last", "head_shape_as_last", "head_as_first", "head_shape_as_first", "opens_as_first_not_last",
-    "head_shifted", "head_fields", "last_head_fields", "words_as_last", "words_as_first", "last_fill", "fill",
-    "last_ends", "starts_lower", "group_pages", "ocr",
+    "head_shifted", "head_fields", "last_head_fields", "words_as_last", "last_ends", "starts_lower", "ocr",
 )
 
 
@@ -214,9 +259,15 @@ VETO = -2.5  # ... and the page's evidence against a cut weighs at least this mu
 WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
 
 
+# What says a page continues the one before, whatever the words: its top repeats the previous
+# page's (a running banner, a report's heading), its words are the previous page's.
+CONTINUATION = ("head_as_last", "head_shape_as_last", "words_as_last", "starts_lower", "marker_follows")
+_CONTINUATION = tuple(FEATURES.index(n) for n in CONTINUATION)
+
+
 def against(x: Sequence[float], model: BoundaryModel) -> float:
-    """The features' evidence against a cut: the sum of their negative contributions."""
-    return sum(min(0.0, w * v) for w, v in zip(model.weights, x, strict=True))
+    """The continuation features' evidence against a cut: their negative contributions."""
+    return sum(min(0.0, model.weights[i] * x[i]) for i in _CONTINUATION)
 
 
 def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[bool, float]:
@@ -230,6 +281,24 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[
     weak cue needs some support from the model; without a cue, the model alone decides.
     """
     p = model.probability(x)
+    import os
+    mode = os.environ.get("XMODE", "hybrid")
+    if mode == "model":
+        if x[_CONFLICT]:
+            return True, 1.0
+        if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
+            return False, p
+        return p >= THRESHOLD, p
+    if mode == "rules":
+        return (rule is not None or bool(x[_CONFLICT])), p
+    if mode == "hybrid2":
+        if x[_CONFLICT]:
+            return True, 1.0
+        if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
+            return False, p
+        if rule == "strong":
+            return p >= SUPPORT, p
+        return p >= THRESHOLD, p
     if x[_CONFLICT]:
         return True, 1.0  # another patient's banner: never the same record
     if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):

@@ -33,9 +33,18 @@ SALUTATION_LINES = 16  # "Dear Dr ..." within this many first lines opens a lett
 
 _ET = EncounterType
 
+# A summary of the patient's care (a CCD, a chart summary, a care plan): a record of many
+# encounters, of none in particular. Its type is "other", and it has no encounter date.
+SUMMARY_TITLE = re.compile(
+    r"continuity\s+of\s+care|summary\s+of\s+care|(?:patient\s+)?chart\s+summary|(?:clinical|health)\s+summary|"
+    r"\bcare\s+plan\b|plan\s+of\s+care\s+document|care\s+record\s+summary|summary\s+of\s+(?:the\s+)?patient\s+(?:chart|record)",
+    re.I,
+)
+
 # Ordered: the first pattern that matches a title line decides, so "Emergency Department
 # Discharge Letter" is an emergency visit, not an inpatient stay.
 _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
+    (_ET.OTHER, SUMMARY_TITLE),
     (
         _ET.EMERGENCY,
         re.compile(
@@ -103,7 +112,7 @@ _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
     (
         _ET.OUTPATIENT,
         re.compile(
-            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation|(?-i:\bGP\b)|"
+            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation(?!s)|(?-i:\bGP\b)|"
             r"progress\s+note|office\s+visit|follow-?\s?up\s+(?:visit|note)|visit\s+note|general\s+practice|"
             r"appointment\s+(?:letter|confirmation|reminder)",
             re.I,
@@ -201,7 +210,24 @@ def layout_of(blocks: Sequence[LayoutBlock], lines: Sequence[Line]) -> Layout:
 _ADDRESSEE = re.compile(r",\s*[A-Z][\w' ]*(?:Hospital|Clinic|Cent(?:re|er)|Practice|Surgery|Infirmary)\b")
 
 
+# A title followed by the document's own time in parentheses, as the CDA stylesheet prints it:
+# "Progress Note (September 16, 2012, 7:11PM -0400)".
+TITLE_TIME = re.compile(r"\s*\((?=[^()]*\d{4})[^()]*\)\s*$")
+
+
+# A section's heading or a field that names a kind of encounter is no title: "REASON FOR
+# REFERRAL", "HISTORY OF PRESENT ILLNESS", "Type Office or other outpatient visit".
+_SECTION_LEAD = re.compile(
+    r"^\W*(?:reason\s+for|history\s+of|hospital\s+course|chief\s+complaint|type|class|date|time|past|prior|"
+    r"previous|planned|pending|ordered|encounters?\b|results?\b|instructions?\b|indications?\b)",
+    re.I,
+)
+
+
 def is_title_line(text: str) -> bool:
+    if _SECTION_LEAD.match(text):
+        return False
+    text = TITLE_TIME.sub("", text)
     if ":" in text and text.rsplit(":", 1)[1].strip():
         text = text.rsplit(":", 1)[1]  # "Community Health and Hospitals: Discharge Summary"
     if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
@@ -239,8 +265,11 @@ def find_title(
     for index, line in enumerate(top):
         if not is_title_line(line.text):
             continue
+        # The title is what follows a "Facility:" lead, not a sentence before a colon.
+        bare = TITLE_TIME.sub("", line.text)
+        lead = bare.rsplit(":", 1)[0] + ":" if ":" in bare else ""
         for kind, pattern in _TITLES:
-            match = pattern.search(line.text)
+            match = pattern.search(line.text, len(lead))
             if match:
                 found.append((index > contact_end, kind, Span(page, line.start + match.start(), line.start + match.end())))
                 break

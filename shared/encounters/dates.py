@@ -183,7 +183,9 @@ _ROLES: list[tuple[str, re.Pattern[str]]] = [
     ),
     ("generic", re.compile(r"\bdated?\b", re.I)),
 ]
-START_ROLES = ("admission", "visit", "collected", "reported", "generic", "letterhead")  # by preference
+# "documented": the time a record says it documents ("Documentation Of ... Date/Time: from ... to
+# ...", the CDA stylesheet's service event), taken when no encounter date is printed.
+START_ROLES = ("admission", "visit", "collected", "reported", "documented", "generic", "letterhead")  # by preference
 _ANCHOR_ROLES = frozenset({"admission", "visit", "collected", "reported"})
 
 
@@ -249,7 +251,12 @@ def _is_field(segment: str, label: tuple[str, int, int], after_date: bool) -> bo
 # A fax machine's transmission line: "06/01/2019 14:22 FROM: (217) 555-0142 TO: ... P. 2/4".
 _FAX_LINE = re.compile(r"\bfrom\b[^\n]*\bto\b|\bfax\b|\bP\.\s?\d+\s?/\s?\d+", re.I)
 _CELL = re.compile(r"[^|]+")
-_RANGE = re.compile(r"^\s*(?:-|–|to|until|through|thru)\s*$", re.I)
+# "from ... to ...": what may part the two dates (the first one's time and zone among it).
+_RANGE = re.compile(
+    r"^[\s,]*(?:\d{1,2}:\d{2}(?::\d{2})?\s*(?:[AP]\.?M\.?)?\s*(?:[-+]\d{4}|[A-Z]{2,4})?\s*)?"
+    r"(?:-|–|to|until|through|thru)\s*$",
+    re.I,
+)
 
 
 def _column_role(lines: Sequence[Line], index: int, offset: int) -> str | None:
@@ -281,8 +288,11 @@ def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: 
         return _PROSE
     if role is None and not re.search(r"\w", segment) and index > 0:
         # Tables read column-wise put the label on the line above the date.
+        # The line above is a label when it says so (a colon, or the word "date"); a row of a
+        # list read column-wise ("Annual Physical Exam" above a visit's date) is none.
         above = lines[index - 1]
-        if len(above.text) <= 40 and not raw_dates(above.text):
+        labelled = above.text.rstrip().endswith(":") or re.search(r"\bdate\b", above.text, re.I)
+        if len(above.text) <= 40 and labelled and not raw_dates(above.text):
             role = label_role(above.text[-30:])
     return role
 
@@ -342,12 +352,44 @@ def _prose(text: str) -> bool:
     return len(words) >= 8 and sum(w[0].islower() for w in words) * 2 >= len(words)
 
 
+# A title and the document's own time in parentheses after it ("Progress Note (March 29, 2005)").
+_TITLE_BEFORE = re.compile(r"^[^\d():]{3,80}\(\s*$")
+_TIME_AFTER = re.compile(r"^[^()]*\)\s*$")
+_DOCUMENTATION_OF = re.compile(r"^\W*documentation\s+of\W*$", re.I)
+
+
+def _documents(lines: Sequence[Line], index: int) -> bool:
+    """Whether the line sits in a "Documentation Of" block (the line above heads it)."""
+    return index > 0 and bool(_DOCUMENTATION_OF.match(lines[index - 1].text))
+
+
+def _birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> set[dt.date]:
+    """The dates the page says anywhere are a birth date ("DOB:", "born on ..."): the same date
+    printed bare in a running header or under the name is the birth date too."""
+    born = set()
+    for index, line in enumerate(lines):
+        for raw in raw_dates(line.text):
+            start = line.start + raw.start
+            segment = text[max(line.start, start - LABEL_REACH) : start]
+            label = _label(segment)
+            role = label[0] if label else None
+            if role is None and not re.search(r"\w", segment) and index > 0:
+                above = lines[index - 1].text
+                role = label_role(above[-30:]) if above.rstrip().endswith(":") else None
+            if role == "dob":
+                value = to_date(raw, month_first)
+                if value is not None:
+                    born.add(value)
+    return born
+
+
 def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
                title_at: int | None = None) -> list[Date]:
     """The dates of a page's head that may say when an encounter happened, with their roles
     (``body_start``: none from below its first section heading)."""
     out: list[Date] = []
     header_end = lines[min(HEADER_LINES, len(lines)) - 1].end if lines else 0
+    born = _birth_dates(text, lines, month_first)
     body = body_start(lines, title_at)
     if body is not None:
         lines = [line for line in lines if line.start < body]
@@ -361,11 +403,17 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
             value = to_date(raw, month_first)
             if previous is not None and previous.role in ("admission", "visit") and _RANGE.match(text[floor:start]):
                 role: str | None = "discharge"  # "from - to": the second date ends the encounter
+            elif previous is not None and previous.role == "documented" and _RANGE.match(text[floor:start]):
+                role = "documented"
             else:
                 role = _date_role(text, lines, index, start, floor)
+                if role == "visit" and _documents(lines, index):
+                    role = "documented"
+            if _TITLE_BEFORE.match(line.text[: raw.start]) and _TIME_AFTER.match(line.text[raw.end :]):
+                continue  # "Referral Note (September 21, 2013, 05:00AM)": when the document was made
             floor = end
             previous = None
-            if value is None or role in ("dob", "ignore", _PROSE):
+            if value is None or role in ("dob", "ignore", _PROSE) or value in born:
                 continue
             if "|" in line.text and role not in ("admission", "discharge"):
                 continue  # a row of a table lists past events (results, encounters, plans), not this one

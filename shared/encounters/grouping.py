@@ -256,6 +256,8 @@ def _classify(group: Group) -> tuple[EncounterType, Span | None, bool]:
 def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
     dob = group.patient.dob[0] if group.patient.dob else None
     dates = [d for p in group.pages for d in p.dates if d.value != dob]  # a birth date is never the encounter's
+    if group.title and group.title[0] == ET.OTHER:
+        dates = [d for d in dates if d.role != "documented"]  # a summary's span of care is no encounter's
     first_page = group.pages[0].number
     start = None
     for role in START_ROLES:
@@ -263,7 +265,8 @@ def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
         if candidates:
             start = candidates[0]
             break
-    discharges = [d for d in dates if d.role == "discharge" and (start is None or d.value >= start.value)]
+    end_role = "documented" if start is not None and start.role == "documented" else "discharge"
+    discharges = [d for d in dates if d.role == end_role and (start is None or d.value >= start.value)]
     end = max(discharges, key=lambda d: d.value) if discharges else None
     if start is None:
         planned = [d for d in dates if d.role == "planned"]

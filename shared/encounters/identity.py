@@ -131,7 +131,47 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
                 found_date = _date_at(line.text, m.end(), month_first)
                 if found_date:
                     dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
+    if name is None and dob is None:
+        return _bare_banner(page, text, top, month_first) or Identity(name, dob, identifier)
     return Identity(name, dob, identifier)
+
+
+# A banner without labels: the patient's name and birth date on a line of their own, or on two
+# lines, at the top ("Judith Ann Petrov 10/12/1959"). Taken only when the page says elsewhere
+# that this date is a birth date ("born on 10/12/1959", "DOB: ..."): a title with a date is
+# no name.
+_BARE_NAME = re.compile(r"^\W*(?P<name>[A-Z][a-z'\-]+(?:[ \t]+[A-Z][a-z'\-]+\.?){1,3})\W*$")
+BARE_BANNER_LINES = 8
+
+
+def _bare_banner(page: int, text: str, top: Sequence[Line], month_first: bool | None) -> Identity | None:
+    born = {to_date(raw, month_first) for m in re.finditer(r"(?i:\bborn\b|date\s+of\s+birth|\bd\.?o\.?b\b)", text)
+            for raw in raw_dates(text[m.end() : m.end() + 30])[:1]}
+    born.discard(None)
+    if not born:
+        return None
+    lines = list(top[:BARE_BANNER_LINES])
+    for index, line in enumerate(lines):
+        raws = raw_dates(line.text)
+        head = line.text[: raws[0].start] if raws else line.text
+        value = to_date(raws[0], month_first) if raws else None
+        if raws and value not in born:
+            continue
+        m = _BARE_NAME.match(head)
+        if not m:
+            continue
+        if value is None:  # the date on the next line
+            following = lines[index + 1] if index + 1 < len(lines) else None
+            nxt = raw_dates(following.text) if following else []
+            if not nxt or nxt[0].start > 2 or to_date(nxt[0], month_first) not in born:
+                continue
+            dob_at = (following.start + nxt[0].start, following.start + nxt[0].end)
+            value = to_date(nxt[0], month_first)
+        else:
+            dob_at = (line.start + raws[0].start, line.start + raws[0].end)
+        at = line.start + m.start("name")
+        return Identity((m.group("name"), Span(page, at, at + len(m.group("name")))), (value, Span(page, *dob_at)))
+    return None
 
 
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
