@@ -51,9 +51,13 @@ def norm(line: str) -> str:
     return _SPACE.sub(" ", line.strip(" \t.,;:|*-_'\"")).lower()
 
 
+_MONTH = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
+
+
 def masked(line: str) -> str:
-    """A normalised line with its digits masked: a banner whose date or number changed."""
-    return _DIGITS.sub("#", line)
+    """A normalised line with its digits and month names masked: a banner or title whose date
+    or number changed."""
+    return _MONTH.sub("@", _DIGITS.sub("#", line))
 
 
 def _share(mine: Sequence[str], theirs: Sequence[str]) -> float:
@@ -132,6 +136,65 @@ def _banner_top(page: Page) -> bool:
     return any(span.start < top_end for span in spans)
 
 
+def _running(a: Page, b: Page) -> set[str]:
+    """The head two consecutive pages of a document share, from their first line on: its
+    running head (empty when their first lines differ)."""
+    top_a, top_b = _head(a, 3), _head(b, 3)
+    if not top_a or not top_b or top_a[0] != top_b[0] or len(top_a[0]) < 4:
+        return set()
+    return {line for line in top_a if len(line) >= 4} & set(top_b)
+
+
+def _foot(page: Page) -> set[str]:
+    return {masked(norm(line.text)) for line in page.lines[-3:] if len(norm(line.text)) >= 3}
+
+
+def _foot_stopped(before: Page, last: Page, page: Page) -> bool:
+    """A running foot (the last lines two pages of the document share, numbers aside) that this
+    page does not print."""
+    shared = _foot(before) & _foot(last)
+    return bool(shared) and not shared & _foot(page)
+
+
+_COUNTER = re.compile(r"\bpage\b|\bp\.\s?#|#\s*(?:/|of)\s*#|\bfrom\b.*\bto\b", re.I)
+
+
+def _first_line_shifted(page: Page, other: Page) -> bool:
+    """The page's first line is ``other``'s with another date or number: the same banner or
+    title of another document ("Encounter Summary (May 14, 2024)" after "(July 17, 2025)"), not
+    a page count or a fax machine's line."""
+    if not page.lines or not other.lines:
+        return False
+    mine, theirs = norm(page.lines[0].text), norm(other.lines[0].text)
+    if mine == theirs or not _DIGITS.search(mine) or _COUNTER.search(masked(mine)):
+        return False
+    return len(re.findall(r"[a-z]{3,}", mine)) >= 2 and masked(mine) == masked(theirs)
+
+
+_LABELLED = re.compile(r"^([A-Za-z][^:]{1,30}):\s*(.*)$")
+FORM_LINES = 16  # the head where a document's form (its labelled fields) is compared
+FORM_FIELDS = 4  # ... over at least this many fields
+
+
+def _form(page: Page) -> list[tuple[str, str]]:
+    out = []
+    for line in page.lines[:FORM_LINES]:
+        m = _LABELLED.match(line.text.strip())
+        if m:
+            out.append((masked(norm(m.group(1))), norm(m.group(2))))
+    return out
+
+
+def _new_form(page: Page, other: Page) -> bool:
+    """The page's head fills ``other``'s form again (the same labelled fields in the same order)
+    with other values: the same kind of document again, not its next page."""
+    mine, theirs = _form(page), _form(other)
+    n = min(len(mine), len(theirs))
+    if n < FORM_FIELDS or [k for k, _ in mine[:n]] != [k for k, _ in theirs[:n]]:
+        return False
+    return any(a != b for (_, a), (_, b) in zip(mine[:n], theirs[:n], strict=True))
+
+
 def _marker(page: Page) -> tuple[int, int | None] | None:
     return page.marker
 
@@ -157,6 +220,13 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
     last_opened_like_first = len(group.pages) > 1 and _share(_head(last), first_head) >= 0.5
     running = set(last_head)
     opening, first_opening = _opening(page, running)[:2], set(_opening(first, running)[:2])
+    before = group.pages[-2] if len(group.pages) > 1 else None
+    kept = _running(before, last) if before else set()  # the head every page of the document repeats
+    reopens = False
+    if before is not None:
+        mine, firsts, lasts = (_opening(p, kept)[:1] for p in (page, first, last))
+        reopens = bool(mine and firsts and mine == firsts and mine != lasts)
+    banner = page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
     values = {
         # the vocabulary's cues
         "conflict": identity.conflicts(group.patient, page.patient),
@@ -176,13 +246,19 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
         "date_inside": bool(anchor and span and not outside),
         "headings_restart": bool(first_heading and page.headings and page.headings[0] == first_heading),
         "footer_other": bool(last.footer and page.footer and not cues.same_footer(last.footer, page.footer)),
-        "banner": page.patient.name is not None and (page.patient.dob is not None
-                                                    or page.patient.identifier is not None),
+        "banner": banner,
         "patient_fields": bool(page.patient),
         "banner_top": _banner_top(page),
         "first_line_title": bool(page.lines) and _title_line(page.lines[0].text),
         "head_dated": any(_DATE_LIKE.search(line.text) for line in page.lines[:3]),
         "opening_as_first": (sum(o in first_opening for o in opening) / len(opening)) if opening else 0.0,
+        "running_stopped": bool(kept) and _share(sorted(kept), _head(page, WIDE_HEAD)) < 0.5,
+        "foot_stopped": bool(before) and _foot_stopped(before, last, page),
+        "reopens": reopens,
+        "first_line_shifted": _first_line_shifted(page, last) or (len(group.pages) > 1
+                                                                  and _first_line_shifted(page, first)),
+        "banner_new": bool(banner and not any(p.patient for p in group.pages)),
+        "new_form": _new_form(page, last) or (len(group.pages) > 1 and _new_form(page, first)),
         # the page's structure: no vocabulary
         "head_as_last": _share(head, last_head),
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
@@ -209,7 +285,8 @@ FEATURES = (
     "conflict", "continues", "marker_ended", "marker_one", "marker_next", "marker_follows", "first_page",
     "title_other", "title_same", "titled", "salutation", "facility_other", "letterhead_new", "date_outside",
     "date_inside", "headings_restart", "footer_other", "banner", "patient_fields", "banner_top", "first_line_title",
-    "head_dated", "opening_as_first",
+    "head_dated", "opening_as_first", "running_stopped", "foot_stopped", "reopens", "first_line_shifted", "banner_new",
+    "new_form",
     "head_as_last", "head_shape_as_last", "head_as_first", "head_shape_as_first", "opens_as_first_not_last",
     "head_shifted", "head_fields", "last_head_fields", "words_as_last", "last_ends", "starts_lower", "ocr",
 )
@@ -254,6 +331,10 @@ def shipped() -> BoundaryModel:
 
 _CONFLICT, _CONTINUES, _MARKER_NEXT, _MARKER_ONE = (FEATURES.index(n) for n in
                                                     ("conflict", "continues", "marker_next", "marker_one"))
+# The page's structure says a document starts, whatever its words: it cuts as a strong rule does.
+STRUCTURE = ("running_stopped", "reopens", "foot_stopped", "opens_as_first_not_last", "first_line_shifted",
+             "banner_new", "new_form")
+_STRUCTURE = tuple(FEATURES.index(n) for n in STRUCTURE)
 SUPPORT = 0.2  # a rule's cue cuts unless the model gives the cut less than this ...
 VETO = -2.5  # ... and the page's evidence against a cut weighs at least this much
 WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
@@ -303,6 +384,8 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[
         return True, 1.0  # another patient's banner: never the same record
     if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
         return False, p  # the page says it continues the document before it
+    if rule is None and any(x[i] for i in _STRUCTURE):
+        rule = "strong"  # the structure says so: the running head or foot stopped, the first page's opening again
     if rule == "strong":
         return p >= SUPPORT or against(x, model) > VETO, max(p, STRONG)
     if rule == "weak":

@@ -130,14 +130,22 @@ TYPE_FIELD = re.compile(
 _TYPE_VALUES: list[tuple[EncounterType, re.Pattern[str]]] = [
     (_ET.EMERGENCY, re.compile(r"emergency|(?-i:\bED\b)|(?-i:\bEMER\b)|casualty", re.I)),
     (_ET.TELEHEALTH, re.compile(r"tele|phone|virtual|video|(?-i:\bVR\b)", re.I)),
-    (_ET.INPATIENT, re.compile(r"in-?patient|hospitali[sz]|admission|(?-i:\bIMP\b)|(?-i:\bACUTE\b)|\bstay\b", re.I)),
+    (_ET.INPATIENT, re.compile(
+        r"in-?patient|hospitali[sz]|admission|admitted|(?-i:\bIMP\b)|(?-i:\bACUTE\b)|\bstay\b|hospice|"
+        r"skilled\s+nursing", re.I)),
+    (_ET.ADMINISTRATIVE, re.compile(r"certificat|administrative|paperwork", re.I)),
+    # an encounter named for what was done in it, before the words "procedure" or "examination"
+    (_ET.OUTPATIENT, re.compile(
+        r"office|out-?patient|ambulatory|(?-i:\bAMB\b)|well(?:ness|\s+child)|check-?\s?up|clinic|consult|\bvisit\b|"
+        r"urgent|home|domicil|follow-?\s?up|general\s+exam|encounter\s+for|patient\s+encounter|vaccin|immuni[sz]",
+        re.I)),
     (_ET.PROCEDURE, re.compile(r"procedure|surgery|operation", re.I)),
     (_ET.LAB, re.compile(r"laborator|\blab\b|pathology", re.I)),
     (_ET.IMAGING, re.compile(r"imaging|radiology", re.I)),
-    (_ET.OUTPATIENT, re.compile(
-        r"office|out-?patient|ambulatory|(?-i:\bAMB\b)|wellness|check-?\s?up|clinic|consult|\bvisit\b|"
-        r"urgent|home\s+health|follow-?\s?up|general\s+examination|encounter\s+for", re.I)),
 ]
+# SNOMED CT's semantic tag after a term ("General examination of patient (procedure)") says what
+# kind of concept the term is, not what kind of encounter.
+_SEMANTIC_TAG = re.compile(r"\s*\((?:procedure|finding|environment|regime/therapy|situation|event)\)", re.I)
 TYPE_FIELD_LINES = 16  # the field sits in the document's head
 
 
@@ -147,7 +155,7 @@ def type_field(page: int, text: str, lines: Sequence[Line]) -> tuple[EncounterTy
         return None
     end = lines[min(TYPE_FIELD_LINES, len(lines)) - 1].end
     for m in TYPE_FIELD.finditer(text, 0, end):
-        value = m.group("value")
+        value = _SEMANTIC_TAG.sub("", m.group("value"))
         for kind, pattern in _TYPE_VALUES:
             if pattern.search(value):
                 return kind, Span(page, m.start("value"), m.end("value"))

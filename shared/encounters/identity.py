@@ -25,7 +25,7 @@ _NAME_VALUE = r"(?P<value>[A-Z][A-Za-z'\-]+(?:,?[ \t]+[A-Z][A-Za-z'\-.]*){1,3})"
 _NAME_LABEL = re.compile(rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_NAME_VALUE}")
 _ID_LABEL = re.compile(
     r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient[\s\-]*id|record\s+(?:no|number)|"
-    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Z0-9][A-Z0-9\-]{2,19})\b"
+    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
