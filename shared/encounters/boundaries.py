@@ -35,7 +35,7 @@ WIDE_HEAD = 10  # ... of the page it is compared with (a banner may sit a few li
 THRESHOLD = 0.5  # the model's probability at which a page starts a document
 STRONG = 0.8  # at or above: a boundary nobody needs to look at twice
 
-_DIGITS = re.compile(r"\d")
+_DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"[a-z]{4,}")
 _ENDS = re.compile(
@@ -140,20 +140,29 @@ def _running(a: Page, b: Page) -> set[str]:
     """The head two consecutive pages of a document share, from their first line on: its
     running head (empty when their first lines differ)."""
     top_a, top_b = _head(a, 3), _head(b, 3)
-    if not top_a or not top_b or top_a[0] != top_b[0] or len(top_a[0]) < 4:
-        return set()
+    if len(top_a) < 2 or top_a[:2] != top_b[:2] or not _wordy(" ".join(top_a[:2])):
+        return set()  # a running head opens both pages alike: its first two lines at least
     return {line for line in top_a if len(line) >= 4} & set(top_b)
 
 
+def _wordy(line: str) -> bool:
+    """Two words or more: a line that can be a running head or foot, not a table's cell."""
+    return len(re.findall(r"[a-z]{2,}", line)) >= 2
+
+
 def _foot(page: Page) -> set[str]:
-    return {masked(norm(line.text)) for line in page.lines[-3:] if len(norm(line.text)) >= 3}
+    return {masked(norm(line.text)) for line in page.lines[-3:] if _wordy(norm(line.text))}
 
 
 def _foot_stopped(before: Page, last: Page, page: Page) -> bool:
-    """A running foot (the last lines two pages of the document share, numbers aside) that this
-    page does not print."""
-    shared = _foot(before) & _foot(last)
-    return bool(shared) and not shared & _foot(page)
+    """A running foot (the last line two pages of the document end with, numbers aside) that
+    this page does not print."""
+    if not before.lines or not last.lines:
+        return False
+    end = masked(norm(last.lines[-1].text))
+    if not _wordy(end) or end != masked(norm(before.lines[-1].text)):
+        return False
+    return end not in _foot(page)
 
 
 _COUNTER = re.compile(r"\bpage\b|\bp\.\s?#|#\s*(?:/|of)\s*#|\bfrom\b.*\bto\b", re.I)
@@ -180,7 +189,7 @@ def _form(page: Page) -> list[tuple[str, str]]:
     out = []
     for line in page.lines[:FORM_LINES]:
         m = _LABELLED.match(line.text.strip())
-        if m:
+        if m and not re.search(r"\d", m.group(1)):  # "June 3, 2007 00:29" is a time, not a label
             out.append((masked(norm(m.group(1))), norm(m.group(2))))
     return out
 
@@ -193,6 +202,17 @@ def _new_form(page: Page, other: Page) -> bool:
     if n < FORM_FIELDS or [k for k, _ in mine[:n]] != [k for k, _ in theirs[:n]]:
         return False
     return any(a != b for (_, a), (_, b) in zip(mine[:n], theirs[:n], strict=True))
+
+
+def _opens_as(page: Page, other: Page) -> bool:
+    """The page's first three lines are ``other``'s, numbers and months aside, two of them at
+    least, each where ``other`` has it (give or take a line)."""
+    mine = [masked(h) for h in _head(page, 3)]
+    theirs = [masked(h) for h in _head(other, 4)]
+    if not mine or not theirs or mine[0] != theirs[0]:
+        return False  # the first line above all: a title, a letterhead, a banner
+    hits = sum(any(m == t for t in theirs[max(0, i - 1) : i + 2]) for i, m in enumerate(mine) if len(m) >= 3)
+    return hits >= 2
 
 
 def _marker(page: Page) -> tuple[int, int | None] | None:
@@ -222,6 +242,8 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
     opening, first_opening = _opening(page, running)[:2], set(_opening(first, running)[:2])
     before = group.pages[-2] if len(group.pages) > 1 else None
     kept = _running(before, last) if before else set()  # the head every page of the document repeats
+    if kept and before is not first and not kept <= set(_head(first, WIDE_HEAD)):
+        kept = set()  # a table's heading that two pages repeat, not the document's running head
     reopens = False
     if before is not None:
         mine, firsts, lasts = (_opening(p, kept)[:1] for p in (page, first, last))
@@ -264,8 +286,7 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
         "head_as_first": _share(head, first_head) if len(group.pages) > 1 else _share(head, last_head),
         "head_shape_as_first": _share(masked_head, [masked(h) for h in first_head]),
-        "opens_as_first_not_last": (_share(masked_head, [masked(h) for h in first_head]) >= 0.5
-                                    and len(group.pages) > 1 and not last_opened_like_first),
+        "opens_as_first_not_last": len(group.pages) > 1 and not last_opened_like_first and _opens_as(page, first),
         "head_shifted": _head_shift(page, last),
         "head_fields": _fields(head),
         "last_head_fields": _fields(_head(last)),
@@ -284,8 +305,8 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
 FEATURES = (
     "conflict", "continues", "marker_ended", "marker_one", "marker_next", "marker_follows", "first_page",
     "title_other", "title_same", "titled", "salutation", "facility_other", "letterhead_new", "date_outside",
-    "date_inside", "headings_restart", "footer_other", "banner", "patient_fields", "banner_top", "first_line_title",
-    "head_dated", "opening_as_first", "running_stopped", "foot_stopped", "reopens", "first_line_shifted", "banner_new",
+    "date_inside", "headings_restart", "footer_other", "first_line_title",
+    "head_dated", "running_stopped", "foot_stopped", "reopens", "first_line_shifted", "banner_new",
     "new_form",
     "head_as_last", "head_shape_as_last", "head_as_first", "head_shape_as_first", "opens_as_first_not_last",
     "head_shifted", "head_fields", "last_head_fields", "words_as_last", "last_ends", "starts_lower", "ocr",
