@@ -16,7 +16,7 @@ pathology reports with punch holes and noise ... all 9 extra starts are the seco
 two-page pathology report (a repeated banner and report heading) taken for a new document; one
 of its encounters is dated 2083"): two-page pathology reports made here, page 2 repeating the
 banner (patient, birth date, MRN, accession number, collected date) and the report heading
-and saying "Page 2 of 2", 2-3 patients to a file (mixed, each report with its own Identity),
+and, in half of them, saying "Page 2 of 2", 2-3 patients to a file (mixed, each report with its own Identity),
 in three layouts, a collection date now and then in the 2080s (a de-identified date shift).
 
 ``packets(count, seed, ocr)`` goes round-robin over the available source families and the
@@ -192,9 +192,12 @@ def _fmt(value: dt.date, style: str) -> str:
 
 
 def print_report(report: Report, layout: int, rng: random.Random) -> bytes:
-    """A two-page pathology report; page 2 repeats the lab's name, the banner and the heading."""
+    """A two-page pathology report; page 2 repeats the lab's name, the banner and the heading.
+    Half the reports count their pages ("Page 2 of 2"); the others say nothing of it, as the
+    issue's reports did not."""
     import pymupdf
 
+    counted = rng.random() < 0.5
     lab, address = rng.choice(_LABS)
     heading = rng.choice(_HEADINGS)
     style = rng.choice(["us", "us", "iso"])
@@ -266,7 +269,8 @@ def print_report(report: Report, layout: int, rng: random.Random) -> bytes:
                     page.insert_text((56, y), chunk, fontname="helv", fontsize=10)
                     y += 14
             y += 10
-        page.insert_text((250, 760), f"Page {number} of 2", fontname="helv", fontsize=9)
+        if counted:
+            page.insert_text((250, 760), f"Page {number} of 2", fontname="helv", fontsize=9)
     data = out.tobytes(garbage=3, deflate=True, no_new_id=True)
     out.close()
     return data

@@ -139,10 +139,10 @@ def _banner_top(page: Page) -> bool:
 def _running(a: Page, b: Page) -> set[str]:
     """The head two consecutive pages of a document share, from their first line on: its
     running head (empty when their first lines differ)."""
-    top_a, top_b = _head(a, 3), _head(b, 3)
+    top_a, top_b = _head(a, WIDE_HEAD), _head(b, WIDE_HEAD)
     if len(top_a) < 2 or top_a[:2] != top_b[:2] or not _wordy(" ".join(top_a[:2])):
         return set()  # a running head opens both pages alike: its first two lines at least
-    return {line for line in top_a if len(line) >= 4} & set(top_b)
+    return {line for line in top_a if len(line) >= 3} & set(top_b)
 
 
 def _wordy(line: str) -> bool:
@@ -245,9 +245,9 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
     if kept and before is not first and not kept <= set(_head(first, WIDE_HEAD)):
         kept = set()  # a table's heading that two pages repeat, not the document's running head
     reopens = False
-    if before is not None:
-        mine, firsts, lasts = (_opening(p, kept)[:1] for p in (page, first, last))
-        reopens = bool(mine and firsts and mine == firsts and mine != lasts)
+    if kept:  # below the running head, the page opens as the document's first page did
+        mine, firsts, lasts = (set(_opening(p, kept)[:3]) for p in (page, first, last))
+        reopens = any(_wordy(line) for line in (mine & firsts) - lasts)
     banner = page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
     values = {
         # the vocabulary's cues
@@ -410,5 +410,7 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[
     if rule == "strong":
         return p >= SUPPORT or against(x, model) > VETO, max(p, STRONG)
     if rule == "weak":
+        if mode == "hybridw":
+            return p >= SUPPORT or against(x, model) > VETO, p
         return p >= WEAK_SUPPORT, p
     return p >= THRESHOLD, p
