@@ -215,6 +215,23 @@ def _opens_as(page: Page, other: Page) -> bool:
     return hits >= 2
 
 
+def _head_repeated(page: Page, last: Page) -> bool:
+    """The page's head is the previous page's, line for line, numbers and dates included, and
+    some of those numbers are the document's own (an accession number, a collection date; not
+    only the patient's birth date or record number, which every document of the patient
+    prints): a report's banner repeated on its next page."""
+    head, before = page.lines[:HEAD_LINES], last.lines[:HEAD_LINES]
+    if len(head) < 2 or [norm(a.text) for a in head] != [norm(b.text) for b in before]:
+        return False
+    patient = [v[1] for v in (page.patient.dob, page.patient.identifier) if v]
+    for line in head:
+        numbers = [m for m in _DIGITS.finditer(line.text)]
+        own = [m for m in numbers if not any(s.start <= line.start + m.start() < s.end for s in patient)]
+        if own:
+            return True
+    return False
+
+
 def _marker(page: Page) -> tuple[int, int | None] | None:
     return page.marker
 
@@ -281,6 +298,7 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
                                                                   and _first_line_shifted(page, first)),
         "banner_new": bool(banner and not any(p.patient for p in group.pages)),
         "new_form": _new_form(page, last) or (len(group.pages) > 1 and _new_form(page, first)),
+        "head_repeated": _head_repeated(page, last),
         # the page's structure: no vocabulary
         "head_as_last": _share(head, last_head),
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
@@ -307,7 +325,7 @@ FEATURES = (
     "title_other", "title_same", "titled", "salutation", "facility_other", "letterhead_new", "date_outside",
     "date_inside", "headings_restart", "footer_other", "first_line_title",
     "head_dated", "running_stopped", "foot_stopped", "reopens", "first_line_shifted", "banner_new",
-    "new_form",
+    "new_form", "head_repeated",
     "head_as_last", "head_shape_as_last", "head_as_first", "head_shape_as_first", "opens_as_first_not_last",
     "head_shifted", "head_fields", "last_head_fields", "words_as_last", "last_ends", "starts_lower", "ocr",
 )
@@ -356,6 +374,7 @@ _CONFLICT, _CONTINUES, _MARKER_NEXT, _MARKER_ONE = (FEATURES.index(n) for n in
 STRUCTURE = ("running_stopped", "reopens", "foot_stopped", "opens_as_first_not_last", "first_line_shifted",
              "banner_new", "new_form")
 _STRUCTURE = tuple(FEATURES.index(n) for n in STRUCTURE)
+_HEAD_REPEATED, _NEW_FORM = FEATURES.index("head_repeated"), FEATURES.index("new_form")
 SUPPORT = 0.2  # a rule's cue cuts unless the model gives the cut less than this ...
 VETO = -2.5  # ... and the page's evidence against a cut weighs at least this much
 WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
@@ -405,6 +424,8 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[
         return True, 1.0  # another patient's banner: never the same record
     if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
         return False, p  # the page says it continues the document before it
+    if x[_HEAD_REPEATED] and not x[_NEW_FORM] and not x[_MARKER_ONE]:
+        return False, p  # the report's own banner again, numbers and all: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):
         rule = "strong"  # the structure says so: the running head or foot stopped, the first page's opening again
     if rule == "strong":

@@ -363,6 +363,26 @@ def _documents(lines: Sequence[Line], index: int) -> bool:
     return index > 0 and bool(_DOCUMENTATION_OF.match(lines[index - 1].text))
 
 
+_CLOCK = re.compile(r"^[\s,]*(\d{1,2}):(\d{2})(?::\d{2})?\s*([AP])?\.?M?", re.I)
+OVERNIGHT_HOURS = 12  # a stay that ends the next day, sooner than this after it began, is that day's visit
+
+
+def _hour(text: str) -> float | None:
+    m = _CLOCK.match(text)
+    if not m:
+        return None
+    hour = int(m.group(1)) % 12 + (12 if (m.group(3) or "").upper() == "P" else 0) if m.group(3) else int(m.group(1))
+    return hour + int(m.group(2)) / 60
+
+
+def _overnight(previous: Date, value: dt.date, between: str, after: str) -> bool:
+    """Whether "from <day> <time> to <next day> <time>" lasted less than OVERNIGHT_HOURS."""
+    if value - previous.value != dt.timedelta(days=1):
+        return False
+    began, ended = _hour(between), _hour(after)
+    return began is not None and ended is not None and 24 - began + ended < OVERNIGHT_HOURS
+
+
 def _birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> set[dt.date]:
     """The dates the page says anywhere are a birth date ("DOB:", "born on ..."): the same date
     printed bare in a running header or under the name is the birth date too."""
@@ -401,9 +421,13 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
         for raw in raw_dates(line.text):
             start, end = line.start + raw.start, line.start + raw.end
             value = to_date(raw, month_first)
-            if previous is not None and previous.role in ("admission", "visit") and _RANGE.match(text[floor:start]):
+            ranged = previous is not None and bool(_RANGE.match(text[floor:start]))
+            if ranged and value is not None and _overnight(previous, value, text[floor:start], line.text[raw.end :]):
+                floor, previous = end, None
+                continue  # "from June 8, 11:57PM to June 9, 00:28AM": a half-hour visit, on its first day
+            if ranged and previous.role in ("admission", "visit"):
                 role: str | None = "discharge"  # "from - to": the second date ends the encounter
-            elif previous is not None and previous.role == "documented" and _RANGE.match(text[floor:start]):
+            elif ranged and previous.role == "documented":
                 role = "documented"
             else:
                 role = _date_role(text, lines, index, start, floor)
