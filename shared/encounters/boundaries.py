@@ -18,6 +18,7 @@ continues ("Page 2 of 3", "continued") never does unless that banner says otherw
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -46,9 +47,20 @@ _ENDS = re.compile(
 _FIELD = re.compile(r"^[^:]{2,30}:\s*\S")
 
 
+_PUNCT = re.compile(r"[^\w/:\-#@ ]+|(?<!\w)[\w](?!\w)")
+
+
 def norm(line: str) -> str:
-    """A line as compared between pages: case, spacing and punctuation at its ends ignored."""
-    return _SPACE.sub(" ", line.strip(" \t.,;:|*-_'\"")).lower()
+    """A line as compared between pages: case, spacing, punctuation and the stray marks OCR
+    adds ("‘Center", ": « Recovery") ignored."""
+    return _SPACE.sub(" ", _PUNCT.sub(" ", line.lower())).strip(" :-/")
+
+
+def same(a: str, b: str) -> bool:
+    """Two normalised lines alike: equal, or a few characters apart as OCR reads one line twice."""
+    if a == b:
+        return True
+    return min(len(a), len(b)) >= 8 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.88
 
 
 _MONTH = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
@@ -160,9 +172,9 @@ def _foot_stopped(before: Page, last: Page, page: Page) -> bool:
     if not before.lines or not last.lines:
         return False
     end = masked(norm(last.lines[-1].text))
-    if not _wordy(end) or end != masked(norm(before.lines[-1].text)):
+    if not _wordy(end) or not same(end, masked(norm(before.lines[-1].text))):
         return False
-    return end not in _foot(page)
+    return not any(same(end, foot) for foot in _foot(page))
 
 
 _COUNTER = re.compile(r"\bpage\b|\bp\.\s?#|#\s*(?:/|of)\s*#|\bfrom\b.*\bto\b", re.I)
@@ -221,7 +233,8 @@ def _head_repeated(page: Page, last: Page) -> bool:
     only the patient's birth date or record number, which every document of the patient
     prints): a report's banner repeated on its next page."""
     head, before = page.lines[:HEAD_LINES], last.lines[:HEAD_LINES]
-    if len(head) < 2 or [norm(a.text) for a in head] != [norm(b.text) for b in before]:
+    if len(head) < 2 or len(head) != len(before) or not all(
+            same(norm(a.text), norm(b.text)) for a, b in zip(head, before, strict=True)):
         return False
     patient = [v[1] for v in (page.patient.dob, page.patient.identifier) if v]
     for line in head:

@@ -297,6 +297,9 @@ def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: 
     return role
 
 
+_NAME_BEFORE = re.compile(r"^\W*[A-Z][a-z'\-]+(?:\s+[A-Z][a-z'\-]+\.?){1,3}\s*$")
+
+
 def _stands_alone(line: str, raw: RawDate) -> bool:
     """A letter's date sits on a line of its own, now and then with a place or a weekday
     ("Springfield, 12 April 2024"); a date inside a sentence dates what the sentence tells,
@@ -304,6 +307,8 @@ def _stands_alone(line: str, raw: RawDate) -> bool:
     if _FAX_LINE.search(line):
         return False
     rest = line[: raw.start] + " " + line[raw.end :]
+    if _NAME_BEFORE.match(line[: raw.start]) and not line[raw.end :].strip(" .,;:"):
+        return False  # "Dennis Okafor 21/12/1942": a banner's name and birth date, not a letter's date
     return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 3
 
 
@@ -354,12 +359,15 @@ def _prose(text: str) -> bool:
 
 # A title and the document's own time in parentheses after it ("Progress Note (March 29, 2005)").
 _TITLE_BEFORE = re.compile(r"^[^\d():]{3,80}\(\s*$")
-_TIME_AFTER = re.compile(r"^[^()]*\)\s*$")
+_TIME_AFTER = re.compile(r"^[^()]*\)\W*$")
 _DOCUMENTATION_OF = re.compile(r"^\W*documentation\s+of\W*$", re.I)
 
 
 def _documents(lines: Sequence[Line], index: int) -> bool:
-    """Whether the line sits in a "Documentation Of" block (the line above heads it)."""
+    """Whether the line sits in a "Documentation Of" block (the line above heads it, or OCR read
+    the heading onto the line)."""
+    if re.match(r"^\W*documentation\s+of\b", lines[index].text, re.I):
+        return True
     return index > 0 and bool(_DOCUMENTATION_OF.match(lines[index - 1].text))
 
 
