@@ -60,6 +60,8 @@ def same(a: str, b: str) -> bool:
     """Two normalised lines alike: equal, or a few characters apart as OCR reads one line twice."""
     if a == b:
         return True
+    if _DIGITS.findall(a) != _DIGITS.findall(b):
+        return False  # another date or number is another line, however alike the words
     return min(len(a), len(b)) >= 8 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.88
 
 
@@ -437,6 +439,8 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[
         return True, 1.0  # another patient's banner: never the same record
     if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
         return False, p  # the page says it continues the document before it
+    if rule == "certain":
+        return True, 1.0  # a page count that restarts or ended, a title LAYOUT names: the page says so
     if x[_HEAD_REPEATED] and not x[_NEW_FORM] and not x[_MARKER_ONE]:
         return False, p  # the report's own banner again, numbers and all: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):

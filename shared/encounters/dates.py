@@ -366,8 +366,8 @@ _DOCUMENTATION_OF = re.compile(r"^\W*documentation\s+of\W*$", re.I)
 def _documents(lines: Sequence[Line], index: int) -> bool:
     """Whether the line sits in a "Documentation Of" block (the line above heads it, or OCR read
     the heading onto the line)."""
-    if re.match(r"^\W*documentation\s+of\b", lines[index].text, re.I):
-        return True
+    if re.match(r"^\W*documentation\s+of\b|^\W*care\s+provision\b", lines[index].text, re.I):
+        return True  # "Care provision": how the CDA stylesheet names a document's service event
     return index > 0 and bool(_DOCUMENTATION_OF.match(lines[index - 1].text))
 
 

@@ -46,6 +46,7 @@ class Page:
     title: tuple[EncounterType, Span] | None
     top_title: tuple[EncounterType, Span] | None  # a title in the page's first lines
     type_field: tuple[EncounterType, Span] | None  # the type a field of its head names ("Type: Office Visit")
+    layout_titled: bool  # Textract's LAYOUT named the line of its title
     marker: tuple[int, int | None] | None
     continues: bool
     continues_next: bool
@@ -98,6 +99,7 @@ def read_page(page: PageText, month_first: bool | None) -> Page:
         title=title,
         top_title=cues.find_title(page.page_number, text, lines, cues.TITLE_LINES, layout),
         type_field=cues.type_field(page.page_number, text, lines),
+        layout_titled=bool(title and any(ln.start <= title[1].start < ln.end for ln in layout.lines("title"))),
         marker=cues.page_marker(lines, layout),
         continues=any(cues.says_continued(line.text) for line in lines[: cues.LETTERHEAD_LINES]),
         continues_next=any(cues.CONTINUED_BOTTOM.search(line.text) for line in lines[-cues.LETTERHEAD_LINES :]),
@@ -149,7 +151,7 @@ class Group:
         return min(values), None if open_stay else max(values)
 
 
-STRONG, WEAK = "strong", "weak"
+CERTAIN, STRONG, WEAK = "certain", "strong", "weak"  # a page count or a LAYOUT title; any other rule
 _HEAD_ROLES = ("generic", "letterhead")  # dates that count only on the page that opens an encounter
 
 
@@ -161,10 +163,12 @@ def boundary(group: Group, page: Page) -> str | None:
     if page.continues or last.continues_next:
         return None
     if last.marker and last.marker[1] and last.marker[0] >= last.marker[1]:
-        return STRONG  # the page before was "Page N of N": its document ended there
+        return CERTAIN  # the page before was "Page N of N": its document ended there
     if page.marker:
         # "Page 1 of N" starts a document; "Page k of N" continues one.
-        return STRONG if page.marker[0] == 1 else None
+        return CERTAIN if page.marker[0] == 1 else None
+    if page.layout_titled and page.title and (group.title is None or page.title[0] != group.title[0]):
+        return CERTAIN  # Textract's LAYOUT says this line is the page's title, of another kind
     if page.first_page:
         return STRONG  # a title with its banner or letterhead: a document's first page, even of the same kind
     if _banner(page) and _banner(group.pages[0]) and not _banner(last):
@@ -183,7 +187,7 @@ def boundary(group: Group, page: Page) -> str | None:
         if anchor < first or (last_day is not None and anchor > last_day):
             return STRONG
     if facility and previous is None and not group.title:
-        return WEAK  # a letterhead after pages that had none (a form, an untitled note) is a new document
+        return STRONG  # a letterhead after pages that had none (a form, an untitled note) is a new document
     first_heading = next((h for p in group.pages for h in p.headings), None)
     if first_heading and page.headings and page.headings[0] == first_heading:
         return WEAK  # the section sequence starts again
@@ -223,7 +227,7 @@ def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None) -> li
         if not cut:
             groups[-1].pages.append(page)
             continue
-        strength = STRONG if p >= boundaries.STRONG else WEAK
+        strength = STRONG if p >= boundaries.STRONG or rule == CERTAIN else WEAK
         groups[-1].closed_by = strength
         groups.append(Group([page], opened_by=strength))
     return groups

@@ -29,7 +29,7 @@ _ID_LABEL = re.compile(
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
-_NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B)\b|\s*\|", re.I)
+_NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,13 @@ def _near(a: str, b: str) -> bool:
     return a == b or (abs(len(a) - len(b)) <= 1 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.85)
 
 
+def _same_identifier(a: str, b: str) -> bool:
+    """One identifier, read twice: equal but for an OCR slip, or cut short where its line wrapped
+    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-...")."""
+    short, long_ = sorted((a, b), key=len)
+    return _near(a, b) or (len(short) >= 3 and long_.startswith(short))
+
+
 def _same_day(a: dt.date, b: dt.date) -> bool:
     # 05/01/2005 read day-first on one page and month-first on another is one date.
     return a == b or (a.year == b.year and a.month == b.day and a.day == b.month)
@@ -69,7 +76,7 @@ def _same_day(a: dt.date, b: dt.date) -> bool:
 
 def conflicts(a: Identity, b: Identity) -> bool:
     """Whether two identities are two patients: a field both show differs beyond OCR noise."""
-    if a.identifier and b.identifier and not _near(_norm(a.identifier[0]), _norm(b.identifier[0])):
+    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])):
         return True
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
