@@ -52,6 +52,7 @@ from bench.encounter_families import oldgen, scoring  # noqa: E402
 from bench.encounter_families.before import BEFORE, before_provider  # noqa: E402
 from bench.encounter_families.common import BUILD, CachedOcr, Packet  # noqa: E402
 from shared.encounters import HeuristicEncounters  # noqa: E402
+from shared.encounters.boundaries import MODES  # noqa: E402
 from shared.errors import PipelineError  # noqa: E402
 from shared.models import Discovery, Manifest  # noqa: E402
 from shared.ports import EncounterProvider  # noqa: E402
@@ -122,17 +123,21 @@ def score_family(provider: EncounterProvider, packets: Sequence[Packet], explain
     return {**total.metrics(), "ms_per_page": round(1000 * seconds / max(1, pages), 2)}
 
 
-def lofo(packets: dict[str, list[Packet]], date_order: str) -> dict[str, dict]:
-    """Each family scored by the heuristic whose boundary model never saw it."""
+def lofo(packets: dict[str, list[Packet]], date_order: str) -> dict[str, dict[str, dict]]:
+    """Each family scored by the heuristic whose boundary model never saw it, per way of cutting
+    (``boundaries.MODES``: rules and model together, as shipped; the model alone; the rules
+    alone, as the heuristic cut before the model)."""
     from bench import encounters_train
 
-    out = {}
+    out: dict[str, dict[str, dict]] = {mode: {} for mode in MODES}
     for left in packets:
         others = {name: ps for name, ps in packets.items() if name != left}
         if not others:
             continue
         model = encounters_train.train(others)
-        out[left] = score_family(HeuristicEncounters(date_order=date_order, model=model), packets[left])
+        for mode in MODES:
+            provider = HeuristicEncounters(date_order=date_order, model=model, mode=mode)
+            out[mode][left] = score_family(provider, packets[left])
     return out
 
 
@@ -235,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             family: score_family(provider, ps, args.explain and provider_name == "heuristic")
             for family, ps in packets.items()}
     if not args.no_lofo:
-        report["lofo"] = lofo(packets, settings.date_order)
+        by_mode = lofo(packets, settings.date_order)
+        report["lofo"], report["lofo_modes"] = by_mode["hybrid"], by_mode
     if not args.no_old:
         old_args = argparse.Namespace(packets=16, seed=6, ocr_workers=2)
         old = oldgen.run(old_args, make)
@@ -245,8 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for family in packets:
         rows = {f"{n}": report["providers"][n][family] for n in report["providers"]}
-        if family in report["lofo"]:
-            rows["left out (headline)"] = report["lofo"][family]
+        for mode, rows_ in report.get("lofo_modes", {}).items():
+            if family in rows_:
+                rows["left out (headline)" if mode == "hybrid" else f"left out, {mode} alone"] = rows_[family]
         print(f"\n== {family} ==")
         print(table(rows))
     if "old_generated" in report:

@@ -22,7 +22,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -406,49 +406,37 @@ def against(x: Sequence[float], model: BoundaryModel) -> float:
     return sum(min(0.0, model.weights[i] * x[i]) for i in _CONTINUATION)
 
 
-def decide(x: Sequence[float], rule: str | None, model: BoundaryModel) -> tuple[bool, float]:
-    """(starts a document, the model's probability) for a page's features and the cue the
-    rules of ``grouping.boundary`` read ("strong", "weak" or None).
+MODES = ("hybrid", "model", "rules")  # how pages are cut: the default; the model alone; the rules alone
 
-    Another patient's banner always cuts; a page that says it continues never does. A strong
-    rule's cue (a title with its banner, "Page 1 of N", a letterhead of another facility...)
-    cuts unless the model finds the cut unlikely and the page's structure speaks against it (a
-    banner and heading repeated as the page before printed them: a report's second page). A
-    weak cue needs some support from the model; without a cue, the model alone decides.
+
+def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str = "hybrid") -> tuple[bool, float]:
+    """(starts a document, the model's probability) for a page's features and the cue the
+    rules of ``grouping.boundary`` read ("certain", "strong", "weak" or None).
+
+    Another patient's banner always cuts; a page that says it continues never does, nor does a
+    report's own banner repeated, numbers and all. A page count that restarts or a title
+    Textract's LAYOUT names cuts. A strong cue, or the page's structure (``STRUCTURE``), cuts
+    unless the model finds the cut unlikely and the page's continuation features speak against
+    it; a weak cue needs some support from the model; without a cue, the model alone decides.
+    ``mode`` "model" and "rules" are the two halves alone, for the bench's comparison.
     """
     p = model.probability(x)
-    import os
-    mode = os.environ.get("XMODE", "hybrid")
-    if mode == "model":
-        if x[_CONFLICT]:
-            return True, 1.0
-        if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
-            return False, p
-        return p >= THRESHOLD, p
     if mode == "rules":
-        return (rule is not None or bool(x[_CONFLICT])), p
-    if mode == "hybrid2":
-        if x[_CONFLICT]:
-            return True, 1.0
-        if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
-            return False, p
-        if rule == "strong":
-            return p >= SUPPORT, p
-        return p >= THRESHOLD, p
+        return rule is not None, p  # any cue of the rules cuts (they read conflicts and continuations)
     if x[_CONFLICT]:
         return True, 1.0  # another patient's banner: never the same record
     if x[_CONTINUES] or (x[_MARKER_NEXT] and not x[_MARKER_ONE]):
         return False, p  # the page says it continues the document before it
+    if mode == "model":
+        return p >= THRESHOLD, p
     if rule == "certain":
         return True, 1.0  # a page count that restarts or ended, a title LAYOUT names: the page says so
     if x[_HEAD_REPEATED] and not x[_NEW_FORM] and not x[_MARKER_ONE]:
         return False, p  # the report's own banner again, numbers and all: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):
-        rule = "strong"  # the structure says so: the running head or foot stopped, the first page's opening again
+        rule = "strong"  # the running head or foot stopped, the first page's opening again, a new banner
     if rule == "strong":
         return p >= SUPPORT or against(x, model) > VETO, max(p, STRONG)
     if rule == "weak":
-        if mode == "hybridw":
-            return p >= SUPPORT or against(x, model) > VETO, p
         return p >= WEAK_SUPPORT, p
     return p >= THRESHOLD, p

@@ -212,7 +212,7 @@ def _banner(page: Page) -> bool:
     return page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
 
 
-def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None) -> list[Group]:
+def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode: str = "hybrid") -> list[Group]:
     """The pages in order, cut where ``boundaries.decide`` says a page starts a document."""
     pages = list(pages)
     model = model or boundaries.shipped()
@@ -223,7 +223,7 @@ def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None) -> li
             groups.append(Group([page], opened_by="first"))
             continue
         rule = boundary(groups[-1], page)
-        cut, p = boundaries.decide(boundaries.features(groups[-1], page, fill), rule, model)
+        cut, p = boundaries.decide(boundaries.features(groups[-1], page, fill), rule, model, mode)
         if not cut:
             groups[-1].pages.append(page)
             continue
