@@ -138,8 +138,10 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
                 found_date = _date_at(line.text, m.end(), month_first)
                 if found_date:
                     dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
-    if name is None and dob is None:
-        return _bare_banner(page, text, top, month_first) or Identity(name, dob, identifier)
+    if name is None:
+        bare = _bare_banner(page, text, top, month_first)
+        if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
+            return Identity(bare.name, bare.dob, identifier)
     return Identity(name, dob, identifier)
 
 
