@@ -164,19 +164,21 @@ def _wordy(line: str) -> bool:
     return len(re.findall(r"[a-z]{2,}", line)) >= 2
 
 
-def _foot(page: Page) -> set[str]:
-    return {masked(norm(line.text)) for line in page.lines[-3:] if _wordy(norm(line.text))}
+def _foot_words(page: Page, n: int = 3) -> set[str]:
+    """The words of the page's last ``n`` lines, numbers masked (OCR may part a foot in two)."""
+    return {w for line in page.lines[-n:] for w in masked(norm(line.text)).split() if len(w) >= 2}
 
 
 def _foot_stopped(before: Page, last: Page, page: Page) -> bool:
     """A running foot (the last line two pages of the document end with, numbers aside) that
-    this page does not print."""
+    this page does not print: fewer than half its words at the page's foot."""
     if not before.lines or not last.lines:
         return False
     end = masked(norm(last.lines[-1].text))
-    if not _wordy(end) or not same(end, masked(norm(before.lines[-1].text))):
-        return False
-    return not any(same(end, foot) for foot in _foot(page))
+    words = {w for w in end.split() if len(w) >= 2}
+    if len(words) < 3 or len(words & _foot_words(before)) < 0.8 * len(words):
+        return False  # a foot of a few words at least, that the page before ended with too
+    return len(words & _foot_words(page)) < 0.5 * len(words)
 
 
 _COUNTER = re.compile(r"\bpage\b|\bp\.\s?#|#\s*(?:/|of)\s*#|\bfrom\b.*\bto\b", re.I)
