@@ -227,7 +227,8 @@ def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode:
         if not cut:
             groups[-1].pages.append(page)
             continue
-        strength = STRONG if p >= boundaries.STRONG or rule == CERTAIN else WEAK
+        # A cut on a weak cue, or one the model is not sure of, is flagged for review.
+        strength = STRONG if rule == CERTAIN or (rule != WEAK and p >= boundaries.STRONG) else WEAK
         groups[-1].closed_by = strength
         groups.append(Group([page], opened_by=strength))
     return groups

@@ -98,7 +98,7 @@ def test_scanned_pathology_page_two_repeats_the_banner() -> None:
             one, two = doc[0].get_text(), doc[1].get_text()
         for repeated in (report.accession, "SZABO", "1950"):
             assert repeated in one.upper() and repeated in two.upper()
-        assert "Page 2 of 2" in two
+        assert ("Page 1 of 2" in one) == ("Page 2 of 2" in two)  # half the reports count their pages
 
     ocr = common.CachedOcr()
     packet = scanned.pathology("test-pathology", random.Random(7), ocr)
