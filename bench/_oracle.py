@@ -5,7 +5,7 @@ reconciliation, not any model (``ORACLE_NOTE``, printed beside every figure it g
 The truth (``Truth``) comes from the encounter bench's packet generators, through their own
 functions: the clinical development packets (``bench/_clinical.py``: C-CDA documents and
 ACI-Bench notes printed as EHRs print them, 2-8 per packet, some mixing two patients; needs
-``../shared/corpus/text``) and the generated packets (``bench/encounters_eval.py``: the text
+``../shared/corpus/text``) and the generated packets (``bench/encounter_families/oldgen.py``: the text
 layer of each source). Per true encounter: its readable pages, type, and the fields the
 packet's pages print (dates, provider, facility, the patient's name, birth date and identifier);
 a field its pages never print is no part of the truth, since no reader could give it.
@@ -300,11 +300,11 @@ def long_document(pages: int, seed: int = 6, with_pdf: bool = False, skip: int =
 
 
 def generated_packets(count: int = 16, seed: int = 6) -> list[Truth]:
-    """The generated packets of ``bench/encounters_eval.py`` (``plan_packets``, ``build_packet``),
+    """The old generated packets (``bench/encounter_families/oldgen.py``: ``plan_packets``, ``build_packet``),
     every source read from its text layer (the scans are the OCR bench's business)."""
     import tempfile
 
-    from bench import encounters_eval as ev
+    from bench.encounter_families import oldgen as ev
 
     parts = ev.DOB.split("/")
     dob = dt.date(int(parts[2]), int(parts[1]), int(parts[0]))  # the sources print day-first

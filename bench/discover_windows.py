@@ -166,7 +166,7 @@ def run_wall(args) -> dict:
 
 def run_accuracy(args) -> dict:
     from bench import _clinical
-    from bench import encounters_eval as ev
+    from bench.encounter_families import oldgen as ev
     from shared.models import Manifest
 
     packets = (_oracle.clinical_packets() if _oracle.clinical_available() else []) + _oracle.generated_packets()

@@ -33,9 +33,18 @@ SALUTATION_LINES = 16  # "Dear Dr ..." within this many first lines opens a lett
 
 _ET = EncounterType
 
+# A summary of the patient's care (a CCD, a chart summary, a care plan): a record of many
+# encounters, of none in particular. Its type is "other", and it has no encounter date.
+SUMMARY_TITLE = re.compile(
+    r"continuity\s+of\s+care|summary\s+of\s+care|(?:patient\s+)?chart\s+summary|(?:clinical|health)\s+summary|"
+    r"\bcare\s+plan\b|plan\s+of\s+care\s+document|care\s+record\s+summary|summary\s+of\s+(?:the\s+)?patient\s+(?:chart|record)",
+    re.I,
+)
+
 # Ordered: the first pattern that matches a title line decides, so "Emergency Department
 # Discharge Letter" is an emergency visit, not an inpatient stay.
 _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
+    (_ET.OTHER, SUMMARY_TITLE),
     (
         _ET.EMERGENCY,
         re.compile(
@@ -103,13 +112,55 @@ _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
     (
         _ET.OUTPATIENT,
         re.compile(
-            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation|(?-i:\bGP\b)|"
+            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation(?!s)|(?-i:\bGP\b)|"
             r"progress\s+note|office\s+visit|follow-?\s?up\s+(?:visit|note)|visit\s+note|general\s+practice|"
             r"appointment\s+(?:letter|confirmation|reminder)",
             re.I,
         ),
     ),
 ]
+
+# The encounter's type as a record prints it in a field ("Type: Office Visit" in the CDA
+# stylesheet's Encounter block, "Encounter Type:", "Visit type:", "Patient class:"): its value
+# read with these, in order (an "Emergency room admission" is an emergency visit).
+TYPE_FIELD = re.compile(
+    r"(?:^|[,;|]\s*|\s{2,})(?:encounter\s+|visit\s+|patient\s+)?(?:type|class)[ \t]*:[ \t]*(?P<value>[^,;|\n]{3,80})",
+    re.I | re.M,
+)
+_TYPE_VALUES: list[tuple[EncounterType, re.Pattern[str]]] = [
+    (_ET.EMERGENCY, re.compile(r"emergency|(?-i:\bED\b)|(?-i:\bEMER\b)|casualty", re.I)),
+    (_ET.TELEHEALTH, re.compile(r"tele|phone|virtual|video|(?-i:\bVR\b)", re.I)),
+    (_ET.INPATIENT, re.compile(
+        r"in-?patient|hospitali[sz]|admission|admitted|(?-i:\bIMP\b)|(?-i:\bACUTE\b)|\bstay\b|hospice|"
+        r"skilled\s+nursing", re.I)),
+    (_ET.ADMINISTRATIVE, re.compile(r"certificat|administrative|paperwork", re.I)),
+    # an encounter named for what was done in it, before the words "procedure" or "examination"
+    (_ET.OUTPATIENT, re.compile(
+        r"office|out-?patient|ambulatory|(?-i:\bAMB\b)|well(?:ness|\s+child)|check-?\s?up|clinic|consult|\bvisit\b|"
+        r"urgent|home|domicil|follow-?\s?up|general\s+exam|encounter\s+for|patient\s+encounter|vaccin|immuni[sz]",
+        re.I)),
+    (_ET.PROCEDURE, re.compile(r"procedure|surgery|operation", re.I)),
+    (_ET.LAB, re.compile(r"laborator|\blab\b|pathology", re.I)),
+    (_ET.IMAGING, re.compile(r"imaging|radiology", re.I)),
+]
+# SNOMED CT's semantic tag after a term ("General examination of patient (procedure)") says what
+# kind of concept the term is, not what kind of encounter.
+_SEMANTIC_TAG = re.compile(r"\s*\((?:procedure|finding|environment|regime/therapy|situation|event)\)", re.I)
+TYPE_FIELD_LINES = 16  # the field sits in the document's head
+
+
+def type_field(page: int, text: str, lines: Sequence[Line]) -> tuple[EncounterType, Span] | None:
+    """The encounter type a field in the page's head names, and where."""
+    if not lines:
+        return None
+    end = lines[min(TYPE_FIELD_LINES, len(lines)) - 1].end
+    for m in TYPE_FIELD.finditer(text, 0, end):
+        value = _SEMANTIC_TAG.sub("", m.group("value"))
+        for kind, pattern in _TYPE_VALUES:
+            if pattern.search(value):
+                return kind, Span(page, m.start("value"), m.end("value"))
+    return None
+
 
 # Counted over an encounter's text when no page has a title; ties go to the earlier type.
 KEYWORDS: list[tuple[EncounterType, re.Pattern[str]]] = [
@@ -167,7 +218,24 @@ def layout_of(blocks: Sequence[LayoutBlock], lines: Sequence[Line]) -> Layout:
 _ADDRESSEE = re.compile(r",\s*[A-Z][\w' ]*(?:Hospital|Clinic|Cent(?:re|er)|Practice|Surgery|Infirmary)\b")
 
 
+# A title followed by the document's own time in parentheses, as the CDA stylesheet prints it:
+# "Progress Note (September 16, 2012, 7:11PM -0400)".
+TITLE_TIME = re.compile(r"\s*\((?=[^()]*\d{4})[^()]*\)\s*$")
+
+
+# A section's heading or a field that names a kind of encounter is no title: "REASON FOR
+# REFERRAL", "HISTORY OF PRESENT ILLNESS", "Type Office or other outpatient visit".
+_SECTION_LEAD = re.compile(
+    r"^\W*(?:reason\s+for|history\s+of|hospital\s+course|chief\s+complaint|type|class|date|time|past|prior|"
+    r"previous|planned|pending|ordered|encounters?\b|results?\b|instructions?\b|indications?\b)",
+    re.I,
+)
+
+
 def is_title_line(text: str) -> bool:
+    if _SECTION_LEAD.match(text):
+        return False
+    text = TITLE_TIME.sub("", text)
     if ":" in text and text.rsplit(":", 1)[1].strip():
         text = text.rsplit(":", 1)[1]  # "Community Health and Hospitals: Discharge Summary"
     if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
@@ -205,8 +273,11 @@ def find_title(
     for index, line in enumerate(top):
         if not is_title_line(line.text):
             continue
+        # The title is what follows a "Facility:" lead, not a sentence before a colon.
+        bare = TITLE_TIME.sub("", line.text)
+        lead = bare.rsplit(":", 1)[0] + ":" if ":" in bare else ""
         for kind, pattern in _TITLES:
-            match = pattern.search(line.text)
+            match = pattern.search(line.text, len(lead))
             if match:
                 found.append((index > contact_end, kind, Span(page, line.start + match.start(), line.start + match.end())))
                 break

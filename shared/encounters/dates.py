@@ -175,7 +175,7 @@ _ROLES: list[tuple[str, re.Pattern[str]]] = [
     (
         "visit",
         re.compile(
-            r"(?:date\s+of\s+)?(?:visit|service|consultation|consult|attendance|presentation|encounter|"
+            r"date\s*/\s*time|(?:date\s+of\s+)?(?:visit|service|consultation|consult|attendance|presentation|encounter|"
             r"examination|exam|study|procedure|operation|surgery)(?:\s+date)?(?:\s+on)?|"
             r"\bseen(?:\s+on)?|\barriv(?:al|ed)(?:\s+on)?|\bpresented(?:\s+on)?|\battended(?:\s+on)?",
             re.I,
@@ -183,7 +183,9 @@ _ROLES: list[tuple[str, re.Pattern[str]]] = [
     ),
     ("generic", re.compile(r"\bdated?\b", re.I)),
 ]
-START_ROLES = ("admission", "visit", "collected", "reported", "generic", "letterhead")  # by preference
+# "documented": the time a record says it documents ("Documentation Of ... Date/Time: from ... to
+# ...", the CDA stylesheet's service event), taken when no encounter date is printed.
+START_ROLES = ("admission", "visit", "collected", "reported", "documented", "generic", "letterhead")  # by preference
 _ANCHOR_ROLES = frozenset({"admission", "visit", "collected", "reported"})
 
 
@@ -231,7 +233,7 @@ def label_role(segment: str) -> str | None:
 # The same words inside a sentence ("she was seen in the ED on ...", "scheduled to have surgery
 # on ...") tell the patient's history or plan, not when this encounter happened.
 # One short word may sit between: what OCR made of "date" ("Visit dafe:").
-_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()]*)?$")
+_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()]*)?(?:from\s*)?$", re.I)
 _LABEL_WORDS = frozenset({"date", "time", "and", "of", "the", "on", "at"})  # words a label may start with
 
 
@@ -239,7 +241,9 @@ def _is_field(segment: str, label: tuple[str, int, int], after_date: bool) -> bo
     _, start, end = label
     if not _LABEL_GAP.match(re.sub(r"^\w+", "", segment[end:])):  # "Discharge" of "Discharged:" ends mid-word
         return False
-    head = re.split(r"\s{2,}|\t|\|", segment[:start])[-1]
+    # What precedes the label in its own field: fields part at wide spaces, cells, or a comma
+    # ("ID: 9937012, Type: Office visit, Date/Time: ...", as the CDA stylesheet lists them).
+    head = re.split(r"\s{2,}|\t|\||,\s", segment[:start])[-1]
     words = [w for w in re.findall(r"[A-Za-z]+", head) if w.lower() not in _LABEL_WORDS]
     return not words if after_date else len(words) <= 1
 
@@ -247,7 +251,12 @@ def _is_field(segment: str, label: tuple[str, int, int], after_date: bool) -> bo
 # A fax machine's transmission line: "06/01/2019 14:22 FROM: (217) 555-0142 TO: ... P. 2/4".
 _FAX_LINE = re.compile(r"\bfrom\b[^\n]*\bto\b|\bfax\b|\bP\.\s?\d+\s?/\s?\d+", re.I)
 _CELL = re.compile(r"[^|]+")
-_RANGE = re.compile(r"^\s*(?:-|–|to|until|through|thru)\s*$", re.I)
+# "from ... to ...": what may part the two dates (the first one's time and zone among it).
+_RANGE = re.compile(
+    r"^[\s,]*(?:\d{1,2}:\d{2}(?::\d{2})?\s*(?:[AP]\.?M\.?)?\s*(?:[-+]\d{4}|[A-Z]{2,4})?\s*)?"
+    r"(?:-|–|to|until|through|thru)\s*$",
+    re.I,
+)
 
 
 def _column_role(lines: Sequence[Line], index: int, offset: int) -> str | None:
@@ -279,10 +288,16 @@ def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: 
         return _PROSE
     if role is None and not re.search(r"\w", segment) and index > 0:
         # Tables read column-wise put the label on the line above the date.
+        # The line above is a label when it says so (a colon, or the word "date"); a row of a
+        # list read column-wise ("Annual Physical Exam" above a visit's date) is none.
         above = lines[index - 1]
-        if len(above.text) <= 40 and not raw_dates(above.text):
+        labelled = above.text.rstrip().endswith(":") or re.search(r"\bdate\b", above.text, re.I)
+        if len(above.text) <= 40 and labelled and not raw_dates(above.text):
             role = label_role(above.text[-30:])
     return role
+
+
+_NAME_BEFORE = re.compile(r"^\W*[A-Z][a-z'\-]+(?:\s+[A-Z][a-z'\-]+\.?){1,3}\s*$")
 
 
 def _stands_alone(line: str, raw: RawDate) -> bool:
@@ -292,6 +307,8 @@ def _stands_alone(line: str, raw: RawDate) -> bool:
     if _FAX_LINE.search(line):
         return False
     rest = line[: raw.start] + " " + line[raw.end :]
+    if _NAME_BEFORE.match(line[: raw.start]) and not line[raw.end :].strip(" .,;:"):
+        return False  # "Dennis Okafor 21/12/1942": a banner's name and birth date, not a letter's date
     return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 3
 
 
@@ -340,12 +357,67 @@ def _prose(text: str) -> bool:
     return len(words) >= 8 and sum(w[0].islower() for w in words) * 2 >= len(words)
 
 
+# A title and the document's own time in parentheses after it ("Progress Note (March 29, 2005)").
+_TITLE_BEFORE = re.compile(r"^[^\d():]{3,80}\(\s*$")
+_TIME_AFTER = re.compile(r"^[^()]*\)\W*$")
+_DOCUMENTATION_OF = re.compile(r"^\W*documentation\s+of\W*$", re.I)
+
+
+def _documents(lines: Sequence[Line], index: int) -> bool:
+    """Whether the line sits in a "Documentation Of" block (the line above heads it, or OCR read
+    the heading onto the line)."""
+    if re.match(r"^\W*documentation\s+of\b|^\W*care\s+provision\b", lines[index].text, re.I):
+        return True  # "Care provision": how the CDA stylesheet names a document's service event
+    return index > 0 and bool(_DOCUMENTATION_OF.match(lines[index - 1].text))
+
+
+_CLOCK = re.compile(r"^[\s,]*(\d{1,2}):(\d{2})(?::\d{2})?\s*([AP])?\.?M?", re.I)
+OVERNIGHT_HOURS = 12  # a stay that ends the next day, sooner than this after it began, is that day's visit
+
+
+def _hour(text: str) -> float | None:
+    m = _CLOCK.match(text)
+    if not m:
+        return None
+    hour = int(m.group(1)) % 12 + (12 if (m.group(3) or "").upper() == "P" else 0) if m.group(3) else int(m.group(1))
+    return hour + int(m.group(2)) / 60
+
+
+def _overnight(previous: Date, value: dt.date, between: str, after: str) -> bool:
+    """Whether "from <day> <time> to <next day> <time>" lasted less than OVERNIGHT_HOURS."""
+    if value - previous.value != dt.timedelta(days=1):
+        return False
+    began, ended = _hour(between), _hour(after)
+    return began is not None and ended is not None and 24 - began + ended < OVERNIGHT_HOURS
+
+
+def _birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> set[dt.date]:
+    """The dates the page says anywhere are a birth date ("DOB:", "born on ..."): the same date
+    printed bare in a running header or under the name is the birth date too."""
+    born = set()
+    for index, line in enumerate(lines):
+        for raw in raw_dates(line.text):
+            start = line.start + raw.start
+            segment = text[max(line.start, start - LABEL_REACH) : start]
+            label = _label(segment)
+            role = label[0] if label else None
+            if role is None and not re.search(r"\w", segment) and index > 0:
+                above = lines[index - 1].text
+                role = label_role(above[-30:]) if above.rstrip().endswith(":") else None
+            if role == "dob":
+                value = to_date(raw, month_first)
+                if value is not None:
+                    born.add(value)
+    return born
+
+
 def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
                title_at: int | None = None) -> list[Date]:
     """The dates of a page's head that may say when an encounter happened, with their roles
     (``body_start``: none from below its first section heading)."""
     out: list[Date] = []
     header_end = lines[min(HEADER_LINES, len(lines)) - 1].end if lines else 0
+    born = _birth_dates(text, lines, month_first)
     body = body_start(lines, title_at)
     if body is not None:
         lines = [line for line in lines if line.start < body]
@@ -357,13 +429,23 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
         for raw in raw_dates(line.text):
             start, end = line.start + raw.start, line.start + raw.end
             value = to_date(raw, month_first)
-            if previous is not None and previous.role in ("admission", "visit") and _RANGE.match(text[floor:start]):
+            ranged = previous is not None and bool(_RANGE.match(text[floor:start]))
+            if ranged and value is not None and _overnight(previous, value, text[floor:start], line.text[raw.end :]):
+                floor, previous = end, None
+                continue  # "from June 8, 11:57PM to June 9, 00:28AM": a half-hour visit, on its first day
+            if ranged and previous.role in ("admission", "visit"):
                 role: str | None = "discharge"  # "from - to": the second date ends the encounter
+            elif ranged and previous.role == "documented":
+                role = "documented"
             else:
                 role = _date_role(text, lines, index, start, floor)
+                if role == "visit" and _documents(lines, index):
+                    role = "documented"
+            if _TITLE_BEFORE.match(line.text[: raw.start]) and _TIME_AFTER.match(line.text[raw.end :]):
+                continue  # "Referral Note (September 21, 2013, 05:00AM)": when the document was made
             floor = end
             previous = None
-            if value is None or role in ("dob", "ignore", _PROSE):
+            if value is None or role in ("dob", "ignore", _PROSE) or value in born:
                 continue
             if "|" in line.text and role not in ("admission", "discharge"):
                 continue  # a row of a table lists past events (results, encounters, plans), not this one

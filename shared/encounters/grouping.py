@@ -27,7 +27,8 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
-from shared.encounters import cues, identity, review
+from shared.encounters import boundaries, cues, identity, review
+from shared.encounters.boundaries import BoundaryModel
 from shared.encounters.dates import START_ROLES, Date, page_dates
 from shared.encounters.identity import Identity
 from shared.encounters.review import CONFLICTING_IDENTITY, LOW_OCR, NO_DATE, WEAK_BOUNDARY
@@ -44,6 +45,8 @@ class Page:
     lines: list[Line]
     title: tuple[EncounterType, Span] | None
     top_title: tuple[EncounterType, Span] | None  # a title in the page's first lines
+    type_field: tuple[EncounterType, Span] | None  # the type a field of its head names ("Type: Office Visit")
+    layout_titled: bool  # Textract's LAYOUT named the line of its title
     marker: tuple[int, int | None] | None
     continues: bool
     continues_next: bool
@@ -95,6 +98,8 @@ def read_page(page: PageText, month_first: bool | None) -> Page:
         lines=lines,
         title=title,
         top_title=cues.find_title(page.page_number, text, lines, cues.TITLE_LINES, layout),
+        type_field=cues.type_field(page.page_number, text, lines),
+        layout_titled=bool(title and any(ln.start <= title[1].start < ln.end for ln in layout.lines("title"))),
         marker=cues.page_marker(lines, layout),
         continues=any(cues.says_continued(line.text) for line in lines[: cues.LETTERHEAD_LINES]),
         continues_next=any(cues.CONTINUED_BOTTOM.search(line.text) for line in lines[-cues.LETTERHEAD_LINES :]),
@@ -146,7 +151,7 @@ class Group:
         return min(values), None if open_stay else max(values)
 
 
-STRONG, WEAK = "strong", "weak"
+CERTAIN, STRONG, WEAK = "certain", "strong", "weak"  # a page count or a LAYOUT title; any other rule
 _HEAD_ROLES = ("generic", "letterhead")  # dates that count only on the page that opens an encounter
 
 
@@ -158,10 +163,12 @@ def boundary(group: Group, page: Page) -> str | None:
     if page.continues or last.continues_next:
         return None
     if last.marker and last.marker[1] and last.marker[0] >= last.marker[1]:
-        return STRONG  # the page before was "Page N of N": its document ended there
+        return CERTAIN  # the page before was "Page N of N": its document ended there
     if page.marker:
         # "Page 1 of N" starts a document; "Page k of N" continues one.
-        return STRONG if page.marker[0] == 1 else None
+        return CERTAIN if page.marker[0] == 1 else None
+    if page.layout_titled and page.title and (group.title is None or page.title[0] != group.title[0]):
+        return CERTAIN  # Textract's LAYOUT says this line is the page's title, of another kind
     if page.first_page:
         return STRONG  # a title with its banner or letterhead: a document's first page, even of the same kind
     if _banner(page) and _banner(group.pages[0]) and not _banner(last):
@@ -180,7 +187,7 @@ def boundary(group: Group, page: Page) -> str | None:
         if anchor < first or (last_day is not None and anchor > last_day):
             return STRONG
     if facility and previous is None and not group.title:
-        return WEAK  # a letterhead after pages that had none (a form, an untitled note) is a new document
+        return STRONG  # a letterhead after pages that had none (a form, an untitled note) is a new document
     first_heading = next((h for p in group.pages for h in p.headings), None)
     if first_heading and page.headings and page.headings[0] == first_heading:
         return WEAK  # the section sequence starts again
@@ -205,16 +212,25 @@ def _banner(page: Page) -> bool:
     return page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
 
 
-def group_pages(pages: Iterable[Page]) -> list[Group]:
+def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode: str = "hybrid") -> list[Group]:
+    """The pages in order, cut where ``boundaries.decide`` says a page starts a document."""
+    pages = list(pages)
+    model = model or boundaries.shipped()
+    fill = max((len(p.lines) for p in pages), default=0)
     groups: list[Group] = []
     for page in pages:
-        cut = boundary(groups[-1], page) if groups else "first"
-        if cut is None:
+        if not groups:
+            groups.append(Group([page], opened_by="first"))
+            continue
+        rule = boundary(groups[-1], page)
+        cut, p = boundaries.decide(boundaries.features(groups[-1], page, fill), rule, model, mode)
+        if not cut:
             groups[-1].pages.append(page)
             continue
-        if groups:
-            groups[-1].closed_by = cut
-        groups.append(Group([page], opened_by=cut))
+        # A cut on a weak cue, or one the model is not sure of, is flagged for review.
+        strength = STRONG if rule == CERTAIN or (rule != WEAK and p >= boundaries.STRONG) else WEAK
+        groups[-1].closed_by = strength
+        groups.append(Group([page], opened_by=strength))
     return groups
 
 
@@ -222,6 +238,9 @@ def _classify(group: Group) -> tuple[EncounterType, Span | None, bool]:
     title = group.title
     if title:
         return title[0], title[1], True
+    named = group.pages[0].type_field
+    if named:
+        return named[0], named[1], True  # the record's own field says what the encounter was
     # An untitled page that opens "Dear Dr ..." is a letter between clinicians, whatever it
     # mentions (a referral names the clinic, the ED visit and the admission it is about).
     first = group.pages[0]
@@ -242,6 +261,8 @@ def _classify(group: Group) -> tuple[EncounterType, Span | None, bool]:
 def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
     dob = group.patient.dob[0] if group.patient.dob else None
     dates = [d for p in group.pages for d in p.dates if d.value != dob]  # a birth date is never the encounter's
+    if group.title and group.title[0] == ET.OTHER:
+        dates = [d for d in dates if d.role != "documented"]  # a summary's span of care is no encounter's
     first_page = group.pages[0].number
     start = None
     for role in START_ROLES:
@@ -249,7 +270,8 @@ def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
         if candidates:
             start = candidates[0]
             break
-    discharges = [d for d in dates if d.role == "discharge" and (start is None or d.value >= start.value)]
+    end_role = "documented" if start is not None and start.role == "documented" else "discharge"
+    discharges = [d for d in dates if d.role == end_role and (start is None or d.value >= start.value)]
     end = max(discharges, key=lambda d: d.value) if discharges else None
     if start is None:
         planned = [d for d in dates if d.role == "planned"]

@@ -20,6 +20,7 @@ this package except as the fields it sets and their evidence spans; nothing here
 from __future__ import annotations
 
 from shared.encounters import grouping, identity
+from shared.encounters.boundaries import MODES, BoundaryModel
 from shared.encounters.dates import DATE_ORDERS, month_first, raw_dates
 from shared.encounters.text import is_blank
 from shared.models import Discovery, PageText
@@ -35,10 +36,14 @@ class HeuristicEncounters(EncounterProvider):
 
     name = "heuristic"
 
-    def __init__(self, date_order: str = "auto") -> None:
+    def __init__(self, date_order: str = "auto", model: BoundaryModel | None = None, mode: str = "hybrid") -> None:
         if date_order not in DATE_ORDERS:
             raise ValueError(f"date_order must be one of {', '.join(DATE_ORDERS)}")
         self.date_order = date_order  # how numeric dates read: auto (as the file shows), dmy or mdy
+        self.model = model  # the page-pair boundary model (None: the one shipped, boundary_model.json)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        self.mode = mode  # how rules and model decide together (boundaries.decide); the bench compares them
 
     def discover(self, pages: list[PageText]) -> Discovery:
         unique: dict[int, PageText] = {}
@@ -46,7 +51,7 @@ class HeuristicEncounters(EncounterProvider):
             unique.setdefault(page.page_number, page)
         readable = [p for p in unique.values() if not is_blank(p.text) and not grouping.is_cover(p)]
         first = month_first((r for p in readable for r in raw_dates(p.text)), self.date_order)
-        groups = grouping.group_pages(grouping.read_page(p, first) for p in readable)
+        groups = grouping.group_pages((grouping.read_page(p, first) for p in readable), self.model, self.mode)
         people = identity.distinct(g.patient for g in groups)
         conflict = len(people) > 1
         encounters = [grouping.encounter(g, conflict) for g in groups]

@@ -21,14 +21,15 @@ from shared.encounters.text import Line, Span
 BANNER_LINES = 16  # a patient banner (or running header) sits within this many first lines
 
 _NAME_VALUE = r"(?P<value>[A-Z][A-Za-z'\-]+(?:,?[ \t]+[A-Z][A-Za-z'\-.]*){1,3})"
-_NAME_LABEL = re.compile(rf"(?i:\b(?:patient(?:\s+name)?|name|pt)\b)[ \t]*:[ \t]*{_NAME_VALUE}")
+# "Legal:": the CDA stylesheet prints the patient's legal name under a "Patient" heading.
+_NAME_LABEL = re.compile(rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_NAME_VALUE}")
 _ID_LABEL = re.compile(
-    r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient\s+id|record\s+(?:no|number)|"
-    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Z0-9][A-Z0-9\-]{2,19})\b"
+    r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient[\s\-]*id|record\s+(?:no|number)|"
+    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
-_ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient\s+id|\bchart\b|\burn\b", re.I)
-_NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B)\b|\s*\|", re.I)
+_ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
+_NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,13 @@ def _near(a: str, b: str) -> bool:
     return a == b or (abs(len(a) - len(b)) <= 1 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.85)
 
 
+def _same_identifier(a: str, b: str) -> bool:
+    """One identifier, read twice: equal but for an OCR slip, or cut short where its line wrapped
+    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-...")."""
+    short, long_ = sorted((a, b), key=len)
+    return _near(a, b) or (len(short) >= 3 and long_.startswith(short))
+
+
 def _same_day(a: dt.date, b: dt.date) -> bool:
     # 05/01/2005 read day-first on one page and month-first on another is one date.
     return a == b or (a.year == b.year and a.month == b.day and a.day == b.month)
@@ -68,7 +76,7 @@ def _same_day(a: dt.date, b: dt.date) -> bool:
 
 def conflicts(a: Identity, b: Identity) -> bool:
     """Whether two identities are two patients: a field both show differs beyond OCR noise."""
-    if a.identifier and b.identifier and not _near(_norm(a.identifier[0]), _norm(b.identifier[0])):
+    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])):
         return True
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
@@ -130,7 +138,49 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
                 found_date = _date_at(line.text, m.end(), month_first)
                 if found_date:
                     dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
+    if name is None:
+        bare = _bare_banner(page, text, top, month_first)
+        if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
+            return Identity(bare.name, bare.dob, identifier)
     return Identity(name, dob, identifier)
+
+
+# A banner without labels: the patient's name and birth date on a line of their own, or on two
+# lines, at the top ("Judith Ann Petrov 10/12/1959"). Taken only when the page says elsewhere
+# that this date is a birth date ("born on 10/12/1959", "DOB: ..."): a title with a date is
+# no name.
+_BARE_NAME = re.compile(r"^\W*(?P<name>[A-Z][a-z'\-]+(?:[ \t]+[A-Z][a-z'\-]+\.?){1,3})\W*$")
+BARE_BANNER_LINES = 8
+
+
+def _bare_banner(page: int, text: str, top: Sequence[Line], month_first: bool | None) -> Identity | None:
+    born = {to_date(raw, month_first) for m in re.finditer(r"(?i:\bborn\b|date\s+of\s+birth|\bd\.?o\.?b\b)", text)
+            for raw in raw_dates(text[m.end() : m.end() + 30])[:1]}
+    born.discard(None)
+    if not born:
+        return None
+    lines = list(top[:BARE_BANNER_LINES])
+    for index, line in enumerate(lines):
+        raws = raw_dates(line.text)
+        head = line.text[: raws[0].start] if raws else line.text
+        value = to_date(raws[0], month_first) if raws else None
+        if raws and value not in born:
+            continue
+        m = _BARE_NAME.match(head)
+        if not m:
+            continue
+        if value is None:  # the date on the next line
+            following = lines[index + 1] if index + 1 < len(lines) else None
+            nxt = raw_dates(following.text) if following else []
+            if not nxt or nxt[0].start > 2 or to_date(nxt[0], month_first) not in born:
+                continue
+            dob_at = (following.start + nxt[0].start, following.start + nxt[0].end)
+            value = to_date(nxt[0], month_first)
+        else:
+            dob_at = (line.start + raws[0].start, line.start + raws[0].end)
+        at = line.start + m.start("name")
+        return Identity((m.group("name"), Span(page, at, at + len(m.group("name")))), (value, Span(page, *dob_at)))
+    return None
 
 
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:

@@ -34,6 +34,8 @@ def heading_words(text: str) -> list[str] | None:
     letters = "".join(words)
     if len(letters) < 4 or not letters.isupper() or text.endswith(","):
         return None
+    if all(len(w) <= 3 for w in words):
+        return None  # "AM EDT", "PM", "N/A": a time's end or a cell, not a heading
     return words
 
 
