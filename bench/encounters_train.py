@@ -40,12 +40,11 @@ def examples(packet: Packet, date_order: str = "auto") -> tuple[list[list[float]
                 if not is_blank(p.text) and not grouping.is_cover(p)]
     first = month_first((r for p, _ in readable for r in raw_dates(p.text)), date_order)
     pages = [(grouping.read_page(p, first), t) for p, t in readable]
-    fill = max((len(p.lines) for p, _ in pages), default=0)
     xs, ys = [], []
     group: grouping.Group | None = None
     for (page, truth), previous in zip(pages, [None, *[t for _, t in pages]]):
         if group is not None:
-            xs.append(boundaries.features(group, page, fill))
+            xs.append(boundaries.features(group, page))
             ys.append(int(truth != previous))
         if group is None or truth != previous:
             group = grouping.Group([page])

@@ -143,13 +143,6 @@ _DATE_LIKE = re.compile(r"\b\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}\b|\b\d{4}-\d{2}-\d
                         r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4}\b", re.I)
 
 
-def _banner_top(page: Page) -> bool:
-    """Patient fields read from the page's first lines (a banner opening the page)."""
-    top_end = page.lines[min(HEAD_LINES + 1, len(page.lines)) - 1].end if page.lines else 0
-    spans = [v[1] for v in (page.patient.name, page.patient.dob, page.patient.identifier) if v]
-    return any(span.start < top_end for span in spans)
-
-
 def _running(a: Page, b: Page) -> set[str]:
     """The head two consecutive pages of a document share, from their first line on: its
     running head (empty when their first lines differ)."""
@@ -257,9 +250,8 @@ def _title_kind(page: Page):
     return page.top_title[0] if page.top_title else None
 
 
-def features(group: Group, page: Page, fill: float) -> list[float]:
-    """The page-pair features of ``page`` after ``group``'s pages (``fill``: the longest page's
-    line count in the file, for how full the previous page is)."""
+def features(group: Group, page: Page) -> list[float]:
+    """The page-pair features of ``page`` after ``group``'s pages, in the order of ``FEATURES``."""
     last, first = group.pages[-1], group.pages[0]
     head = _head(page)
     last_head, first_head = _head(last, WIDE_HEAD), _head(first, WIDE_HEAD)
@@ -272,8 +264,6 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
     facility, previous = page.letterhead_facility, group.letterhead_facility
     first_heading = next((h for p in group.pages for h in p.headings), None)
     last_opened_like_first = len(group.pages) > 1 and _share(_head(last), first_head) >= 0.5
-    running = set(last_head)
-    opening, first_opening = _opening(page, running)[:2], set(_opening(first, running)[:2])
     before = group.pages[-2] if len(group.pages) > 1 else None
     kept = _running(before, last) if before else set()  # the head every page of the document repeats
     if kept and before is not first and not kept <= set(_head(first, WIDE_HEAD)):
@@ -302,12 +292,9 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
         "date_inside": bool(anchor and span and not outside),
         "headings_restart": bool(first_heading and page.headings and page.headings[0] == first_heading),
         "footer_other": bool(last.footer and page.footer and not cues.same_footer(last.footer, page.footer)),
-        "banner": banner,
-        "patient_fields": bool(page.patient),
-        "banner_top": _banner_top(page),
         "first_line_title": bool(page.lines) and _title_line(page.lines[0].text),
         "head_dated": any(_DATE_LIKE.search(line.text) for line in page.lines[:3]),
-        "opening_as_first": (sum(o in first_opening for o in opening) / len(opening)) if opening else 0.0,
+        # the page's structure: no vocabulary
         "running_stopped": bool(kept) and _share(sorted(kept), _head(page, WIDE_HEAD)) < 0.5,
         "foot_stopped": bool(before) and _foot_stopped(before, last, page),
         "reopens": reopens,
@@ -316,7 +303,6 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
         "banner_new": bool(banner and not any(p.patient for p in group.pages)),
         "new_form": _new_form(page, last) or (len(group.pages) > 1 and _new_form(page, first)),
         "head_repeated": _head_repeated(page, last),
-        # the page's structure: no vocabulary
         "head_as_last": _share(head, last_head),
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
         "head_as_first": _share(head, first_head) if len(group.pages) > 1 else _share(head, last_head),
@@ -326,12 +312,8 @@ def features(group: Group, page: Page, fill: float) -> list[float]:
         "head_fields": _fields(head),
         "last_head_fields": _fields(_head(last)),
         "words_as_last": _jaccard(_words(page), _words(last)),
-        "words_as_first": _jaccard(_words(page), _words(first)),
-        "last_fill": min(1.0, len(last.lines) / fill) if fill else 0.0,
-        "fill": min(1.0, len(page.lines) / fill) if fill else 0.0,
         "last_ends": any(_ENDS.search(line.text) for line in last.lines[-6:]),
         "starts_lower": bool(page.lines) and page.lines[0].text.lstrip()[:1].islower(),
-        "group_pages": min(1.0, (len(group.pages) - 1) / 10),
         "ocr": page.ocr_confidence is not None,
     }
     return [float(values[name]) for name in FEATURES]

@@ -216,14 +216,13 @@ def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode:
     """The pages in order, cut where ``boundaries.decide`` says a page starts a document."""
     pages = list(pages)
     model = model or boundaries.shipped()
-    fill = max((len(p.lines) for p in pages), default=0)
     groups: list[Group] = []
     for page in pages:
         if not groups:
             groups.append(Group([page], opened_by="first"))
             continue
         rule = boundary(groups[-1], page)
-        cut, p = boundaries.decide(boundaries.features(groups[-1], page, fill), rule, model, mode)
+        cut, p = boundaries.decide(boundaries.features(groups[-1], page), rule, model, mode)
         if not cut:
             groups[-1].pages.append(page)
             continue
