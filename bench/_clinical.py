@@ -26,9 +26,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import hashlib
 import io
-import json
 import random
 import re
 import xml.etree.ElementTree as ElementTree
@@ -44,7 +42,6 @@ from shared.models import EncounterType, PageText
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "text"
-OCR_CACHE = ROOT / "build" / "encounters_ocr"
 ET = EncounterType
 A4 = (612, 792)  # US Letter: the C-CDA examples are US documents
 MARGIN = 54
@@ -464,32 +461,6 @@ def read_pdf(data: bytes, scanned: bool, seed: int, ocr: Callable[[bytes], tuple
             text, confidence = ocr(jpeg)
             out.append((text, "tesseract", confidence))
     return out
-
-
-class CachedOcr:
-    """The pipeline's Tesseract adapter, its results kept under build/ by the image's hash."""
-
-    def __init__(self, tesseract, workdir: Path) -> None:
-        self.tesseract = tesseract
-        self.workdir = workdir
-        self.pages = 0
-        self.cached = 0
-        OCR_CACHE.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, jpeg: bytes) -> tuple[str, float | None]:
-        digest = hashlib.sha256(jpeg).hexdigest()[:32]
-        hit = OCR_CACHE / f"{digest}.json"
-        if hit.exists():
-            self.cached += 1
-            cached = json.loads(hit.read_text())
-            return cached["text"], cached["confidence"]
-        path = self.workdir / f"{digest}.jpg"
-        path.write_bytes(jpeg)
-        read = self.tesseract.read(path, 1)
-        path.unlink()
-        self.pages += 1
-        hit.write_text(json.dumps({"text": read.text, "confidence": read.confidence}))
-        return read.text, read.confidence
 
 
 # --- packets --------------------------------------------------------------------------------------

@@ -13,10 +13,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shared.encounters import HeuristicEncounters
 from shared.models import Discovery, PageText
 from shared.ports import EncounterProvider
-from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BEFORE = "78b52c4"  # main when issue 22 began
@@ -71,18 +69,3 @@ def before_provider(ref: str | None, date_order: str) -> tuple[str, Callable[[],
         return None
     options = {"date_order": date_order} if has_order else {}
     return f"before@{ref[:7]}", lambda: BeforeHeuristic(ref, tree, options)
-
-
-def providers(settings: Settings, before: str | None = None) -> dict[str, Callable[[], EncounterProvider]]:
-    found: dict[str, Callable[[], EncounterProvider]] = {}
-    old = before_provider(before, settings.date_order)
-    if old:
-        found[old[0]] = old[1]
-    found["heuristic"] = lambda: HeuristicEncounters(date_order=settings.date_order)
-    if settings.openai_api_key is not None and settings.openai_api_key.get_secret_value():
-        from shared.encounters.openai import OpenAiEncounters
-
-        found["openai"] = lambda: OpenAiEncounters.from_settings(settings)
-    return found
-
-
