@@ -391,7 +391,7 @@ def _overnight(previous: Date, value: dt.date, between: str, after: str) -> bool
     return began is not None and ended is not None and 24 - began + ended < OVERNIGHT_HOURS
 
 
-def _birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> set[dt.date]:
+def birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> set[dt.date]:
     """The dates the page says anywhere are a birth date ("DOB:", "born on ..."): the same date
     printed bare in a running header or under the name is the birth date too."""
     born = set()
@@ -417,7 +417,7 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
     (``body_start``: none from below its first section heading)."""
     out: list[Date] = []
     header_end = lines[min(HEADER_LINES, len(lines)) - 1].end if lines else 0
-    born = _birth_dates(text, lines, month_first)
+    born = birth_dates(text, lines, month_first)
     body = body_start(lines, title_at)
     if body is not None:
         lines = [line for line in lines if line.start < body]

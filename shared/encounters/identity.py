@@ -15,7 +15,7 @@ import difflib
 import re
 from collections.abc import Iterable, Sequence
 
-from shared.encounters.dates import raw_dates, to_date
+from shared.encounters.dates import birth_dates, raw_dates, to_date
 from shared.encounters.text import Line, Span
 
 BANNER_LINES = 16  # a patient banner (or running header) sits within this many first lines
@@ -139,7 +139,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
                 if found_date:
                     dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
     if name is None:
-        bare = _bare_banner(page, text, top, month_first)
+        bare = _bare_banner(page, text, lines, month_first)
         if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
             return Identity(bare.name, bare.dob, identifier)
     return Identity(name, dob, identifier)
@@ -153,13 +153,11 @@ _BARE_NAME = re.compile(r"^\W*(?P<name>[A-Z][a-z'\-]+(?:[ \t]+[A-Z][a-z'\-]+\.?)
 BARE_BANNER_LINES = 8
 
 
-def _bare_banner(page: int, text: str, top: Sequence[Line], month_first: bool | None) -> Identity | None:
-    born = {to_date(raw, month_first) for m in re.finditer(r"(?i:\bborn\b|date\s+of\s+birth|\bd\.?o\.?b\b)", text)
-            for raw in raw_dates(text[m.end() : m.end() + 30])[:1]}
-    born.discard(None)
+def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool | None) -> Identity | None:
+    born = birth_dates(text, lines, month_first)
     if not born:
         return None
-    lines = list(top[:BARE_BANNER_LINES])
+    lines = list(lines[:BARE_BANNER_LINES])
     for index, line in enumerate(lines):
         raws = raw_dates(line.text)
         head = line.text[: raws[0].start] if raws else line.text
