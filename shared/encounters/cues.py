@@ -220,7 +220,7 @@ _ADDRESSEE = re.compile(r",\s*[A-Z][\w' ]*(?:Hospital|Clinic|Cent(?:re|er)|Pract
 
 # A title followed by the document's own time in parentheses, as the CDA stylesheet prints it:
 # "Progress Note (September 16, 2012, 7:11PM -0400)".
-TITLE_TIME = re.compile(r"\s*\((?=[^()]*\d{4})[^()]*\)\s*$")
+TITLE_TIME = re.compile(r"\s*\((?=[^()]*\d{4})[^()]*\)[^\w()]*$")  # and the stray marks OCR adds after it
 
 
 # A section's heading or a field that names a kind of encounter is no title: "REASON FOR

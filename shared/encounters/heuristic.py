@@ -54,5 +54,6 @@ class HeuristicEncounters(EncounterProvider):
         groups = grouping.group_pages((grouping.read_page(p, first) for p in readable), self.model, self.mode)
         people = identity.distinct(g.patient for g in groups)
         conflict = len(people) > 1
-        encounters = [grouping.encounter(g, conflict) for g in groups]
+        born = frozenset(g.patient.dob[0] for g in groups if g.patient.dob)
+        encounters = [grouping.encounter(g, conflict, born) for g in groups]
         return Discovery(encounters=encounters, provider=self.name, model=None, identity_conflict=conflict)
