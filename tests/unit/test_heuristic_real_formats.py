@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from shared.encounters import HeuristicEncounters
+from shared.encounters import HeuristicEncounters, boundaries, grouping
 from shared.encounters.boundaries import BoundaryModel
 from shared.encounters.cues import section_headings
 from shared.encounters.text import lines_of
@@ -383,3 +383,40 @@ def test_a_summary_whose_title_time_ends_in_an_ocr_mark_is_still_a_summary():  #
     (summary,) = _discover(ccd, engine="tesseract").encounters
     assert summary.encounter_type == ET.OTHER
     assert summary.date_start is None
+
+
+def _lab_page(order: list[str], body: str) -> str:
+    head = {"lab": "Northgate Reference Laboratory", "site": "Westbrook Patient Service Center",
+            "phone": "Phone: 555-201-4410", "street": "1200 Commerce Parkway", "town": "Westbrook, ME 04092"}
+    return "Meadowlands Lab Services\n" + "\n".join(head[k] for k in order) + \
+        "\nPatient Name\nPETROV, JUDITH\n" + body + "\n©2024 Northgate Reference Laboratory\n"
+
+
+def test_a_running_head_printed_in_another_order_still_stops_where_the_next_record_begins():  # realpdf
+    # A lab report's pages repeat its two-column head, its blocks in the order they fit; the
+    # next record's page prints none of it.
+    first = _lab_page(["lab", "phone", "street", "town", "site"], "Glucose 98 mg/dL\nSodium 140 mmol/L")
+    second = _lab_page(["street", "phone", "lab", "town", "site"], "Potassium 4.1 mmol/L\nChloride 101 mmol/L")
+    record = _jsl("Judith Petrov", "23/12/1959", "Patient Summary",
+                  "Judith Petrov, born on 23/12/1959, is a 65-year-old woman with asthma.")
+    discovery = _discover(first, second, record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+    pages = [grouping.read_page(PageText(page_number=i, text=t, engine="native"), None)
+             for i, t in enumerate((first, second, record), 1)]
+    features = dict(zip(boundaries.FEATURES, boundaries.features(grouping.Group(pages[:2]), pages[2]), strict=True))
+    assert features["running_stopped"] == 1.0  # whatever else the page says
+
+
+def test_each_page_reads_its_dates_as_it_writes_them_in_a_file_of_both_orders():  # realpdf
+    # A US discharge summary (03/26/2009) packed with a record that writes day first (22/04/2025):
+    # the file shows both orders; each page shows its own.
+    summary = ("Patient ID: 12345\nCommunity Health Hospital\nDischarge Summary\nPatient Name: Petrov, Judith\n"
+               "Date of Admission: 03/19/2009\nDate of Discharge: 03/26/2009\nHOSPITAL COURSE\nStroke, treated.\n")
+    course = "DISCHARGE MEDICATIONS\n1. Aspirin 81 mg daily.\nFOLLOW UP\nClinic in two weeks.\n"
+    record = ("Healthcare\nRecovery\nTrauma\nCenter\nJudith Petrov\n04/08/1959\nSierra Valley Medical Institute INC\n"
+              "Patient Summary\nJudith Petrov, born on 04/08/1959, is a 65-year-old woman with asthma.\n"
+              "Sierra Valley Medical Institute INC (402) 738-5912 22/04/2025\n")
+    discovery = _discover(summary, course, record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+    assert discovery.encounters[0].date_start == dt.date(2009, 3, 19)
+    assert discovery.encounters[1].patient_dob == dt.date(1959, 8, 4)
