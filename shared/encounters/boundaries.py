@@ -149,9 +149,12 @@ def _running(a: Page, b: Page) -> set[str]:
     """The head two consecutive pages of a document share, from their first line on: its
     running head (empty when their first lines differ)."""
     top_a, top_b = _head(a, WIDE_HEAD), _head(b, WIDE_HEAD)
-    if len(top_a) < 2 or top_a[:2] != top_b[:2] or not _wordy(" ".join(top_a[:2])):
-        return set()  # a running head opens both pages alike: its first two lines at least
-    return {line for line in top_a if len(line) >= 3} & set(top_b)
+    if not top_a or not top_b or top_a[0] != top_b[0]:
+        return set()  # a running head opens both pages alike
+    shared = {line for line in top_a if len(line) >= 3} & set(top_b)
+    # ... with two lines of words at least, in any order (a two-column head prints its blocks
+    # in the order they fit)
+    return shared if sum(map(_wordy, shared)) >= 2 else set()
 
 
 def _kept_share(kept: set[str], page: Page) -> float:
