@@ -420,3 +420,17 @@ def test_each_page_reads_its_dates_as_it_writes_them_in_a_file_of_both_orders():
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
     assert discovery.encounters[0].date_start == dt.date(2009, 3, 19)
     assert discovery.encounters[1].patient_dob == dt.date(1959, 8, 4)
+
+
+def test_a_consult_note_is_an_outpatient_documents_title():  # generated (clinical validation part)
+    # "Consult note" is the C-CDA document type's own name (LOINC 11488-4); after a care plan of
+    # the same letterhead, it is the next document's title.
+    letterhead = "Good Health HIE\nHealth Information Management\n1002 Healthcare Drive, Portland, OR 97266\n" \
+                 "Tel (555) 555-1002\nFax (555) 555-3683\n"
+    plan = letterhead + "Good Health Hospital Care Plan\nPatient: Ann Lee\nDOB: 06/12/2004\nMRN: 9670612\n" \
+                        "HEALTH CONCERNS SECTION\nCurrent every day smoker\nElectronically signed by: Dr. Ray\n"
+    consult = letterhead + "Community Health Consult Note\nPatient: Ann Lee DOB: June 12, 2004 MRN: 9670612\n" \
+                           "Visit date: July 31, 2013\nASSESSMENT\nUncontrolled type II diabetes.\n"
+    discovery = _discover(plan, consult)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+    assert discovery.encounters[1].encounter_type == ET.OUTPATIENT
