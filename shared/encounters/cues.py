@@ -112,7 +112,7 @@ _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
     (
         _ET.OUTPATIENT,
         re.compile(
-            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation(?!s)|(?-i:\bGP\b)|"
+            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation(?!s)|consult\s+note|(?-i:\bGP\b)|"
             r"progress\s+note|office\s+visit|follow-?\s?up\s+(?:visit|note)|visit\s+note|general\s+practice|"
             r"appointment\s+(?:letter|confirmation|reminder)",
             re.I,
