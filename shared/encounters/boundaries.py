@@ -414,7 +414,7 @@ _CONFLICT, _CONTINUES, _MARKER_NEXT, _MARKER_ONE = (FEATURES.index(n) for n in
 STRUCTURE = ("running_stopped", "reopens", "foot_stopped", "opens_as_first_not_last", "first_line_shifted",
              "banner_new", "new_form")
 _STRUCTURE = tuple(FEATURES.index(n) for n in STRUCTURE)
-_HEAD_REPEATED, _NEW_FORM = FEATURES.index("head_repeated"), FEATURES.index("new_form")
+_HEAD_REPEATED, _NEW_FORM, _TITLE_OTHER = (FEATURES.index(n) for n in ("head_repeated", "new_form", "title_other"))
 SUPPORT = 0.2  # a rule's cue cuts unless the model gives the cut less than this ...
 VETO = -2.5  # ... and the page's evidence against a cut weighs at least this much
 WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
@@ -458,8 +458,8 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
         return True, 1.0  # a page count that restarts or ended, a title LAYOUT names: the page says so
     if x[_NEW_FORM]:
         return True, max(p, STRONG)  # the same form filled again with other values: another document
-    if x[_HEAD_REPEATED] and not x[_MARKER_ONE]:
-        return False, p  # the report's own banner again, numbers and all: its next page
+    if x[_HEAD_REPEATED] and not x[_MARKER_ONE] and not x[_TITLE_OTHER]:
+        return False, p  # the report's own banner again, numbers and all, and no title of another kind: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):
         rule = "strong"  # the running head or foot stopped, the first page's opening again, a new banner
     if rule == "strong":
