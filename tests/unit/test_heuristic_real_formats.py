@@ -434,3 +434,13 @@ def test_a_consult_note_is_an_outpatient_documents_title():  # generated (clinic
     discovery = _discover(plan, consult)
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
     assert discovery.encounters[1].encounter_type == ET.OUTPATIENT
+
+
+def test_a_form_filled_again_starts_a_document_after_a_cut_that_split_the_one_before():  # synthea
+    # The first summary's second page opens with its custodian's block, which reads as a
+    # letterhead and cuts; the next summary fills the first one's form again all the same.
+    first, _, third = (_encounter_summary(ONE_EXPORT, *summary) for summary in SUMMARIES)
+    custodian = "Custodian\nNEEDHAM FAMILY PRACTICE\nASSOC. P.C.\nContact Details\n87 CHESTNUT ST\nNATICK, MA 01760\n"
+    discovery = _discover(first, custodian, third)
+    starts = [e.page_ranges[0][0] for e in discovery.encounters]
+    assert starts[0] == 1 and 3 in starts
