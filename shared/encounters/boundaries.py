@@ -241,17 +241,29 @@ def _differ(a: str, b: str, ocr: bool) -> bool:
     return not ocr or difflib.SequenceMatcher(None, a, b).ratio() < 0.75
 
 
-def _new_form(page: Page, other: Page) -> bool:
-    """The page's head fills ``other``'s form again (the same labelled fields in the same order,
-    four at least) with other values: the same kind of document again, not its next page."""
+def _form_again(page: Page, other: Page) -> bool | None:
+    """Whether the page's head fills ``other``'s form (the same labelled fields in the same order,
+    four at least) with other values (True: the same kind of document again, not its next page)
+    or with the same ones (False: a banner its next page repeats); None when it is no such form."""
     mine, theirs = _form(page), _form(other)
     matcher = difflib.SequenceMatcher(None, [k for k, _ in mine], [k for k, _ in theirs], autojunk=False)
     pairs = [(mine[block.a + i][1], theirs[block.b + i][1])
              for block in matcher.get_matching_blocks() for i in range(block.size)]
     if len(pairs) < FORM_FIELDS:
-        return False
+        return None
     ocr = page.ocr_confidence is not None or other.ocr_confidence is not None
     return any(_differ(a, b, ocr) for a, b in pairs)
+
+
+def _new_form(page: Page, group: Group, prior: Group | None) -> bool:
+    """The page fills again the form of the document's last or first page with other values; or,
+    when it fills neither, that of the document before's first page (a cut that split that
+    document left its first page as the form's last sight)."""
+    last, first = group.pages[-1], group.pages[0]
+    here = [_form_again(page, last), _form_again(page, first) if len(group.pages) > 1 else None]
+    if any(here):
+        return True
+    return here == [None, None] and prior is not None and bool(_form_again(page, prior.pages[0]))
 
 
 def _opens_as(page: Page, other: Page) -> bool:
@@ -291,8 +303,10 @@ def _title_kind(page: Page):
     return page.top_title[0] if page.top_title else None
 
 
-def features(group: Group, page: Page) -> list[float]:
-    """The page-pair features of ``page`` after ``group``'s pages, in the order of ``FEATURES``."""
+def features(group: Group, page: Page, prior: Group | None = None) -> list[float]:
+    """The page-pair features of ``page`` after ``group``'s pages, in the order of ``FEATURES``;
+    ``prior``: the document before ``group``, whose first page's form the page may fill
+    again (after a cut that split a document, its first page is the form's last sight)."""
     last, first = group.pages[-1], group.pages[0]
     head = _head(page)
     last_head, first_head = _head(last, WIDE_HEAD), _head(first, WIDE_HEAD)
@@ -342,7 +356,7 @@ def features(group: Group, page: Page) -> list[float]:
         "first_line_shifted": _first_line_shifted(page, last) or (len(group.pages) > 1
                                                                   and _first_line_shifted(page, first)),
         "banner_new": bool(banner and not any(p.patient for p in group.pages)),
-        "new_form": _new_form(page, last) or (len(group.pages) > 1 and _new_form(page, first)),
+        "new_form": _new_form(page, group, prior),
         "head_repeated": _head_repeated(page, last),
         "head_as_last": _share(head, last_head),
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),

@@ -222,7 +222,8 @@ def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode:
             groups.append(Group([page], opened_by="first"))
             continue
         rule = boundary(groups[-1], page)
-        cut, p = boundaries.decide(boundaries.features(groups[-1], page), rule, model, mode)
+        x = boundaries.features(groups[-1], page, groups[-2] if len(groups) > 1 else None)
+        cut, p = boundaries.decide(x, rule, model, mode)
         if not cut:
             groups[-1].pages.append(page)
             continue
