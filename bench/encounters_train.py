@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from bench.encounter_families.common import CachedOcr, Packet  # noqa: E402
 from shared.encounters import boundaries, grouping  # noqa: E402
 from shared.encounters.boundaries import BoundaryModel  # noqa: E402
-from shared.encounters.dates import month_first, raw_dates  # noqa: E402
+from shared.encounters.dates import month_first, page_month_first, raw_dates  # noqa: E402
 from shared.encounters.text import is_blank  # noqa: E402
 
 C = 0.3  # the regression's inverse regularisation: a small model that would rather not overfit one family
@@ -39,15 +39,16 @@ def examples(packet: Packet, date_order: str = "auto") -> tuple[list[list[float]
     readable = [(p, t) for p, t in zip(packet.pages, packet.truth, strict=True)
                 if not is_blank(p.text) and not grouping.is_cover(p)]
     first = month_first((r for p, _ in readable for r in raw_dates(p.text)), date_order)
-    pages = [(grouping.read_page(p, first), t) for p, t in readable]
+    pages = [(grouping.read_page(p, page_month_first(p.text, first, date_order)), t) for p, t in readable]
     xs, ys = [], []
     group: grouping.Group | None = None
+    before: grouping.Group | None = None
     for (page, truth), previous in zip(pages, [None, *[t for _, t in pages]]):
         if group is not None:
-            xs.append(boundaries.features(group, page))
+            xs.append(boundaries.features(group, page, before))
             ys.append(int(truth != previous))
         if group is None or truth != previous:
-            group = grouping.Group([page])
+            before, group = group, grouping.Group([page])
         else:
             group.pages.append(page)
     return xs, ys

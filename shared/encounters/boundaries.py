@@ -149,9 +149,31 @@ def _running(a: Page, b: Page) -> set[str]:
     """The head two consecutive pages of a document share, from their first line on: its
     running head (empty when their first lines differ)."""
     top_a, top_b = _head(a, WIDE_HEAD), _head(b, WIDE_HEAD)
-    if len(top_a) < 2 or top_a[:2] != top_b[:2] or not _wordy(" ".join(top_a[:2])):
-        return set()  # a running head opens both pages alike: its first two lines at least
-    return {line for line in top_a if len(line) >= 3} & set(top_b)
+    if not top_a or not top_b or top_a[0] != top_b[0]:
+        return set()  # a running head opens both pages alike
+    shared = {line for line in top_a if len(line) >= 3} & set(top_b)
+    # ... with two lines of words at least, in any order (a two-column head prints its blocks
+    # in the order they fit)
+    return shared if sum(map(_wordy, shared)) >= 2 else set()
+
+
+def _kept_share(kept: set[str], page: Page) -> float:
+    """The share of a running head ``kept`` that the page's top prints; read by OCR, anywhere
+    on the page and give or take a few characters (OCR reads a two-column head in any order)."""
+    if page.ocr_confidence is None:
+        return _share(sorted(kept), _head(page, WIDE_HEAD))
+    lines = [norm(line.text) for line in page.lines]
+    return sum(any(same(k, n) or k in n for n in lines) for k in kept) / len(kept)
+
+
+def _opened_like(page: Page, first: Page) -> bool:
+    """Half the page's head at least is ``first``'s head; read by OCR, its words are (OCR reads
+    a two-column head in another order, or runs its lines together, page by page)."""
+    if page.ocr_confidence is None:
+        return _share(_head(page), _head(first, WIDE_HEAD)) >= 0.5
+    mine = {w for line in _head(page) for w in _WORD.findall(line)}
+    theirs = {w for line in _head(first, WIDE_HEAD) for w in _WORD.findall(line)}
+    return bool(mine) and len(mine & theirs) >= 0.5 * len(mine)
 
 
 def _wordy(line: str) -> bool:
@@ -173,6 +195,8 @@ def _foot_stopped(before: Page, last: Page, page: Page) -> bool:
     words = {w for w in end.split() if len(w) >= 2}
     if len(words) < 3 or len(words & _foot_words(before)) < 0.8 * len(words):
         return False  # a foot of a few words at least, that the page before ended with too
+    if page.ocr_confidence is not None:  # OCR reads a two-column foot where it likes: anywhere on the page
+        return len(words & _foot_words(page, len(page.lines))) < 0.5 * len(words)
     return len(words & _foot_words(page)) < 0.5 * len(words)
 
 
@@ -191,28 +215,55 @@ def _first_line_shifted(page: Page, other: Page) -> bool:
     return len(re.findall(r"[a-z]{3,}", mine)) >= 2 and masked(mine) == masked(theirs)
 
 
-_LABELLED = re.compile(r"^([A-Za-z][^:]{1,30}):\s*(.*)$")
+_KEY = re.compile(r"(?<![\w/])([A-Za-z][A-Za-z/\-]*(?: [A-Za-z][A-Za-z/\-]*){0,2}):(?=\s|$)")
 FORM_LINES = 16  # the head where a document's form (its labelled fields) is compared
 FORM_FIELDS = 4  # ... over at least this many fields
 
 
 def _form(page: Page) -> list[tuple[str, str]]:
+    """The labelled fields of the page's head in reading order, (label, value): every "Label:"
+    of a line, so fields OCR ran together on one line ("... Date of Birth: ... Gender: F") or a
+    label after a name or a stray mark still count; a value ends where the next label starts."""
     out = []
     for line in page.lines[:FORM_LINES]:
-        m = _LABELLED.match(line.text.strip())
-        if m and not re.search(r"\d", m.group(1)):  # "June 3, 2007 00:29" is a time, not a label
-            out.append((masked(norm(m.group(1))), norm(m.group(2))))
+        keys = list(_KEY.finditer(line.text))
+        for key, after in zip(keys, keys[1:] + [None]):
+            value = line.text[key.end() : after.start() if after else len(line.text)]
+            out.append((norm(key.group(1)), norm(value)))
     return out
 
 
-def _new_form(page: Page, other: Page) -> bool:
-    """The page's head fills ``other``'s form again (the same labelled fields in the same order)
-    with other values: the same kind of document again, not its next page."""
-    mine, theirs = _form(page), _form(other)
-    n = min(len(mine), len(theirs))
-    if n < FORM_FIELDS or [k for k, _ in mine[:n]] != [k for k, _ in theirs[:n]]:
+def _differ(a: str, b: str, ocr: bool) -> bool:
+    """Two values of one field differ: any change in a text layer; read by OCR, more than the
+    few characters OCR reads differently twice (a page count is never a document's value)."""
+    if not a or not b or a == b or _COUNTER.search(masked(a)) or _COUNTER.search(masked(b)):
         return False
-    return any(a != b for (_, a), (_, b) in zip(mine[:n], theirs[:n], strict=True))
+    return not ocr or difflib.SequenceMatcher(None, a, b).ratio() < 0.75
+
+
+def _form_again(page: Page, other: Page) -> bool | None:
+    """Whether the page's head fills ``other``'s form (the same labelled fields in the same order,
+    four at least) with other values (True: the same kind of document again, not its next page)
+    or with the same ones (False: a banner its next page repeats); None when it is no such form."""
+    mine, theirs = _form(page), _form(other)
+    matcher = difflib.SequenceMatcher(None, [k for k, _ in mine], [k for k, _ in theirs], autojunk=False)
+    pairs = [(mine[block.a + i][1], theirs[block.b + i][1])
+             for block in matcher.get_matching_blocks() for i in range(block.size)]
+    if len(pairs) < FORM_FIELDS:
+        return None
+    ocr = page.ocr_confidence is not None or other.ocr_confidence is not None
+    return any(_differ(a, b, ocr) for a, b in pairs)
+
+
+def _new_form(page: Page, group: Group, prior: Group | None) -> bool:
+    """The page fills again the form of the document's last or first page with other values; or,
+    when it fills neither, that of the document before's first page (a cut that split that
+    document left its first page as the form's last sight)."""
+    last, first = group.pages[-1], group.pages[0]
+    here = [_form_again(page, last), _form_again(page, first) if len(group.pages) > 1 else None]
+    if any(here):
+        return True
+    return here == [None, None] and prior is not None and bool(_form_again(page, prior.pages[0]))
 
 
 def _opens_as(page: Page, other: Page) -> bool:
@@ -252,8 +303,10 @@ def _title_kind(page: Page):
     return page.top_title[0] if page.top_title else None
 
 
-def features(group: Group, page: Page) -> list[float]:
-    """The page-pair features of ``page`` after ``group``'s pages, in the order of ``FEATURES``."""
+def features(group: Group, page: Page, prior: Group | None = None) -> list[float]:
+    """The page-pair features of ``page`` after ``group``'s pages, in the order of ``FEATURES``;
+    ``prior``: the document before ``group``, whose first page's form the page may fill
+    again (after a cut that split a document, its first page is the form's last sight)."""
     last, first = group.pages[-1], group.pages[0]
     head = _head(page)
     last_head, first_head = _head(last, WIDE_HEAD), _head(first, WIDE_HEAD)
@@ -265,7 +318,7 @@ def features(group: Group, page: Page) -> list[float]:
     outside = bool(anchor and span and (anchor < span[0] or (span[1] is not None and anchor > span[1])))
     facility, previous = page.letterhead_facility, group.letterhead_facility
     first_heading = next((h for p in group.pages for h in p.headings), None)
-    last_opened_like_first = len(group.pages) > 1 and _share(_head(last), first_head) >= 0.5
+    last_opened_like_first = len(group.pages) > 1 and _opened_like(last, first)
     before = group.pages[-2] if len(group.pages) > 1 else None
     kept = _running(before, last) if before else set()  # the head every page of the document repeats
     if kept and before is not first and not kept <= set(_head(first, WIDE_HEAD)):
@@ -297,13 +350,13 @@ def features(group: Group, page: Page) -> list[float]:
         "first_line_title": bool(page.lines) and _title_line(page.lines[0].text),
         "head_dated": any(_DATE_LIKE.search(line.text) for line in page.lines[:3]),
         # the page's structure: no vocabulary
-        "running_stopped": bool(kept) and _share(sorted(kept), _head(page, WIDE_HEAD)) < 0.5,
+        "running_stopped": bool(kept) and _kept_share(kept, page) < 0.5,
         "foot_stopped": bool(before) and _foot_stopped(before, last, page),
         "reopens": reopens,
         "first_line_shifted": _first_line_shifted(page, last) or (len(group.pages) > 1
                                                                   and _first_line_shifted(page, first)),
         "banner_new": bool(banner and not any(p.patient for p in group.pages)),
-        "new_form": _new_form(page, last) or (len(group.pages) > 1 and _new_form(page, first)),
+        "new_form": _new_form(page, group, prior),
         "head_repeated": _head_repeated(page, last),
         "head_as_last": _share(head, last_head),
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
@@ -375,7 +428,7 @@ _CONFLICT, _CONTINUES, _MARKER_NEXT, _MARKER_ONE = (FEATURES.index(n) for n in
 STRUCTURE = ("running_stopped", "reopens", "foot_stopped", "opens_as_first_not_last", "first_line_shifted",
              "banner_new", "new_form")
 _STRUCTURE = tuple(FEATURES.index(n) for n in STRUCTURE)
-_HEAD_REPEATED, _NEW_FORM = FEATURES.index("head_repeated"), FEATURES.index("new_form")
+_HEAD_REPEATED, _NEW_FORM, _TITLE_OTHER = (FEATURES.index(n) for n in ("head_repeated", "new_form", "title_other"))
 SUPPORT = 0.2  # a rule's cue cuts unless the model gives the cut less than this ...
 VETO = -2.5  # ... and the page's evidence against a cut weighs at least this much
 WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
@@ -417,8 +470,10 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
         return p >= THRESHOLD, p
     if rule == "certain":
         return True, 1.0  # a page count that restarts or ended, a title LAYOUT names: the page says so
-    if x[_HEAD_REPEATED] and not x[_NEW_FORM] and not x[_MARKER_ONE]:
-        return False, p  # the report's own banner again, numbers and all: its next page
+    if x[_NEW_FORM]:
+        return True, max(p, STRONG)  # the same form filled again with other values: another document
+    if x[_HEAD_REPEATED] and not x[_MARKER_ONE] and not x[_TITLE_OTHER]:
+        return False, p  # the report's own banner again, numbers and all, and no title of another kind: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):
         rule = "strong"  # the running head or foot stopped, the first page's opening again, a new banner
     if rule == "strong":

@@ -112,7 +112,7 @@ _TITLES: list[tuple[EncounterType, re.Pattern[str]]] = [
     (
         _ET.OUTPATIENT,
         re.compile(
-            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation(?!s)|(?-i:\bGP\b)|"
+            r"clinic\s+(?:visit|note|letter|consultation|review)|out-?patient|consultation(?!s)|consult\s+note|(?-i:\bGP\b)|"
             r"progress\s+note|office\s+visit|follow-?\s?up\s+(?:visit|note)|visit\s+note|general\s+practice|"
             r"appointment\s+(?:letter|confirmation|reminder)",
             re.I,
@@ -220,7 +220,7 @@ _ADDRESSEE = re.compile(r",\s*[A-Z][\w' ]*(?:Hospital|Clinic|Cent(?:re|er)|Pract
 
 # A title followed by the document's own time in parentheses, as the CDA stylesheet prints it:
 # "Progress Note (September 16, 2012, 7:11PM -0400)".
-TITLE_TIME = re.compile(r"\s*\((?=[^()]*\d{4})[^()]*\)\s*$")
+TITLE_TIME = re.compile(r"\s*\((?=[^()]*\d{4})[^()]*\)[^\w()]*$")  # and the stray marks OCR adds after it
 
 
 # A section's heading or a field that names a kind of encounter is no title: "REASON FOR

@@ -120,6 +120,13 @@ def month_first(raws: Iterable[RawDate], order: str = "auto") -> bool | None:
     return month_first_seen
 
 
+def page_month_first(text: str, file_order: bool | None, order: str = "auto") -> bool | None:
+    """How a page's numeric dates read: as the page itself shows it, else as its file does (a
+    file may pack records of systems that write dates either way)."""
+    own = month_first(raw_dates(text), order)
+    return file_order if own is None else own
+
+
 def to_date(raw: RawDate, month_first: bool | None) -> dt.date | None:
     """The date, or None for an impossible one and for 06/08/2020 when the order is unknown:
     reading it either way would be a guess."""

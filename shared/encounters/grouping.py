@@ -222,7 +222,8 @@ def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode:
             groups.append(Group([page], opened_by="first"))
             continue
         rule = boundary(groups[-1], page)
-        cut, p = boundaries.decide(boundaries.features(groups[-1], page), rule, model, mode)
+        x = boundaries.features(groups[-1], page, groups[-2] if len(groups) > 1 else None)
+        cut, p = boundaries.decide(x, rule, model, mode)
         if not cut:
             groups[-1].pages.append(page)
             continue
@@ -257,9 +258,11 @@ def _classify(group: Group) -> tuple[EncounterType, Span | None, bool]:
     return result[0], result[1], False
 
 
-def _pick_dates(group: Group) -> tuple[Date | None, Date | None, Timing]:
-    dob = group.patient.dob[0] if group.patient.dob else None
-    dates = [d for p in group.pages for d in p.dates if d.value != dob]  # a birth date is never the encounter's
+def _pick_dates(group: Group, born: frozenset[dt.date] = frozenset()) -> tuple[Date | None, Date | None, Timing]:
+    """The encounter's start and end; never a birth date, the group's or one the file's banners
+    print (a page whose banner OCR garbled still prints its patient's birth date)."""
+    born = born | {group.patient.dob[0]} if group.patient.dob else born
+    dates = [d for p in group.pages for d in p.dates if d.value not in born]
     if group.title and group.title[0] == ET.OTHER:
         dates = [d for d in dates if d.role != "documented"]  # a summary's span of care is no encounter's
     first_page = group.pages[0].number
@@ -311,9 +314,10 @@ def reasons_for(group: Group, start: Date | None, end: Date | None, conflict: bo
     return reasons
 
 
-def encounter(group: Group, conflict: bool) -> Encounter:
+def encounter(group: Group, conflict: bool, born: frozenset[dt.date] = frozenset()) -> Encounter:
+    """The encounter ``group``'s pages hold; ``born``: the birth dates the whole file prints."""
     kind, kind_span, titled = _classify(group)
-    start, end, timing = _pick_dates(group)
+    start, end, timing = _pick_dates(group, born)
     provider = _best(f for p in group.pages for f in p.providers)
     facility = _best(f for p in group.pages for f in p.facilities)
     patient = group.patient

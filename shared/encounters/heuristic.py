@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from shared.encounters import grouping, identity
 from shared.encounters.boundaries import MODES, BoundaryModel
-from shared.encounters.dates import DATE_ORDERS, month_first, raw_dates
+from shared.encounters.dates import DATE_ORDERS, month_first, page_month_first, raw_dates
 from shared.encounters.text import is_blank
 from shared.models import Discovery, PageText
 from shared.ports import EncounterProvider
@@ -51,8 +51,10 @@ class HeuristicEncounters(EncounterProvider):
             unique.setdefault(page.page_number, page)
         readable = [p for p in unique.values() if not is_blank(p.text) and not grouping.is_cover(p)]
         first = month_first((r for p in readable for r in raw_dates(p.text)), self.date_order)
-        groups = grouping.group_pages((grouping.read_page(p, first) for p in readable), self.model, self.mode)
+        pages = (grouping.read_page(p, page_month_first(p.text, first, self.date_order)) for p in readable)
+        groups = grouping.group_pages(pages, self.model, self.mode)
         people = identity.distinct(g.patient for g in groups)
         conflict = len(people) > 1
-        encounters = [grouping.encounter(g, conflict) for g in groups]
+        born = frozenset(g.patient.dob[0] for g in groups if g.patient.dob)
+        encounters = [grouping.encounter(g, conflict, born) for g in groups]
         return Discovery(encounters=encounters, provider=self.name, model=None, identity_conflict=conflict)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from shared.encounters import HeuristicEncounters
+from shared.encounters import HeuristicEncounters, boundaries, grouping
+from shared.encounters.boundaries import BoundaryModel
 from shared.encounters.cues import section_headings
 from shared.encounters.text import lines_of
 from shared.models import Discovery, EncounterType, Manifest, PageText
@@ -276,3 +277,170 @@ def test_an_identifier_cut_short_where_its_line_wrapped_is_the_same_patient():  
     cut = STAY.replace("77-4410-9 (MRN)", "c6335846-f3bf-8b5")
     discovery = _discover(whole, LATER_PAGE, cut, LATER_PAGE)
     assert not discovery.identity_conflict
+
+
+# --- failure classes found on development packets of issue 22's second round (each fails on
+# 3a42846) --------------------------------------------------------------------------------------
+
+
+def _encounter_summary(exported: str, encounter: str, kind: str, when: str, body: str, ocr: bool = False) -> str:
+    """A one-page Synthea encounter document as CDA.xsl prints it: the title with the export's
+    time, the patient block, then the encounter's own block. ``ocr``: as Tesseract reads the
+    print, the patient block's lines run together and a stray mark before a label."""
+    patient = ("Patient Mara472 OSTROWSKI18 Date of Birth: May 2, 1988, 3:14:07PM (36yr) Gender: F\n"
+               ": Patient-ID: 4f1c2a90-77de-4b1e-9c0a-5d2e8f6b1a33 (2.16.840.1.113883.19.5)\n") if ocr else (
+               "Patient\nMara472 OSTROWSKI18\nDate of Birth: May 2, 1988, 3:14:07PM (36yr) Gender: F\n"
+               "Patient-ID: 4f1c2a90-77de-4b1e-9c0a-5d2e8f6b1a33 (2.16.840.1.113883.19.5)\n")
+    return f"""Encounter Summary ({exported})
+{patient}Encounter
+ID: {encounter}, Type: {kind}, Date/Time:
+{when}
+Documentation Of
+Care provision, Date/Time: {when}
+Author
+https://github.com/synthetichealth/synthea, Organization: MILLBROOK FAMILY PRACTICE, Authored On: {exported}
+{body}"""
+
+
+ONE_EXPORT = "March 9, 2025, 8:04:29PM"
+SUMMARIES = [
+    ("b61f0e2c-1d4a-4c55-8e0b-3a7f9d2c6e11", "Encounter for check up (procedure)",
+     "June 3, 2019 09:12:41AM - 09:27:41AM", "Problems\nStart\nStop\nDescription\nPrediabetes (finding)"),
+    ("0c9d7a51-6b2e-4f0a-b3c1-9e4d2a8f7c60", "Encounter for symptom (procedure)",
+     "January 14, 2021 10:40:02AM - 11:05:02AM", "Medications\nStart\nStop\nAmoxicillin 500 MG Oral Capsule"),
+    ("7e2b4c19-3f8d-4a6e-a0d5-1c9b8e7f2a04", "General examination of patient (procedure)",
+     "June 7, 2022 09:12:41AM - 09:42:41AM", "Immunizations\nDate\nDescription\nInfluenza, seasonal, injectable"),
+]
+
+
+def test_one_page_summaries_of_one_export_are_a_document_each():  # synthea
+    # One export: each document opens with the same title, time and patient block, line for line;
+    # only the encounter's own block (its ID, type and date) says a new document starts.
+    pages = [_encounter_summary(ONE_EXPORT, *summary) for summary in SUMMARIES]
+    discovery = _discover(*pages)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)], [(3, 3)]]
+    assert [e.date_start for e in discovery.encounters] == [dt.date(2019, 6, 3), dt.date(2021, 1, 14),
+                                                            dt.date(2022, 6, 7)]
+
+
+def test_a_form_filled_again_cuts_whatever_a_model_makes_of_the_repeated_head():  # synthea
+    # A boundary model trained on families whose next pages repeat their head (running banners)
+    # reads a head repeated line for line as a continuation; the form's own values still cut.
+    wary = BoundaryModel({"head_as_last": -3.0, "head_shape_as_last": -2.0, "head_repeated": -2.0}, bias=-1.0)
+    pages = [PageText(page_number=i, text=_encounter_summary(ONE_EXPORT, *s), engine="native")
+             for i, s in enumerate(SUMMARIES, 1)]
+    discovery = HeuristicEncounters(model=wary).discover(pages)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)], [(3, 3)]]
+
+
+def test_a_form_filled_again_is_another_document_when_ocr_runs_its_fields_together():  # scanned
+    # The same documents printed and scanned: OCR runs the patient block's lines into one and
+    # leaves a mark before "Patient-ID:"; the labelled fields are still the same form again.
+    pages = [_encounter_summary(ONE_EXPORT, *summary, ocr=True) for summary in SUMMARIES]
+    discovery = _discover(*pages, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)], [(3, 3)]]
+
+
+def test_the_same_field_read_twice_by_ocr_is_no_new_form():  # scanned
+    # A report's next page repeats its labelled banner; OCR reads a value a little differently.
+    banner = ("Patient: Walter Brandt   DOB: 11/04/1950\nAccession: {acc}   Collected: 02/19/2025\n"
+              "Physician: Dr. H. Varga\nClinic: Northside Pathology Services\n")
+    first = banner.format(acc="SP25-01873") + "DIAGNOSIS\nA. Colon, sigmoid, biopsy: tubular adenoma.\n"
+    second = banner.format(acc="SP25-0l873") + "MICROSCOPIC DESCRIPTION\nSections show colonic mucosa.\n"
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+FOOT = "Lakeshore Family Medicine Group (555) 201-7788 12/03/2025"
+
+
+def test_a_running_foot_ocr_read_higher_up_is_no_new_document():  # scanned
+    # Every page of the record ends with the practice's foot; on the scan of page 3, OCR read the
+    # foot's words from a two-column block higher up and split the rest over three lines.
+    def page(body: str, foot: str = FOOT) -> str:
+        return _jsl("Judith Petrov", "23/12/1959", "Doctor Notes", body) + f"Medication list reviewed.\n{foot}\n"
+
+    third = _jsl("Judith Petrov", "23/12/1959 Lakeshore Family Medicine Group", "Medication Test",
+                 "HbA1c pending") + "Lipid panel\n(555) 201-7788\n12/03/2025\n"
+    discovery = _discover(page("Subjective: stable asthma."), page("Assessment: well controlled."), third,
+                          engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+
+
+def test_a_birth_date_the_file_prints_is_no_visit_date_where_ocr_garbled_a_banner():  # scanned
+    # The second document's banner reads "Judith Petrov © 23/12/1959": OCR's mark hides that it
+    # is the banner, but the first document said that date is her birth date.
+    first = _jsl("Judith Petrov", "23/12/1959", "Patient Summary",
+                 "Judith Petrov, born on 23/12/1959, is a 65-year-old woman with asthma.")
+    second = "Page 1 of 1\nJudith Petrov © 23/12/1959\nRecovery Center\nDoctor Notes\nSubjective: stable asthma.\n"
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+    assert [e.date_start for e in discovery.encounters] == [None, None]
+
+
+def test_a_summary_whose_title_time_ends_in_an_ocr_mark_is_still_a_summary():  # scanned
+    ccd = CCD.replace("10:30:26AM -0500)", "10:30:26AM -0500) ©")
+    (summary,) = _discover(ccd, engine="tesseract").encounters
+    assert summary.encounter_type == ET.OTHER
+    assert summary.date_start is None
+
+
+def _lab_page(order: list[str], body: str) -> str:
+    head = {"lab": "Northgate Reference Laboratory", "site": "Westbrook Patient Service Center",
+            "phone": "Phone: 555-201-4410", "street": "1200 Commerce Parkway", "town": "Westbrook, ME 04092"}
+    return "Meadowlands Lab Services\n" + "\n".join(head[k] for k in order) + \
+        "\nPatient Name\nPETROV, JUDITH\n" + body + "\n©2024 Northgate Reference Laboratory\n"
+
+
+def test_a_running_head_printed_in_another_order_still_stops_where_the_next_record_begins():  # realpdf
+    # A lab report's pages repeat its two-column head, its blocks in the order they fit; the
+    # next record's page prints none of it.
+    first = _lab_page(["lab", "phone", "street", "town", "site"], "Glucose 98 mg/dL\nSodium 140 mmol/L")
+    second = _lab_page(["street", "phone", "lab", "town", "site"], "Potassium 4.1 mmol/L\nChloride 101 mmol/L")
+    record = _jsl("Judith Petrov", "23/12/1959", "Patient Summary",
+                  "Judith Petrov, born on 23/12/1959, is a 65-year-old woman with asthma.")
+    discovery = _discover(first, second, record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+    pages = [grouping.read_page(PageText(page_number=i, text=t, engine="native"), None)
+             for i, t in enumerate((first, second, record), 1)]
+    features = dict(zip(boundaries.FEATURES, boundaries.features(grouping.Group(pages[:2]), pages[2]), strict=True))
+    assert features["running_stopped"] == 1.0  # whatever else the page says
+
+
+def test_each_page_reads_its_dates_as_it_writes_them_in_a_file_of_both_orders():  # realpdf
+    # A US discharge summary (03/26/2009) packed with a record that writes day first (22/04/2025):
+    # the file shows both orders; each page shows its own.
+    summary = ("Patient ID: 12345\nCommunity Health Hospital\nDischarge Summary\nPatient Name: Petrov, Judith\n"
+               "Date of Admission: 03/19/2009\nDate of Discharge: 03/26/2009\nHOSPITAL COURSE\nStroke, treated.\n")
+    course = "DISCHARGE MEDICATIONS\n1. Aspirin 81 mg daily.\nFOLLOW UP\nClinic in two weeks.\n"
+    record = ("Healthcare\nRecovery\nTrauma\nCenter\nJudith Petrov\n04/08/1959\nSierra Valley Medical Institute INC\n"
+              "Patient Summary\nJudith Petrov, born on 04/08/1959, is a 65-year-old woman with asthma.\n"
+              "Sierra Valley Medical Institute INC (402) 738-5912 22/04/2025\n")
+    discovery = _discover(summary, course, record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+    assert discovery.encounters[0].date_start == dt.date(2009, 3, 19)
+    assert discovery.encounters[1].patient_dob == dt.date(1959, 8, 4)
+
+
+def test_a_consult_note_is_an_outpatient_documents_title():  # generated (clinical validation part)
+    # "Consult note" is the C-CDA document type's own name (LOINC 11488-4); after a care plan of
+    # the same letterhead, it is the next document's title.
+    letterhead = "Good Health HIE\nHealth Information Management\n1002 Healthcare Drive, Portland, OR 97266\n" \
+                 "Tel (555) 555-1002\nFax (555) 555-3683\n"
+    plan = letterhead + "Good Health Hospital Care Plan\nPatient: Ann Lee\nDOB: 06/12/2004\nMRN: 9670612\n" \
+                        "HEALTH CONCERNS SECTION\nCurrent every day smoker\nElectronically signed by: Dr. Ray\n"
+    consult = letterhead + "Community Health Consult Note\nPatient: Ann Lee DOB: June 12, 2004 MRN: 9670612\n" \
+                           "Visit date: July 31, 2013\nASSESSMENT\nUncontrolled type II diabetes.\n"
+    discovery = _discover(plan, consult)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+    assert discovery.encounters[1].encounter_type == ET.OUTPATIENT
+
+
+def test_a_form_filled_again_starts_a_document_after_a_cut_that_split_the_one_before():  # synthea
+    # The first summary's second page opens with its custodian's block, which reads as a
+    # letterhead and cuts; the next summary fills the first one's form again all the same.
+    first, _, third = (_encounter_summary(ONE_EXPORT, *summary) for summary in SUMMARIES)
+    custodian = "Custodian\nNEEDHAM FAMILY PRACTICE\nASSOC. P.C.\nContact Details\n87 CHESTNUT ST\nNATICK, MA 01760\n"
+    discovery = _discover(first, custodian, third)
+    starts = [e.page_ranges[0][0] for e in discovery.encounters]
+    assert starts[0] == 1 and 3 in starts
