@@ -830,14 +830,17 @@ def cmd_process(args) -> int:
         logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
         settings = _settings_or_exit()
         deps = build_deps(settings)
+        # The same runtime as the container: a fresh child process per message. Its fork
+        # server starts now, while the database is migrated and the files are uploaded.
+        supervisor = Supervisor(settings, deps.queue, concurrency=args.concurrency)
+        supervisor.start_fork_server()
         provision(deps)
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
         monitor = _start_progress(
             args.quiet, deps.db, [sfid for _, sfid in files], lambda stage: settings.max_receive_count
         )
         try:
-            # The same runtime as the container: a fresh child process per message.
-            Supervisor(settings, deps.queue, concurrency=args.concurrency).run(burst=True)
+            supervisor.run(burst=True)
         finally:
             if monitor is not None:
                 monitor.stop()

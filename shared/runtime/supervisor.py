@@ -104,6 +104,16 @@ class Supervisor:
         self._rotation = 0
         self._tmp_root: Path | None = None
 
+    def start_fork_server(self) -> None:
+        """Start the fork server now rather than at the first child: it imports its preload in
+        a process of its own (~1 s of CPU), which then overlaps whatever the caller does before
+        ``run`` (``docpipe process``: migrations and the upload). It reads the environment as
+        it is now, which must be the one the children are to run in."""
+        if self.isolation == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+
     # --- the loop --------------------------------------------------------------------
 
     def run(self, burst: bool = False, max_messages: int | None = None, restore_signals: bool = True) -> list[Finished]:
