@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import time
+from pathlib import Path
 
 _PATH = os.environ.get("DOCPIPE_BENCH_TRACE")
 
@@ -168,3 +169,89 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def summarise(path: Path | str) -> dict:
+    """The trace of one ``docpipe process`` run as figures: fixed costs (seconds from the
+    command's start) and the OCR messages' costs (median ms a message, and seconds in all)."""
+    import statistics
+    from collections import defaultdict
+
+    events = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    by = defaultdict(list)
+    for e in events:
+        by[e["e"]].append(e)
+    t0 = by["cli.start"][0]["t"]
+    parent = by["cli.start"][0]["pid"]
+    starts = {e["child"]: e for e in by["parent.start"]}
+    finishes = {e["child"]: e for e in by["parent.finish"]}
+    enter, leave = {}, {}
+    for e in by["child.enter"]:
+        enter.setdefault(e["pid"], e)
+    for e in by["child.leave"]:
+        leave[e["pid"]] = e
+    per_pid: dict = defaultdict(lambda: defaultdict(float))
+    for e in events:
+        kind = e["e"].split(".")[0]
+        if kind in ("db", "sqs", "storage", "ocr", "handler") and "ms" in e:
+            per_pid[e["pid"]][kind] += e["ms"]
+        if e["e"] == "db.connect":
+            per_pid[e["pid"]]["connect"] += e["ms"]
+    ocr = [p for p, s in starts.items() if s["queue"] == "ocr" and p in finishes and p in enter and p in leave]
+    handler_start = {e["pid"]: e["t0"] for e in by["handler.ocr"]}
+    handler_end = {e["pid"]: e["t"] for e in by["handler.ocr"]}
+    rows: dict[str, list[float]] = defaultdict(list)
+    for p in ocr:
+        s, f = starts[p], finishes[p]
+        rows["parent: fork server start() call"].append(s["ms"])
+        rows["child: forked, main module imported (start() returned -> run_job)"].append((enter[p]["t"] - s["t"]) * 1000)
+        rows["child: build_deps, event (run_job -> handler)"].append((handler_start[p] - enter[p]["t"]) * 1000)
+        rows["child: handler, less the engine calls"].append(per_pid[p]["handler"] - per_pid[p]["ocr"])
+        rows["  of which database (connect + statements)"].append(per_pid[p]["db"])
+        rows["  of which database connect"].append(per_pid[p]["connect"])
+        rows["  of which storage download"].append(per_pid[p]["storage"])
+        rows["child: exit (handler end -> run_job left)"].append((leave[p]["t"] - handler_end[p]) * 1000)
+        rows["parent: reap latency (run_job left -> finish)"].append((f["t0"] - leave[p]["t"]) * 1000)
+        rows["parent: finish (result file, temp dir, SQS delete)"].append(f["ms"])
+    ordered = sorted(by["parent.start"], key=lambda e: e["t0"])
+    for p in ocr:
+        later = [s for s in ordered if s["t0"] >= leave[p]["t"]]
+        if later and later[0]["queue"] == "ocr":
+            rows["slot idle: a child left -> the next start() (exact at concurrency 1)"].append(
+                (later[0]["t0"] - leave[p]["t"]) * 1000)
+    receives = [e for e in by["sqs.receive"] if e["pid"] == parent]
+    reads = sorted(by["ocr.read"], key=lambda e: e["t"])
+    pre = next(p for p, s in starts.items() if s["queue"] == "preprocess")
+    disc = [p for p, s in starts.items() if s["queue"] == "discover"]
+    end = by["cli.end"][0]
+
+    def at(t: float) -> float:
+        return round(t - t0, 3)
+
+    return {
+        "fixed_s": {
+            "stack start (moto server, embedded Postgres)": round(by["stack.start"][0]["ms"] / 1000, 3),
+            "provision (migrations, queues)": round(by["parent.provision"][0]["ms"] / 1000, 3),
+            "submit": round(by["parent.submit"][0]["ms"] / 1000, 3),
+            "first child start() (waits for the fork server)": round(ordered[0]["ms"] / 1000, 3),
+            "preprocess child (enter -> leave)": round(leave[pre]["t"] - enter[pre]["t"], 3),
+            "discover (parent start -> finish)": round(sum(finishes[p]["t"] - starts[p]["t0"] for p in disc), 3),
+            "after the worker (reports, stack stop)": round(end["t"] - by["supervisor.run"][0]["t"], 3),
+        },
+        "timeline_s": {
+            "preprocess child started": at(starts[pre]["t"]),
+            "preprocess child left": at(leave[pre]["t"]),
+            "first OCR read started": at(reads[0]["t0"]),
+            "first OCR read done": at(reads[0]["t"]),
+            "last OCR read done": at(reads[-1]["t"]),
+            "command's work done": at(end["t"]),
+        },
+        "ocr_messages": len(ocr),
+        "ocr_pages": len(reads),
+        "engine_calls_s": round(sum(e["ms"] for e in reads) / 1000, 2),
+        "per_ocr_message_ms": {k: {"median": round(statistics.median(v), 1), "total_s": round(sum(v) / 1000, 2)}
+                               for k, v in rows.items()},
+        "parent_receives": {"calls": len(receives), "total_s": round(sum(e["ms"] for e in receives) / 1000, 2),
+                            "median_ms": round(statistics.median(e["ms"] for e in receives), 1)},
+        "cpu_s": {"parent (moto server thread included)": round(end.get("cpu_s", 0), 2)},
+    }
