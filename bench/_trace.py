@@ -73,6 +73,9 @@ def _patch_parent() -> None:
     _timed(localstack.LocalStack, "start", "stack.start")
     _timed(localstack.LocalStack, "stop", "stack.stop")
     sup = supervisor.Supervisor
+    # The fork server imports this module too, so that the children are traced.
+    if hasattr(supervisor, "FORKSERVER_PRELOAD"):
+        supervisor.FORKSERVER_PRELOAD.append("bench._trace")
     init = sup.__init__
 
     def __init__(self, *args, **kwargs):

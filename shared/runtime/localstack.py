@@ -71,10 +71,11 @@ class LocalStack:
     def database_url(self) -> str:
         return self._pg.get_uri()
 
-    def env(self) -> dict[str, str]:
-        """The environment that points docpipe (and boto3) at this stack."""
+    def env(self, database: bool = True) -> dict[str, str]:
+        """The environment that points docpipe (and boto3) at this stack; without ``database``,
+        all of it that is known before the stack starts (its port given)."""
         return {
-            "DATABASE_URL": self.database_url,
+            **({"DATABASE_URL": self.database_url} if database else {}),
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",

@@ -57,6 +57,22 @@ PREFETCH = 1
 FINISHED_KEPT = 1000
 
 
+# What the fork server imports once, before it forks any child: pure-Python docpipe.
+FORKSERVER_PRELOAD = ["shared.runtime.child", "shared.runtime.targets"]
+
+
+def start_fork_server() -> None:
+    """Start the fork server now rather than at the first child: it imports its preload in a
+    process of its own (~1 s of CPU), which then overlaps whatever the caller does meanwhile
+    (``docpipe process``: starting its stack, migrating, uploading). It keeps the environment
+    of this moment, which must be the children's, but for what they get in their ``Job``'s
+    settings (the database URL)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
 @dataclasses.dataclass
 class Finished:
     """What the parent saw of one child: for progress lines, benches and tests."""
@@ -106,7 +122,7 @@ class Supervisor:
         self.isolation = isolation or settings.worker_isolation
         self.ctx = multiprocessing.get_context(self.isolation)
         if self.isolation == "forkserver":
-            self.ctx.set_forkserver_preload(["shared.runtime.child", "shared.runtime.targets"])
+            self.ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
         self.on_finish = on_finish
         self.running: dict[int, _Running] = {}
         self.finished: collections.deque[Finished] = collections.deque(maxlen=FINISHED_KEPT)
@@ -117,16 +133,6 @@ class Supervisor:
         self._grace_deadline = 0.0
         self._rotation = 0
         self._tmp_root: Path | None = None
-
-    def start_fork_server(self) -> None:
-        """Start the fork server now rather than at the first child: it imports its preload in
-        a process of its own (~1 s of CPU), which then overlaps whatever the caller does before
-        ``run`` (``docpipe process``: migrations and the upload). It reads the environment as
-        it is now, which must be the one the children are to run in."""
-        if self.isolation == "forkserver":
-            from multiprocessing import forkserver
-
-            forkserver.ensure_running()
 
     # --- the loop --------------------------------------------------------------------
 
