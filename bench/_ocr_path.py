@@ -20,6 +20,7 @@ concurrency: the child, its imports and connections, the queue, idle slots).
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import hashlib
 import os
@@ -57,22 +58,33 @@ def scanned_document(pages: int) -> Path:
 
 
 def page_images(document: Path) -> list[Path]:
-    """The page JPEGs preprocess stores for ``document`` (cached by the document's hash)."""
+    """The page JPEGs this checkout's preprocess stores for ``document``, made afresh in each
+    run (a cache keyed by the document would outlive a change to how pages are stored)."""
     from shared.pages.documents import Limits, open_document
     from shared.pages.sniff import sniff
     from shared.settings import Settings
 
     digest = hashlib.sha256(document.read_bytes()).hexdigest()[:16]
-    folder = CACHE / f"pages-{digest}"
-    done = folder / "done"
-    if not done.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        with open_document(document, sniff(document), Limits.from_settings(Settings())) as opened:
-            for page in opened.pages():
-                (folder / f"page-{page.page_number:04d}.jpg").write_bytes(page.jpeg)
-                page.release()
-        done.write_text("")
+    folder = Path(tempfile.mkdtemp(prefix=f"docpipe-pages-{digest}-"))
+    atexit.register(shutil.rmtree, folder, True)
+    with open_document(document, sniff(document), Limits.from_settings(Settings())) as opened:
+        for page in opened.pages():
+            (folder / f"page-{page.page_number:04d}.jpg").write_bytes(page.jpeg)
+            page.release()
     return sorted(folder.glob("page-*.jpg"))
+
+
+_compiled: set[Path] = set()
+
+
+def compile_tree(tree: Path) -> None:
+    """Byte-compile a tree's code once, as ``pip install`` does: without it (this environment
+    sets PYTHONDONTWRITEBYTECODE) every process of the run, each child included (multiprocessing
+    imports the main module, ``shared.cli``, in each), compiles what it imports from source."""
+    if tree not in _compiled:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "shared", "handlers"], cwd=tree,
+                       stdout=subprocess.DEVNULL, check=True)
+        _compiled.add(tree)
 
 
 def _tesseract(image: Path) -> tuple[float, float]:
@@ -129,16 +141,22 @@ def bare(images: list[Path], concurrency: int) -> dict:
         "cpu_s": round(cpu, 2),
         "first_page_s": round(min(start + s for start, s in runs) - t0, 2),
         "page_s_median": round(statistics.median(seconds), 3),
+        "page_s_mean": round(statistics.fmean(seconds), 4),
         "page_s": [round(s, 3) for s in seconds],
     }
 
 
-def docpipe(document: Path, concurrency: int, tree: Path = REPO) -> dict:
+def docpipe(document: Path, concurrency: int, tree: Path = REPO, trace: bool = False) -> dict:
     """``docpipe process`` on ``document`` in a fresh process and data dir (the code of
     ``tree``: this checkout, or another commit's for a before/after); wall and CPU time, then
-    the split read back from that run's database."""
+    the split read back from that run's database. With ``trace``, under ``bench._trace`` (its
+    summary under "trace": where the time besides the engine goes)."""
+    compile_tree(tree)
     data_dir = Path(tempfile.mkdtemp(prefix="docpipe-bench-ocr-"))
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree) + (os.pathsep + str(REPO) if trace else "")}
+    trace_file = data_dir / "trace.jsonl"
+    if trace:
+        env.update(DOCPIPE_BENCH_TRACE=str(trace_file), PYTHONWARNINGS="ignore")
     for name in ("DATABASE_URL", "AWS_ENDPOINT_URL", "SQS_ENDPOINT_URL", "S3_ENDPOINT_URL", "QUEUE_PREFIX",
                  "STORAGE_BACKEND", "LOCAL_STORAGE_DIR", "STORAGE_BUCKET"):
         env.pop(name, None)  # the command starts its own stack
@@ -148,7 +166,7 @@ def docpipe(document: Path, concurrency: int, tree: Path = REPO) -> dict:
     started_at = time.time()
     t0 = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "process", str(document), "--concurrency", str(concurrency),
+        [sys.executable, "-m", "bench._trace" if trace else "shared.cli", "process", str(document), "--concurrency", str(concurrency),
          "--data-dir", str(data_dir), "--quiet", "--json"],
         env=env, cwd=tree, capture_output=True, text=True,
     )
@@ -158,7 +176,12 @@ def docpipe(document: Path, concurrency: int, tree: Path = REPO) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"docpipe process exited {done.returncode}: {done.stderr[-2000:]}")
     try:
-        return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **_split(data_dir, started_at)}
+        out = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **_split(data_dir, started_at)}
+        if trace:
+            from bench._trace import summarise
+
+            out["trace"] = summarise(trace_file)
+        return out
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -196,13 +219,15 @@ def _split(data_dir: Path, started_at: float) -> dict:
         "discover_ms": round(sum(r["duration_ms"] for r in discover), 1),
         "ocr_handler_ms_median": round(statistics.median(ocr_runs), 1) if ocr_runs else None,
         "ocr_handler_ms_mean": round(statistics.fmean(ocr_runs), 1) if ocr_runs else None,
+        # A message reads several pages: the handler's time a page is its sum over the pages.
+        "ocr_handler_ms_per_page": round(sum(ocr_runs) / len(texts), 1) if texts else None,
         "adapter_ms_median": round(statistics.median(t["duration_ms"] for t in texts), 1) if texts else None,
         "adapter_ms_mean": round(statistics.fmean(t["duration_ms"] for t in texts), 1) if texts else None,
         "ocr_messages": len(ocr_runs),
     }
 
 
-def ocr_path(pages: int, concurrencies: list[int], reps: int, before: Path | None = None) -> dict:
+def ocr_path(pages: int, concurrencies: list[int], reps: int, before: Path | None = None, trace: bool = False) -> dict:
     """The document through docpipe and bare Tesseract at each concurrency, ``reps`` times
     alternated; with ``before`` (another commit's tree) that code too, in the same rounds."""
     document = scanned_document(pages)
@@ -218,7 +243,9 @@ def ocr_path(pages: int, concurrencies: list[int], reps: int, before: Path | Non
                 if which == "bare":
                     row[which] = bare(images, concurrency)
                 else:
-                    row[which] = docpipe(document, concurrency, before if which == "before" else REPO)
+                    # Traced: this checkout only (the tracer is this checkout's bench module)
+                    row[which] = docpipe(document, concurrency, before if which == "before" else REPO,
+                                         trace and which == "docpipe")
             row["ratio"] = round(row["docpipe"]["wall_s"] / row["bare"]["wall_s"], 3)
             row["cpu_ratio"] = round(row["docpipe"]["cpu_s"] / row["bare"]["cpu_s"], 3)
             if before:
@@ -249,9 +276,10 @@ def ocr_path(pages: int, concurrencies: list[int], reps: int, before: Path | Non
 
 
 def _per_page(row: dict, concurrency: int, pages: int) -> dict:
+    """Means a page, so that the parts add up (a message reads several pages)."""
     d, b = row["docpipe"], row["bare"]
-    engine = b["page_s_median"] * 1000
-    adapter, handler = d["adapter_ms_median"], d["ocr_handler_ms_median"]
+    engine = b["page_s_mean"] * 1000
+    adapter, handler = d["adapter_ms_mean"], d["ocr_handler_ms_per_page"]
     per_page_wall = d["wall_s"] * 1000 * concurrency / pages
     return {
         "engine (bare tesseract)": round(engine, 1),

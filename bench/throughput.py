@@ -250,6 +250,13 @@ def print_ocr_path(ocr: dict) -> None:
               f" {row['cpu_ratio']:>9} {row['first_ocr_page_s']:>10} {row.get('before_ratio', '-'):>12}"
               f" {row.get('before_first_ocr_page_s', '-'):>17}")
         print("      per page (ms): " + "; ".join(f"{k} {v}" for k, v in row["split_ms_per_page"].items()))
+        trace = best["docpipe"].get("trace")
+        if trace:
+            print("      fixed (s): " + "; ".join(f"{k} {v}" for k, v in trace["fixed_s"].items()))
+            print("      timeline (s): " + "; ".join(f"{k} {v}" for k, v in trace["timeline_s"].items()))
+            print(f"      a message ({trace['ocr_messages']} for {trace['ocr_pages']} pages; median ms, total s): "
+                  + "; ".join(f"{k.strip()} {v['median']}, {v['total_s']}"
+                              for k, v in trace["per_ocr_message_ms"].items()))
 
 
 def main() -> int:
@@ -263,6 +270,8 @@ def main() -> int:
     parser.add_argument("--before", default=None, help="a commit whose docpipe also runs the OCR path")
     parser.add_argument("--only", choices=["ocr", "preprocess"], default=None)
     parser.add_argument("--full", action="store_true", help="3 rounds of each OCR comparison, 5 of preprocess")
+    parser.add_argument("--trace", action="store_true",
+                        help="run docpipe under bench/_trace.py: each run's non-engine costs, message by message")
     args = parser.parse_args()
     if args.full:
         args.ocr_reps, args.reps = max(args.ocr_reps, 3), max(args.reps, 5)
@@ -280,7 +289,7 @@ def main() -> int:
 
         before = _git_tree(args.before) if args.before else None
         data["ocr_path"] = ocr_path(args.ocr_pages, [int(c) for c in args.ocr_concurrency.split(",")], args.ocr_reps,
-                                    before)
+                                    before, args.trace)
         if args.before:
             data["ocr_path"]["before"] = args.before
         print_ocr_path(data["ocr_path"])

@@ -814,8 +814,8 @@ def cmd_process(args) -> int:
     require("docpipe process", "pgserver", "moto", "rich")  # the local stack it starts; its progress bars
     from shared.bootstrap import build_deps
     from shared.report import file_report, summary_line, view_lines
-    from shared.runtime.localstack import LocalStack
-    from shared.runtime.supervisor import Supervisor
+    from shared.runtime.localstack import LocalStack, free_port
+    from shared.runtime.supervisor import Supervisor, start_fork_server
     from shared.submit import provision, submit
 
     env = {}
@@ -823,21 +823,29 @@ def cmd_process(args) -> int:
         env["POWERTOOLS_LOG_LEVEL"] = "ERROR"  # progress lines and the summary are the user's view
     if not os.environ.get("POWERTOOLS_METRICS_DISABLED"):
         env["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines are for CloudWatch, not a terminal
-    with LocalStack(args.data_dir, storage="local") as stack:
-        _use_environment({**stack.env(), **env})
+    stack = LocalStack(args.data_dir, storage="local", port=free_port())
+    # The worker's fork server starts first, and imports its preload while the stack starts,
+    # the database is migrated and the files are uploaded. Its environment is the stack's but
+    # for the database URL, not known yet, which each child gets in its job's settings.
+    _use_environment({**stack.env(database=False), **env})
+    if _settings_or_exit().worker_isolation == "forkserver":
+        start_fork_server()
+    with stack:
+        _use_environment(stack.env())
         from shared.observability import logger
 
         logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
         settings = _settings_or_exit()
         deps = build_deps(settings)
+        # The same runtime as the container: a fresh child process per message.
+        supervisor = Supervisor(settings, deps.queue, concurrency=args.concurrency)
         provision(deps)
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
         monitor = _start_progress(
             args.quiet, deps.db, [sfid for _, sfid in files], lambda stage: settings.max_receive_count
         )
         try:
-            # The same runtime as the container: a fresh child process per message.
-            Supervisor(settings, deps.queue, concurrency=args.concurrency).run(burst=True)
+            supervisor.run(burst=True)
         finally:
             if monitor is not None:
                 monitor.stop()

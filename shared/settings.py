@@ -113,7 +113,11 @@ class Settings(BaseSettings):
     render_max_edge: int = Field(default=2400, ge=256, le=10000, description="longest side of a page JPEG, px")
     jpeg_quality: int = Field(default=85, ge=30, le=100)
     native_text_min_chars: int = Field(default=20, ge=1, description="fewer real characters: OCR the page")
-    ocr_pages_per_message: int = Field(default=1, ge=1, le=100)
+    # Pages an OCR message carries. Each message is a child process, a database connection and
+    # queue round trips in the container worker (~70 ms a message, bench/throughput.py), which 8
+    # pages share; the file's last messages shrink so that workers finish it together. Lambda
+    # (template.yaml) keeps 1: a warm function pays no child, and Textract pages run in parallel.
+    ocr_pages_per_message: int = Field(default=8, ge=1, le=100, description="pages an OCR message carries")
     release_native_caches: bool = Field(
         default=True, description="shrink MuPDF's store and trim malloc after every record (off: the old worker)"
     )

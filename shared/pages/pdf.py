@@ -11,7 +11,7 @@ import pymupdf
 from PIL import Image
 
 from shared.errors import EncryptedDocumentError, PipelineError, UnreadableDocumentError
-from shared.pages.jpeg import encode_jpeg
+from shared.pages.jpeg import encode_jpeg, with_density
 from shared.pages.page import Document, Limits, RenderedPage, check_page_count, check_pixels, timed
 from shared.pages.sniff import DocumentKind
 from shared.pages.text_layer import native_text
@@ -42,6 +42,8 @@ class PdfDocument(Document):
                 raise EncryptedDocumentError()
             self.page_count = self._doc.page_count
             check_page_count(self.page_count, limits)
+            # Layers can hide an image from rendering; such a PDF's pages are always rendered.
+            self._layered = bool(self._doc.get_ocgs())
         except PipelineError:
             self._doc.close()
             raise
@@ -81,9 +83,19 @@ class PdfDocument(Document):
         # whatever size the page is rendered at: that is where decompression bombs live.
         for image in images:
             check_pixels(number, int(image.get("width", 0)), int(image.get("height", 0)), limits, "an image")
-            self._decoded_bytes += int(image.get("width", 0)) * int(image.get("height", 0)) * 4
         scale = min(limits.render_dpi / 72, limits.render_max_edge / max(rect.width, rect.height))
         check_pixels(number, math.ceil(rect.width * scale) + 1, math.ceil(rect.height * scale) + 1, limits)
+        dpi = round(72 * scale)
+
+        try:
+            scanned = self._scanned_jpeg(page, rect, images, scale, dpi)
+        except Exception:  # noqa: BLE001 - a page the shortcut cannot judge is rendered
+            scanned = None
+        if scanned is not None:
+            jpeg, width, height = scanned
+            return RenderedPage(number, width, height, native_text(page, number, images, limits), jpeg=jpeg)
+        for image in images:
+            self._decoded_bytes += int(image.get("width", 0)) * int(image.get("height", 0)) * 4
 
         try:
             pix = _rasterise(page.get_displaylist(), scale)
@@ -92,7 +104,6 @@ class PdfDocument(Document):
         width, height = pix.width, pix.height
         mode = "L" if pix.n == 1 else "RGBX"
         samples = pix.samples_mv  # made here, on MuPDF's thread: the writers only read memory
-        dpi = round(72 * scale)
 
         def encode() -> bytes:
             # Pillow's libjpeg-turbo encodes a page about ten times faster than MuPDF's
@@ -115,6 +126,48 @@ class PdfDocument(Document):
             pixmap=pix,
             encode=encode,
         )
+
+    def _scanned_jpeg(self, page, rect, images: list[dict], scale: float, dpi: int) -> tuple[bytes, int, int] | None:
+        """A scanner's page: one JPEG over the whole page, nothing else painted, stored at the
+        size the page renders at. Its JPEG is the page's as it is in the PDF (with the page's
+        resolution in its header): rendering would decode it and encode it again, the same
+        pixels with a second JPEG loss, at 20 ms a page. None for any other page (render it).
+        """
+        if len(images) != 1 or page.rotation or self._layered or page.first_annot or page.first_widget:
+            return None
+        placed = images[0]
+        a, b, c, d, _, _ = placed["transform"]
+        components = placed.get("colorspace")
+        if b or c or a <= 0 or d <= 0 or placed.get("has-mask") or placed.get("bpc") != 8 or components not in (1, 3):
+            return None
+        if any(abs(edge - page_edge) > _FULL_PAGE_PT for edge, page_edge in zip(placed["bbox"], rect)):
+            return None
+        width, height = int(placed["width"]), int(placed["height"])
+        rendered = (rect * pymupdf.Matrix(scale, scale)).irect
+        if abs(width - rendered.width) > 1 or abs(height - rendered.height) > 1:
+            return None  # rendering would resample it: a size of the settings' choosing
+        resources = page.get_images(full=True)
+        if len(resources) != 1:
+            return None
+        xref, smask, stored_width, stored_height, _bpc, colourspace = resources[0][:6]
+        if smask or (stored_width, stored_height) != (width, height) or colourspace not in _PLAIN_COLOURSPACES:
+            return None
+        if self._doc.xref_get_key(xref, "Filter") != ("name", "/DCTDecode"):
+            return None
+        if any(self._doc.xref_get_key(xref, key)[0] != "null" for key in ("Decode", "DecodeParms", "Mask", "ImageMask")):
+            return None
+        kinds = [kind for kind, _ in page.get_bboxlog()]
+        if kinds.count("fill-image") != 1 or not set(kinds) <= {"fill-image", "ignore-text"}:
+            return None  # text, lines or shading painted over the scan, or a clip
+        jpeg = with_density(self._doc.xref_stream_raw(xref), width, height, components, dpi)
+        return (jpeg, width, height) if jpeg is not None else None
+
+
+# How near the page's edges a scan must lie to be the whole page (points).
+_FULL_PAGE_PT = 1.0
+# Colour spaces a JPEG's own components mean the same in (one or three components; ICC-based
+# ones with their profile's count, checked above).
+_PLAIN_COLOURSPACES = {"DeviceGray", "DeviceRGB", "ICCBased", "CalGray", "CalRGB"}
 
 
 def _rasterise(display_list: pymupdf.DisplayList, scale: float) -> pymupdf.Pixmap:

@@ -9,12 +9,14 @@ temp files go with it.
 
 While a child runs, the parent keeps its message invisible (heartbeat), and kills the child's
 process group when it runs past STAGE_TIMEOUT_S or above CHILD_MEMORY_MB; the message is then
-released for redelivery. Success deletes the message; any other end (a failed record, a
+released for redelivery. With every slot busy, the parent holds one more message (PREFETCH),
+kept invisible the same way, and starts it the moment a child exits, before that child's
+message is deleted: a slot never waits for a round of receives. Success deletes the message; any other end (a failed record, a
 crash, SIGKILL, the OOM killer) leaves it to SQS's redelivery and, in the end, the DLQ.
 
 Signals (Render sends SIGTERM, then SIGKILL after its grace period):
-- first SIGTERM/SIGINT: stop receiving (messages a long poll returns after it are released at
-  once, not started); running children get SHUTDOWN_GRACE_S to finish;
+- first SIGTERM/SIGINT: stop receiving (messages a long poll returns after it, and a held
+  message, are released at once, not started); running children get SHUTDOWN_GRACE_S to finish;
   whatever is still running then is killed and its message released at once;
 - second SIGTERM/SIGINT: kill every child's process group now and release their messages.
 Nothing is lost either way: a message is deleted only after its child succeeded.
@@ -46,9 +48,29 @@ from shared.runtime.worker import DEFAULT_STAGES, FAILURES_HANDLER, STAGE_HANDLE
 from shared.settings import Settings
 
 _TICK_S = 0.2
+# Messages the parent holds, received while every slot is busy, to start the moment a child
+# exits instead of polling the queues then (~20-50 ms of receives, one queue after another).
+# One: a message held is one another worker cannot take meanwhile.
+PREFETCH = 1
 # What the parent remembers of finished children: the latest few for progress lines, tests
 # and benches; totals as counters. A worker runs for weeks, so nothing here grows per message.
 FINISHED_KEPT = 1000
+
+
+# What the fork server imports once, before it forks any child: pure-Python docpipe.
+FORKSERVER_PRELOAD = ["shared.runtime.child", "shared.runtime.targets"]
+
+
+def start_fork_server() -> None:
+    """Start the fork server now rather than at the first child: it imports its preload in a
+    process of its own (~1 s of CPU), which then overlaps whatever the caller does meanwhile
+    (``docpipe process``: starting its stack, migrating, uploading). It keeps the environment
+    of this moment, which must be the children's, but for what they get in their ``Job``'s
+    settings (the database URL)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
 
 
 @dataclasses.dataclass
@@ -62,6 +84,13 @@ class Finished:
     outcome: str  # succeeded | failed | killed:<reason>
     duration_s: float
     peak_rss_kb: int
+
+
+@dataclasses.dataclass
+class _Held:
+    queue: str
+    message: QueueMessage
+    extend_at: float
 
 
 @dataclasses.dataclass
@@ -93,12 +122,13 @@ class Supervisor:
         self.isolation = isolation or settings.worker_isolation
         self.ctx = multiprocessing.get_context(self.isolation)
         if self.isolation == "forkserver":
-            self.ctx.set_forkserver_preload(["shared.runtime.child", "shared.runtime.targets"])
+            self.ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
         self.on_finish = on_finish
         self.running: dict[int, _Running] = {}
         self.finished: collections.deque[Finished] = collections.deque(maxlen=FINISHED_KEPT)
         self.counts: collections.Counter[str] = collections.Counter()  # outcome -> children, all time
         self._aux: list[multiprocessing.Process] = []
+        self._held: collections.deque[_Held] = collections.deque()
         self._signals = 0
         self._grace_deadline = 0.0
         self._rotation = 0
@@ -119,29 +149,36 @@ class Supervisor:
         timer = ScanTimer(self.queue, self.queues, 0 if burst else self.settings.erasure_scan_s)
         try:
             while True:
-                self._reap()
+                ended = self._collect()
+                if not self._signals:
+                    self._start_held()  # before the ended children's deletes: a slot is free now
+                for run in ended:
+                    self._finish(run, run.process.exitcode)
+                    run.process.close()
                 self._watch()
                 if not self._signals:
                     timer.tick()
                 if self._signals:
+                    self._release_held()
                     if not self.running:
                         break
                     if time.monotonic() >= self._grace_deadline:
                         self._kill_all("shutdown")
                     self._wait(_TICK_S)
                     continue
-                budget = self.concurrency - len(self.running)
+                budget = self.concurrency + PREFETCH - len(self.running) - len(self._held)
                 if max_messages is not None:
                     budget = min(budget, max_messages - started)
                 got = self._receive_and_start(budget, long_poll=not burst and not self.running) if budget > 0 else 0
                 started += got
-                if max_messages is not None and started >= max_messages and not self.running:
+                if max_messages is not None and started >= max_messages and not self.running and not self._held:
                     break
                 if got == 0:
-                    if not self.running and burst and self._idle():
+                    if not self.running and not self._held and burst and self._idle():
                         break
                     self._wait(_TICK_S if self.running else 0.5)
         finally:
+            self._release_held()
             self._kill_all("shutdown")
             while self.running:
                 self._reap()
@@ -186,9 +223,24 @@ class Supervisor:
                     # the message goes back at once, for a worker that stays.
                     self._release(queue, message, 0)
                     continue
-                self._start(queue, message)
+                if len(self.running) < self.concurrency:
+                    self._start(queue, message)
+                else:
+                    extend_at = time.monotonic() + self.settings.visibility_timeout_s / 3
+                    self._held.append(_Held(queue, message, extend_at))
                 started += 1
         return started
+
+    def _start_held(self) -> None:
+        while self._held and len(self.running) < self.concurrency:
+            held = self._held.popleft()
+            self._start(held.queue, held.message)
+
+    def _release_held(self) -> None:
+        """Held messages go back at once (shutdown): none of them started."""
+        while self._held:
+            held = self._held.popleft()
+            self._release(held.queue, held.message, 0)
 
     def _start(self, queue: str, message: QueueMessage) -> None:
         tmpdir = tempfile.mkdtemp(prefix=f"{queue}-", dir=self._tmp_root)
@@ -224,6 +276,10 @@ class Supervisor:
     def _watch(self) -> None:
         now = time.monotonic()
         cap_kb = self.settings.child_memory_mb * 1024
+        for held in self._held:
+            if now >= held.extend_at:  # a message held while a long child runs stays ours
+                self._release(held.queue, held.message, self.settings.visibility_timeout_s)
+                held.extend_at = now + self.settings.visibility_timeout_s / 3
         for pid, run in list(self.running.items()):
             rss_kb, hwm_kb = _rss_kb(pid)
             run.peak_kb = max(run.peak_kb, hwm_kb)
@@ -266,6 +322,13 @@ class Supervisor:
             time.sleep(timeout)
 
     def _reap(self) -> None:
+        for run in self._collect():
+            self._finish(run, run.process.exitcode)
+            run.process.close()
+
+    def _collect(self) -> list[_Running]:
+        """The children that ended, joined and out of ``running`` (their ends not yet handled)."""
+        ended = []
         for pid, run in list(self.running.items()):
             if run.process.is_alive():
                 continue
@@ -277,9 +340,9 @@ class Supervisor:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            self._finish(run, run.process.exitcode)
-            run.process.close()
+            ended.append(run)
         self._aux = [p for p in self._aux if p.is_alive()]
+        return ended
 
     def _finish(self, run: _Running, exitcode: int) -> None:
         job, message = run.job, run.job.message

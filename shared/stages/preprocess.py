@@ -58,8 +58,6 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
     _check_original_key(row)
     limits = Limits.from_settings(deps.settings)
     needs_ocr: list[int] = []
-    # A redelivery of this run sends only what its earlier attempts did not.
-    fan_out = _OcrFanOut(deps, row.id, already_sent=row.ocr_sent_through or 0)
     with tempfile.TemporaryDirectory(prefix="docpipe-pre-") as tmp:
         original = Path(tmp) / "original"
         try:
@@ -79,6 +77,8 @@ def run(msg: PreprocessMessage, deps: Deps, attempt: int = 1) -> int | str | Non
             try:
                 with open_document(original, kind, limits) as document:
                     page_count = document.page_count
+                    # A redelivery of this run sends only what its earlier attempts did not.
+                    fan_out = _OcrFanOut(deps, row.id, row.ocr_sent_through or 0, page_count)
                     for page in document.pages():
                         if not rows:  # a run of pages begins: its JPEGs, then its rows
                             ensure_not_deleted(deps, row.id)
@@ -147,16 +147,20 @@ _WRITERS = 2
 
 class _OcrFanOut:
     """The pages of this run that need OCR, sent once their rows are written: the first page
-    alone (OCR starts after one page's render), then runs of 2, 4 and 8 pages (fewer commits
-    and messages; a run of 8 renders in a fraction of the second an OCR page takes). Whole
-    messages of ``OCR_PAGES_PER_MESSAGE`` pages only, until the last run; pages up to
-    ``already_sent`` (a redelivery) are not sent again."""
+    alone (OCR starts after one page's render), then runs of 2, 4 and 8 pages, or of
+    ``OCR_PAGES_PER_MESSAGE`` when that is more (fewer commits and messages; a run of 8
+    renders in a fraction of the second an OCR page takes), each run in messages of at most
+    ``OCR_PAGES_PER_MESSAGE`` pages. The file's last pages wait for the end, whose messages
+    shrink (``fanout.batches``). Pages up to ``already_sent`` (a redelivery) are not sent again."""
 
     _LARGEST_RUN = 8
 
-    def __init__(self, deps: Deps, shell_file_id, already_sent: int) -> None:
+    def __init__(self, deps: Deps, shell_file_id, already_sent: int, page_count: int) -> None:
         self._deps, self._id, self._already_sent = deps, shell_file_id, already_sent
         self._per_message = deps.settings.ocr_pages_per_message
+        self._largest_run = max(self._LARGEST_RUN, self._per_message)
+        # Pages from here on are the file's tail: sent at the end, in shrinking messages.
+        self._tail_from = page_count - self._per_message + 1 if self._per_message > 1 else page_count + 1
         self._waiting: list[int] = []
         self._run = 1
 
@@ -164,16 +168,27 @@ class _OcrFanOut:
         if page_number > self._already_sent:
             self._waiting.append(page_number)
 
+    def _ready(self) -> int:
+        """How many of the waiting pages may go before the end (the tail waits)."""
+        return sum(1 for n in self._waiting if n < self._tail_from)
+
     def due(self) -> bool:
-        return len(self._waiting) >= max(self._run, self._per_message)
+        return self._ready() >= self._run
 
     def send(self, everything: bool = False) -> None:
-        """Send the waiting pages (whole messages only unless ``everything``); their rows are written."""
-        count = len(self._waiting) if everything else len(self._waiting) // self._per_message * self._per_message
+        """Send the waiting pages: whole messages (a run smaller than a message is one), the
+        tail only with ``everything``, at the end; their rows are written."""
+        ready, size = self._ready(), self._per_message
+        if everything:
+            count = len(self._waiting)
+        elif ready < size and ready >= self._run:
+            count = ready
+        else:
+            count = ready // size * size
         if count:
-            send_ocr(self._deps, self._id, self._waiting[:count])
+            send_ocr(self._deps, self._id, self._waiting[:count], tail=everything)
             del self._waiting[:count]
-            self._run = min(self._run * 2, self._LARGEST_RUN)
+            self._run = min(self._run * 2, self._largest_run)
 
 
 def _store_jpeg(deps: Deps, key: str, page) -> None:

@@ -100,7 +100,10 @@ def test_preprocess_stops_before_the_next_run_of_pages_once_the_file_is_deleted(
     assert deps.storage.objects == {} and deps.db.erasure(sfid).objects_removed == 5
 
 
-def test_ocr_reads_no_page_of_a_deleted_file(deps, tmp_path):
+@pytest.mark.parametrize("per_message", [1, 8])
+def test_ocr_reads_no_page_of_a_deleted_file(deps, tmp_path, per_message):
+    # A page a message, or the three pages in two messages (2 and 1: the file's tail)
+    deps.settings.ocr_pages_per_message = per_message
     sfid = submit(deps, _pdf(tmp_path / "scan.pdf", pages=3, text=False), uuid.uuid4())
     deliver(deps, Stage.PREPROCESS)
     real_read = deps.ocr.read
@@ -111,7 +114,7 @@ def test_ocr_reads_no_page_of_a_deleted_file(deps, tmp_path):
 
     deps.ocr.read = read
     outcomes = deliver(deps, Stage.OCR)
-    assert outcomes == ["deleted"] * 3
+    assert outcomes == ["deleted"] * (3 if per_message == 1 else 2)
     assert len(deps.ocr.calls) == 1  # the page in hand; never the two after
     assert deps.db.texts == {}
 

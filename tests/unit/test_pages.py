@@ -641,3 +641,85 @@ def test_a_page_that_renders_too_slowly_fails_the_file(tmp_path: Path) -> None:
         with open_document(path, DocumentKind.PDF, limits) as document:
             list(document.pages())
     assert caught.value.code == "render_too_slow" and "page 1" in caught.value.message
+
+
+# --- a scanner's page: its JPEG as stored in the PDF ---------------------------------
+
+SCAN_SIZE = (1700, 2200)  # a US Letter page at the default 200 dpi
+
+
+def scanner_pdf(path: Path, mode: str = "L", size: tuple[int, int] = SCAN_SIZE, extra=None, rotate: int = 0,
+                fmt: str = "JPEG") -> tuple[Path, bytes]:
+    """A scanner's PDF: one page, one JPEG (or ``fmt``) over the whole of it; ``extra(page)``
+    paints something more. Returns the path and the image file's bytes."""
+    image = ImageOps.fit(text_image(NOTE), size).convert(mode)
+    data = io.BytesIO()
+    image.save(data, fmt, **({"quality": 80} if fmt == "JPEG" else {}))
+    doc = pymupdf.open()
+    page = doc.new_page(width=LETTER[0], height=LETTER[1])
+    page.insert_image(page.rect, stream=data.getvalue(), keep_proportion=False)
+    if extra:
+        extra(page)
+    if rotate:
+        page.set_rotation(rotate)
+    doc.save(path)
+    doc.close()
+    return path, data.getvalue()
+
+
+def _scan_data(jpeg: bytes) -> bytes:
+    """A JPEG's entropy-coded data: from its first start-of-scan marker on."""
+    return jpeg[jpeg.index(b"\xff\xda"):]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_scanners_page_is_stored_as_scanned(tmp_path: Path, mode: str) -> None:
+    # Given a page that is one JPEG at the size the page renders at, and nothing else
+    path, scan = scanner_pdf(tmp_path / "scan.pdf", mode)
+    (page,) = render(path)
+    # Then its JPEG is the scan's own data (no second JPEG loss), with the page's resolution
+    assert _scan_data(page.jpeg) == _scan_data(scan)
+    image = decode(page)
+    assert image.size == SCAN_SIZE and image.mode == mode and image.info["dpi"] == (200, 200)
+    assert ImageChops.difference(image, Image.open(io.BytesIO(scan))).getbbox() is None
+    assert page.native_text is None
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["text over it", "a line over it", "smaller than the page renders", "turned page", "PNG", "CMYK", "annotation"],
+)
+def test_any_other_page_with_a_scan_is_rendered(tmp_path: Path, case: str) -> None:
+    kwargs = {
+        "text over it": {"extra": lambda page: page.insert_text((36, 20), "Fax from Riverside Clinic", fontsize=7)},
+        "a line over it": {"extra": lambda page: page.draw_line((72, 100), (540, 100), width=2)},
+        "smaller than the page renders": {"size": (850, 1100)},
+        "turned page": {"rotate": 90},
+        "PNG": {"fmt": "PNG"},
+        "CMYK": {"mode": "CMYK"},
+        "annotation": {"extra": lambda page: page.add_text_annot((100, 100), "seen")},
+    }[case]
+    path, scan = scanner_pdf(tmp_path / "scan.pdf", **kwargs)
+    (page,) = render(path)
+    decode(page)
+    if kwargs.get("fmt") != "PNG":
+        assert _scan_data(page.jpeg) != _scan_data(scan)  # rendered and encoded again
+
+
+def test_a_scan_the_shortcut_cannot_trust_is_rendered() -> None:
+    from shared.pages.jpeg import with_density
+
+    image = io.BytesIO()
+    Image.new("L", (40, 30), 200).save(image, "JPEG")
+    jpeg = image.getvalue()
+    assert with_density(jpeg, 40, 30, 1, 200) is not None
+    assert with_density(jpeg[:-40], 40, 30, 1, 200) is None  # truncated
+    assert with_density(jpeg, 41, 30, 1, 200) is None  # not the size the PDF says
+    assert with_density(jpeg, 40, 30, 3, 200) is None  # nor its components
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = io.BytesIO()
+    Image.new("L", (40, 30), 200).save(turned, "JPEG", exif=exif.tobytes())
+    assert with_density(turned.getvalue(), 40, 30, 1, 200) is None  # a viewer would turn it
+    arithmetic = jpeg.replace(b"\xff\xc0", b"\xff\xc9", 1)
+    assert with_density(arithmetic, 40, 30, 1, 200) is None

@@ -233,13 +233,16 @@ def _multipage_tiff(tmp_path, pages: int):
     return tiff
 
 
+@pytest.mark.parametrize("per_message,pages", [(1, 7), (4, 13)])
 @pytest.mark.parametrize("failure", ["ocr send", "page store"])
-def test_redelivered_preprocess_sends_no_page_twice_and_completes_once(deps, tmp_path, failure):
-    # Given a 7-page scan whose first preprocess delivery fails after some pages were sent to
-    # OCR: the queue refuses the 4th OCR message, or storage refuses the 6th page's JPEG
-    deps.settings.ocr_pages_per_message = 1
+def test_redelivered_preprocess_sends_no_page_twice_and_completes_once(deps, tmp_path, failure, per_message, pages):
+    # Given a 7-page scan (a page a message), or a 13-page one (4 pages a message: the 4th
+    # message is the first of the file's tail), whose first preprocess delivery fails after
+    # some pages were sent to OCR: the queue refuses the 4th OCR message, or storage refuses
+    # the 6th page's JPEG
+    deps.settings.ocr_pages_per_message = per_message
     deps.queue = _QueueThatFailsOnce(fail_at=4 if failure == "ocr send" else 0)
-    sfid = submit(deps, _multipage_tiff(tmp_path, 7), uuid.uuid4())
+    sfid = submit(deps, _multipage_tiff(tmp_path, pages), uuid.uuid4())
     (body,) = deps.queue.bodies(Stage.PREPROCESS.value)
     deps.queue.receive(Stage.PREPROCESS.value)
     if failure == "page store":
@@ -262,8 +265,8 @@ def test_redelivered_preprocess_sends_no_page_twice_and_completes_once(deps, tmp
     # Then every page went to OCR in exactly one message, was read once, and the file
     # completed once, after one discover message
     sent = [n for b in bodies for n in json.loads(b).get("page_numbers", [])]
-    assert sorted(sent) == [1, 2, 3, 4, 5, 6, 7]
-    assert sorted(deps.ocr.calls) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(sent) == list(range(1, pages + 1))
+    assert sorted(deps.ocr.calls) == list(range(1, pages + 1))
     assert sum(json.loads(b).keys() == {"shell_file_id"} for b in bodies) == 1
     assert deps.db.get_shell_file(sfid).status == FileStatus.COMPLETED
     assert [r.outcome for r in deps.db.runs if r.stage == Stage.DISCOVER] == ["succeeded"]
@@ -316,3 +319,17 @@ def test_the_first_page_goes_to_ocr_before_the_rest_render(deps, tmp_path):
     handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, msg.body), preprocess.run, deps)
     assert rows_at_send == [(1, 1), (2, 3), (3, 3), (4, 7), (5, 7), (6, 7), (7, 7),
                             (8, 12), (9, 12), (10, 12), (11, 12), (12, 12)]
+
+
+def test_pages_go_in_messages_whose_last_ones_shrink(deps, tmp_path):
+    # Given 4 pages a message and a 13-page scan, when preprocess runs: the first page goes
+    # alone, then runs of 2 and 4, each one message; the last 4 pages wait for the end and go
+    # in messages of 2, 1 and 1, so two workers finish the file within a page of each other
+    deps.settings.ocr_pages_per_message = 4
+    submit(deps, _multipage_tiff(tmp_path, 13), uuid.uuid4())
+    (msg,) = deps.queue.receive(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, msg.body), preprocess.run, deps)
+    sent = [json.loads(b)["page_numbers"] for b in deps.queue.bodies(Stage.OCR.value)]
+    assert sent == [[1], [2, 3], [4, 5, 6, 7], [8, 9], [10, 11], [12], [13]]
+    drain(deps)
+    assert sorted(deps.ocr.calls) == list(range(1, 14))

@@ -75,3 +75,56 @@ def test_the_image_runs_tini_as_init():
     assert any("tini" in s and "apt-get install" in s for s in steps)
     entrypoint = next(s for s in steps if s.startswith("ENTRYPOINT"))
     assert entrypoint.startswith('ENTRYPOINT ["/usr/bin/tini", "--"')
+
+
+class _RecordingQueue(InMemoryQueue):
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: list[tuple[str, str, int]] = []
+
+    def release(self, queue, receipt_handle, delay_s=0):
+        self.released.append((queue, receipt_handle, delay_s))
+
+
+def _busy_supervisor(queue) -> tuple[Supervisor, list[str]]:
+    """A supervisor of one slot, taken by a child that is still running."""
+    settings = Settings(storage_backend="local", visibility_timeout_s=30)
+    sup = Supervisor(settings, queue, stages=["ocr"], include_dlqs=False, concurrency=1, isolation="spawn")
+    sup.running[1] = _finished_run(settings, 0)
+    started: list[str] = []
+    return sup, started
+
+
+def test_a_message_received_while_every_slot_is_busy_is_held_and_started_when_one_frees(monkeypatch):
+    queue = _RecordingQueue()
+    queue.messages["ocr"] = [QueueMessage("ocr", "m-1", "rh-1", '{"shell_file_id": null}', 0)]
+    sup, started = _busy_supervisor(queue)
+    monkeypatch.setattr(sup, "_start", lambda q, m: started.append(m.message_id))
+    # Given every slot busy, when the parent receives: the message is held, not started
+    assert sup._receive_and_start(1, long_poll=False) == 1
+    assert started == [] and len(sup._held) == 1
+    # When the child exits, the held message starts at once (no receive in between)
+    sup.running.clear()
+    sup._start_held()
+    assert len(started) == 1 and not sup._held
+
+
+def test_a_held_message_is_kept_invisible_and_released_at_once_on_sigterm(monkeypatch):
+    queue = _RecordingQueue()
+    queue.messages["ocr"] = [QueueMessage("ocr", "m-1", "rh-1", '{"shell_file_id": null}', 0)]
+    sup, started = _busy_supervisor(queue)
+    monkeypatch.setattr(sup, "_start", lambda q, m: started.append(m.message_id))
+    sup._receive_and_start(1, long_poll=False)
+    (held,) = sup._held
+    # While the running child takes long, the held message's visibility is extended like its own
+    held.extend_at = 0.0
+    monkeypatch.setattr(supervisor_module, "_rss_kb", lambda pid: (0, 0))
+    sup.running[1].extend_at = time.monotonic() + 60
+    sup._watch()
+    assert queue.released == [("ocr", held.message.receipt_handle, 30)]
+    # On SIGTERM it goes back at once, never started
+    sup.running.clear()
+    sup._on_signal(15, None)
+    sup.run()
+    assert started == [] and not sup._held
+    assert queue.released[-1] == ("ocr", held.message.receipt_handle, 0)
