@@ -11,8 +11,9 @@ While a child runs, the parent keeps its message invisible (heartbeat), and kill
 process group when it runs past STAGE_TIMEOUT_S or above CHILD_MEMORY_MB; the message is then
 released for redelivery. With every slot busy, the parent holds one more message (PREFETCH),
 kept invisible the same way, and starts it the moment a child exits, before that child's
-message is deleted: a slot never waits for a round of receives. Success deletes the message; any other end (a failed record, a
-crash, SIGKILL, the OOM killer) leaves it to SQS's redelivery and, in the end, the DLQ.
+message is deleted: a slot never waits for a round of receives. Success deletes the message;
+any other end (a failed record, a crash, SIGKILL, the OOM killer) leaves it to SQS's
+redelivery and, in the end, the DLQ.
 
 Signals (Render sends SIGTERM, then SIGKILL after its grace period):
 - first SIGTERM/SIGINT: stop receiving (messages a long poll returns after it, and a held
