@@ -452,11 +452,13 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
     """(starts a document, the model's probability) for a page's features and the cue the
     rules of ``grouping.boundary`` read ("certain", "strong", "weak" or None).
 
-    Another patient's banner always cuts; a page that says it continues never does, nor does a
-    report's own banner repeated, numbers and all. A page count that restarts or a title
-    Textract's LAYOUT names cuts. A strong cue, or the page's structure (``STRUCTURE``), cuts
-    unless the model finds the cut unlikely and the page's continuation features speak against
-    it; a weak cue needs some support from the model; without a cue, the model alone decides.
+    Another patient's banner always cuts; a page that says it continues never does. A page count
+    that restarts or a title Textract's LAYOUT names cuts, and so does the same form filled again
+    with other values (no next page does that). A report's own banner repeated, numbers and all,
+    holds the page unless it is titled as another kind. A strong cue, or the page's structure
+    (``STRUCTURE``), cuts unless the model finds the cut unlikely and the page's continuation
+    features speak against it; a weak cue needs some support from the model; without a cue, the
+    model alone decides.
     ``mode`` "model" and "rules" are the two halves alone, for the bench's comparison.
     """
     p = model.probability(x)
@@ -473,7 +475,7 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
     if x[_NEW_FORM]:
         return True, max(p, STRONG)  # the same form filled again with other values: another document
     if x[_HEAD_REPEATED] and not x[_MARKER_ONE] and not x[_TITLE_OTHER]:
-        return False, p  # the report's own banner again, numbers and all, and no title of another kind: its next page
+        return False, p  # the report's own banner again, numbers and all, no other kind's title: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):
         rule = "strong"  # the running head or foot stopped, the first page's opening again, a new banner
     if rule == "strong":
