@@ -40,12 +40,16 @@ def _answer(window: list[int], doc: Document, continues: bool):
 def test_answers_in_any_order_are_reconciled_in_page_order():
     doc = _doc()
     seen = []
-    lock = threading.Lock()
+    answered = threading.Condition()
+    last_first = [10, 7, 4, 1]
 
     def ask(window, context):
-        time.sleep(0.01 * (12 - window[0]))  # the last window answers first
-        with lock:
+        # The last window answers first: each waits for the ones after it (all four are in
+        # flight at once), by order, not by how long each sleeps on a busy machine.
+        with answered:
+            answered.wait_for(lambda: len(seen) == last_first.index(window[0]), timeout=10)
             seen.append((window[0], tuple(context)))
+            answered.notify_all()
         continues = bool(context) and OWNER[context[-1]] == OWNER[next(n for n in window if n in doc.readable)]
         return _answer(window, doc, continues)
 
