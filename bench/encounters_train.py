@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from bench.encounter_families.common import CachedOcr, Packet  # noqa: E402
 from shared.encounters import boundaries, grouping  # noqa: E402
 from shared.encounters.boundaries import BoundaryModel  # noqa: E402
-from shared.encounters.dates import month_first, page_month_first, raw_dates  # noqa: E402
+from shared.encounters.dates import page_orders  # noqa: E402
 from shared.encounters.text import is_blank  # noqa: E402
 
 C = 0.3  # the regression's inverse regularisation: a small model that would rather not overfit one family
@@ -38,8 +38,8 @@ def examples(packet: Packet, date_order: str = "auto") -> tuple[list[list[float]
     """The packet's page pairs as (features, starts a document), read as the heuristic reads."""
     readable = [(p, t) for p, t in zip(packet.pages, packet.truth, strict=True)
                 if not is_blank(p.text) and not grouping.is_cover(p)]
-    first = month_first((r for p, _ in readable for r in raw_dates(p.text)), date_order)
-    pages = [(grouping.read_page(p, page_month_first(p.text, first, date_order)), t) for p, t in readable]
+    orders = page_orders([p.text for p, _ in readable], date_order)
+    pages = [(grouping.read_page(p, order), t) for (p, t), order in zip(readable, orders, strict=True)]
     xs, ys = [], []
     group: grouping.Group | None = None
     before: grouping.Group | None = None

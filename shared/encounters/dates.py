@@ -120,11 +120,12 @@ def month_first(raws: Iterable[RawDate], order: str = "auto") -> bool | None:
     return month_first_seen
 
 
-def page_month_first(text: str, file_order: bool | None, order: str = "auto") -> bool | None:
-    """How a page's numeric dates read: as the page itself shows it, else as its file does (a
-    file may pack records of systems that write dates either way)."""
-    own = month_first(raw_dates(text), order)
-    return file_order if own is None else own
+def page_orders(texts: Sequence[str], order: str = "auto") -> list[bool | None]:
+    """How each page's numeric dates read (``month_first``): as the page itself shows it, else
+    as its file does (a file may pack records of systems that write dates either way)."""
+    raws = [raw_dates(text) for text in texts]
+    in_file = month_first((r for page in raws for r in page), order)
+    return [in_file if own is None else own for own in (month_first(page, order) for page in raws)]
 
 
 def to_date(raw: RawDate, month_first: bool | None) -> dt.date | None:

@@ -258,10 +258,9 @@ def _classify(group: Group) -> tuple[EncounterType, Span | None, bool]:
     return result[0], result[1], False
 
 
-def _pick_dates(group: Group, born: frozenset[dt.date] = frozenset()) -> tuple[Date | None, Date | None, Timing]:
-    """The encounter's start and end; never a birth date, the group's or one the file's banners
-    print (a page whose banner OCR garbled still prints its patient's birth date)."""
-    born = born | {group.patient.dob[0]} if group.patient.dob else born
+def _pick_dates(group: Group, born: frozenset[dt.date]) -> tuple[Date | None, Date | None, Timing]:
+    """The encounter's start and end; never a birth date that a banner of the file prints, this
+    group's or another's (a page whose banner OCR garbled still prints its patient's)."""
     dates = [d for p in group.pages for d in p.dates if d.value not in born]
     if group.title and group.title[0] == ET.OTHER:
         dates = [d for d in dates if d.role != "documented"]  # a summary's span of care is no encounter's
@@ -314,7 +313,7 @@ def reasons_for(group: Group, start: Date | None, end: Date | None, conflict: bo
     return reasons
 
 
-def encounter(group: Group, conflict: bool, born: frozenset[dt.date] = frozenset()) -> Encounter:
+def encounter(group: Group, conflict: bool, born: frozenset[dt.date]) -> Encounter:
     """The encounter ``group``'s pages hold; ``born``: the birth dates the whole file prints."""
     kind, kind_span, titled = _classify(group)
     start, end, timing = _pick_dates(group, born)

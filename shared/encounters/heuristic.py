@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from shared.encounters import grouping, identity
 from shared.encounters.boundaries import MODES, BoundaryModel
-from shared.encounters.dates import DATE_ORDERS, month_first, page_month_first, raw_dates
+from shared.encounters.dates import DATE_ORDERS, page_orders
 from shared.encounters.text import is_blank
 from shared.models import Discovery, PageText
 from shared.ports import EncounterProvider
@@ -50,8 +50,8 @@ class HeuristicEncounters(EncounterProvider):
         for page in sorted(pages, key=lambda p: p.page_number):
             unique.setdefault(page.page_number, page)
         readable = [p for p in unique.values() if not is_blank(p.text) and not grouping.is_cover(p)]
-        first = month_first((r for p in readable for r in raw_dates(p.text)), self.date_order)
-        pages = (grouping.read_page(p, page_month_first(p.text, first, self.date_order)) for p in readable)
+        orders = page_orders([p.text for p in readable], self.date_order)
+        pages = (grouping.read_page(p, order) for p, order in zip(readable, orders, strict=True))
         groups = grouping.group_pages(pages, self.model, self.mode)
         people = identity.distinct(g.patient for g in groups)
         conflict = len(people) > 1
