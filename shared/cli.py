@@ -812,24 +812,32 @@ def cmd_process(args) -> int:
         _err("docpipe: --concurrency must be at least 1")
         return EXIT_USAGE
     require("docpipe process", "pgserver", "moto", "rich")  # the local stack it starts; its progress bars
-    from shared.bootstrap import build_deps
-    from shared.report import file_report, summary_line, view_lines
     from shared.runtime.localstack import LocalStack, free_port
-    from shared.runtime.supervisor import Supervisor, start_fork_server
-    from shared.submit import provision, submit
 
-    env = {}
-    if not os.environ.get("POWERTOOLS_LOG_LEVEL"):
-        env["POWERTOOLS_LOG_LEVEL"] = "ERROR"  # progress lines and the summary are the user's view
-    if not os.environ.get("POWERTOOLS_METRICS_DISABLED"):
-        env["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines are for CloudWatch, not a terminal
     stack = LocalStack(args.data_dir, storage="local", port=free_port())
-    # The worker's fork server starts first, and imports its preload while the stack starts,
-    # the database is migrated and the files are uploaded. Its environment is the stack's but
-    # for the database URL, not known yet, which each child gets in its job's settings.
-    _use_environment({**stack.env(database=False), **env})
-    if _settings_or_exit().worker_isolation == "forkserver":
-        start_fork_server()
+    # Postgres first, in a thread: its start (initdb on a new data dir: mostly waiting for the
+    # disk) overlaps this process's imports, the fork server's start and moto's.
+    stack.start_database()
+    try:
+        from shared.bootstrap import build_deps
+        from shared.report import file_report, summary_line, view_lines
+        from shared.runtime.supervisor import Supervisor, start_fork_server
+        from shared.submit import provision, submit
+
+        env = {}
+        if not os.environ.get("POWERTOOLS_LOG_LEVEL"):
+            env["POWERTOOLS_LOG_LEVEL"] = "ERROR"  # progress lines and the summary are the user's view
+        if not os.environ.get("POWERTOOLS_METRICS_DISABLED"):
+            env["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines are for CloudWatch, not a terminal
+        # The worker's fork server starts next, and imports its preload while the stack starts,
+        # the database is migrated and the files are uploaded. Its environment is the stack's but
+        # for the database URL, not known yet, which each child gets in its job's settings.
+        _use_environment({**stack.env(database=False), **env})
+        if _settings_or_exit().worker_isolation == "forkserver":
+            start_fork_server()
+    except BaseException:
+        stack.stop()  # the Postgres it has started
+        raise
     with stack:
         _use_environment(stack.env())
         from shared.observability import logger

@@ -4,6 +4,11 @@ and an embedded PostgreSQL 16 from the ``pgserver`` wheel, its data under ``data
 ``docpipe local up`` runs it in the foreground and prints the environment to export;
 ``docpipe process`` starts it in-process and stops it when done. Users with Docker can use
 docker-compose.yml (ElasticMQ) instead; the adapters cannot tell the difference.
+
+Postgres starts in a thread of its own (``start_database``): on a new data dir its initdb is
+the longest part of the start (0.6-4 s, most of it waiting for the disk to sync the new
+cluster), and needs nothing else, so the caller's imports, moto's (~0.5 s of CPU) and
+whatever else it does meanwhile overlap it; ``database_url`` waits for it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import threading
 import warnings
 from pathlib import Path
 
@@ -31,28 +37,57 @@ class LocalStack:
         self.postgres = postgres
         self._moto = None
         self._pg = None
+        self._pg_thread: threading.Thread | None = None
+        self._pg_error: BaseException | None = None
 
-    def start(self) -> LocalStack:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
-            warnings.simplefilter("ignore")
-            import pgserver
+    def start(self, wait: bool = True) -> LocalStack:
+        """Start Postgres (unless ``start_database`` did) and moto's server; with ``wait``, return
+        once both serve, else once moto does (``database_url`` then waits for Postgres)."""
+        self.start_database()
         from moto.server import ThreadedMotoServer
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         # werkzeug logs every request line; the stack's own output is the env it prints.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.port = self.port or free_port()
         self._moto = _moto_server(ThreadedMotoServer, ip_address="127.0.0.1", port=self.port, verbose=False)
         self._moto.start()
-        if self.postgres:
-            self._pg = pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+        if wait:
+            self.wait_database()
         return self
+
+    def start_database(self) -> None:
+        """Begin starting Postgres (initdb on a new data dir, then the server) in a thread, once."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.postgres or self._pg_thread is not None:
+            return
+        self._pg_thread = threading.Thread(target=self._start_postgres, name="docpipe-postgres-start", daemon=True)
+        self._pg_thread.start()
+
+    def _start_postgres(self) -> None:
+        try:
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+                warnings.simplefilter("ignore")
+                import pgserver
+
+            self._pg = pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self._pg_error = exc
+
+    def wait_database(self) -> None:
+        """Block until Postgres serves; raise what stopped it from starting."""
+        if self._pg_thread is not None:
+            self._pg_thread.join()
+        if self._pg_error is not None:
+            raise self._pg_error
 
     def stop(self) -> None:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self._pg_thread is not None:
+            self._pg_thread.join()  # a start under way finishes, so that what it started is stopped
+            self._pg_thread = None
         if self._pg is not None:
             self._pg.cleanup()
             self._pg = None
@@ -69,6 +104,7 @@ class LocalStack:
 
     @property
     def database_url(self) -> str:
+        self.wait_database()
         return self._pg.get_uri()
 
     def env(self, database: bool = True) -> dict[str, str]:
