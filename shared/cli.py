@@ -821,7 +821,7 @@ def cmd_process(args) -> int:
     try:
         from shared.bootstrap import build_deps
         from shared.report import file_report, summary_line, view_lines
-        from shared.runtime.supervisor import Supervisor, start_fork_server
+        from shared.runtime.supervisor import Supervisor, start_fork_server, stop_fork_server
         from shared.submit import provision, submit
 
         env = {}
@@ -857,6 +857,7 @@ def cmd_process(args) -> int:
         finally:
             if monitor is not None:
                 monitor.stop()
+        stop_fork_server()  # its exit overlaps the reports and the stack's stop
         reports = [file_report(deps.db, sfid, str(path), with_text=args.with_text) for path, sfid in files]
         if args.fhir is not None:
             _write_bundles(deps.db, files, reports, args.fhir, settings.local_storage_dir)

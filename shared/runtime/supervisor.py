@@ -34,6 +34,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -72,6 +73,22 @@ def start_fork_server() -> None:
     from multiprocessing import forkserver
 
     forkserver.ensure_running()
+
+
+def stop_fork_server() -> None:
+    """Ask the fork server to exit now, without waiting for it (``docpipe process``, its worker
+    done). Otherwise it exits only once this process has, and its exit (the interpreter's
+    teardown of boto3, psycopg, pydantic: 0.2-0.3 s) comes after this one's, which a caller
+    reading our output waits for. multiprocessing has no public call for this; ``_stop`` is what
+    its own tests use, and where it is missing the fork server exits with this process as before."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is None or getattr(server, "_forkserver_pid", None) is None:
+        return
+    # _stop closes the server's "alive" pipe, then waits for it to exit: the wait in a thread.
+    threading.Thread(target=stop, name="docpipe-forkserver-stop", daemon=True).start()
 
 
 @dataclasses.dataclass
