@@ -8,7 +8,10 @@ Side by side in one run, at each concurrency, the two alternated:
 - bare: ``tesseract IMG stdout --psm 3`` with ``OMP_THREAD_LIMIT=1`` on those page images,
   ``concurrency`` at a time: the OCR bound;
 - docpipe: ``docpipe process FILE --concurrency N`` as a user runs it (a fresh process: its
-  local stack's start, submit, preprocess, every OCR message in a fresh child, discover).
+  local stack's start, submit, preprocess, every OCR message in a fresh child, discover), in a
+  new data dir: a user's first run, initdb and migrations included (a re-run in the same data
+  dir skips both). Timed until the command has exited and its output is closed, as a script
+  reading it waits.
 
 Then, from the run's own database (``pipeline_runs``, ``ocr_text_extractions``): the time to
 the first OCR'd page, and each OCR page's cost split into the engine (bare Tesseract's median

@@ -43,13 +43,24 @@ def submit(deps: Deps, path: Path, patient_id: uuid.UUID, shell_file_id: uuid.UU
 
 
 def provision(deps: Deps) -> None:
-    """Create what a fresh stack lacks: schema, queues with DLQs, bucket (all idempotent)."""
+    """Create what a fresh stack lacks: schema, queues with DLQs, bucket (all idempotent).
+
+    The three are independent and mostly round trips to three servers: they run side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from shared.adapters.aws import S3Storage, SqsQueue
     from shared.adapters.postgres import PostgresDb
 
+    tasks = []
     if isinstance(deps.db, PostgresDb):
-        deps.db.migrate()
+        tasks.append(deps.db.migrate)
     if isinstance(deps.queue, SqsQueue):
-        deps.queue.ensure_queues(deps.settings.visibility_timeout_s, deps.settings.max_receive_count)
+        settings = deps.settings
+        tasks.append(lambda: deps.queue.ensure_queues(settings.visibility_timeout_s, settings.max_receive_count))
     if isinstance(deps.storage, S3Storage):
-        deps.storage.ensure_bucket()
+        tasks.append(deps.storage.ensure_bucket)
+    if not tasks:
+        return
+    with ThreadPoolExecutor(len(tasks), thread_name_prefix="docpipe-provision") as pool:
+        for done in [pool.submit(task) for task in tasks]:
+            done.result()

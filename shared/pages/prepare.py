@@ -212,7 +212,28 @@ def _paper(image: Image.Image) -> Image.Image:
     """The page without its ink, small: the brightest pixel near each place, smoothed."""
     factor = max(1, max(image.size) // 200)
     small = image.reduce(factor)
-    return small.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(4))
+    return max_filter(small, 5).filter(ImageFilter.GaussianBlur(4))
+
+
+def max_filter(image: Image.Image, size: int) -> Image.Image:
+    """``image.filter(ImageFilter.MaxFilter(size))``, pixel for pixel, as a row pass and a column
+    pass of shifted copies: a rank filter sorts every window (~3 ms a page for the paper's small
+    copy, against ~0.2 ms). The rank filter extends the edge pixels outward, which for a maximum
+    is the same as a window cut at the edge, and a crop past the edge is black: never a maximum."""
+    if image.mode not in ("L", "RGB") or size % 2 == 0:
+        return image.filter(ImageFilter.MaxFilter(size))
+    width, height = image.size
+    shifts = range(-(size // 2), size // 2 + 1)
+    rows = _lightest(image.crop((d, 0, d + width, height)) for d in shifts)
+    return _lightest(rows.crop((0, d, width, d + height)) for d in shifts)
+
+
+def _lightest(images) -> Image.Image:
+    images = iter(images)
+    out = next(images)
+    for image in images:
+        out = ImageChops.lighter(out, image)
+    return out
 
 
 def _is_unevenly_lit(image: Image.Image) -> bool:
@@ -221,9 +242,18 @@ def _is_unevenly_lit(image: Image.Image) -> bool:
     total = sum(histogram)
     # The paper's 5th and 95th percentiles: an even sheet spans a few levels, a photo lit from
     # one side dozens.
-    low = next(v for v in range(256) if sum(histogram[: v + 1]) >= 0.05 * total)
-    high = next(v for v in range(256) if sum(histogram[: v + 1]) >= 0.95 * total)
+    low, high = (_percentile(histogram, share * total) for share in (0.05, 0.95))
     return high - low >= _UNEVEN_LIGHT
+
+
+def _percentile(histogram: list[int], count: float) -> int:
+    """The first level at which the running count reaches ``count``."""
+    running = 0
+    for level, n in enumerate(histogram):
+        running += n
+        if running >= count:
+            return level
+    raise ValueError("count beyond the histogram")
 
 
 def characters(text: str) -> int:

@@ -266,3 +266,20 @@ def test_an_engine_that_sets_no_flag_still_gets_its_empty_inked_page_flagged(tmp
     (page,) = deps.db.page_texts(sfid)
     assert page.flag == "ocr_empty" and page.ink_coverage > 0.01
     assert deps.db.manifest(sfid).pages_for_review == {1: "ocr_empty"}
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (7, 5), (33, 1), (150, 212)])
+def test_the_paper_s_max_filter_is_pillow_s_rank_filter_pixel_for_pixel(mode, size):
+    """The light check's maximum runs as shifted copies: the same pixels as MaxFilter, edges
+    included, so that no page is judged differently."""
+    import random
+
+    from PIL import ImageFilter
+
+    from shared.pages.prepare import max_filter
+
+    rng = random.Random(f"{mode}{size}")
+    image = Image.frombytes(mode, size, bytes(rng.randrange(256) for _ in range(size[0] * size[1] * len(mode))))
+    for width in (3, 5):
+        assert max_filter(image, width).tobytes() == image.filter(ImageFilter.MaxFilter(width)).tobytes()
