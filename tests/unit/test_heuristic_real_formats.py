@@ -444,3 +444,60 @@ def test_a_form_filled_again_starts_a_document_after_a_cut_that_split_the_one_be
     discovery = _discover(first, custodian, third)
     starts = [e.page_ranges[0][0] for e in discovery.encounters]
     assert starts[0] == 1 and 3 in starts
+
+
+# --- failure classes found on development packets of issue 22's third round (each fails on
+# 05a2aec) --------------------------------------------------------------------------------------
+
+# A lab report whose banner is a form of boxed fields: its text layer gives a column of labels,
+# then a column of values, so no label has its value on its own line. (The shape of LabCorp's
+# report; the patient and the numbers are invented.)
+COLUMN_BANNER = """Northgate Reference Laboratory
+Phone: 555-201-7788
+Control Number
+Specimen Number
+Patient ID
+
+4471920
+301-552-0183-0
+
+Patient Last Name
+Account Address
+DELACROIX
+Patient First Name
+MARGUERITE
+Total Volume
+Patient Phone
+Fasting
+Age (Y/M/D)
+Date of Birth
+Sex
+
+48/02/11
+{dob}
+F
+Date and Time Collected
+Date Reported
+03/14/19 08:05
+03/15/19
+Tests Ordered
+Comprehensive Metabolic Panel
+SODIUM 139 mmol/L
+POTASSIUM 4.1 mmol/L
+Page 1 of 1
+"""
+
+
+def test_a_birth_date_in_a_column_of_values_below_its_label_is_read():  # realpdf (LabCorp)
+    other = _discover(VISIT, LATER_PAGE, COLUMN_BANNER.format(dob="01/03/71"))
+    assert [e.page_ranges for e in other.encounters] == [[(1, 2)], [(3, 3)]]
+    assert other.identity_conflict  # born 1971, not 1961: another patient's report
+    same = _discover(VISIT, LATER_PAGE, COLUMN_BANNER.format(dob="03/03/61"))
+    assert not same.identity_conflict
+    assert same.encounters[1].patient_dob == dt.date(1961, 3, 3)
+
+
+def test_a_date_of_birth_label_left_blank_reads_no_other_date_as_the_birth():  # realpdf (LabCorp)
+    blank = COLUMN_BANNER.replace("48/02/11\n{dob}\n", "")
+    discovery = _discover(VISIT, LATER_PAGE, blank)
+    assert not discovery.identity_conflict and discovery.encounters[1].patient_dob is None
