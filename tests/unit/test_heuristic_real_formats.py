@@ -489,7 +489,7 @@ Page 1 of 1
 
 
 def test_a_birth_date_in_a_column_of_values_below_its_label_is_read():  # realpdf (LabCorp)
-    other = _discover(VISIT, LATER_PAGE, COLUMN_BANNER.format(dob="01/03/71"))
+    other = _discover(VISIT, LATER_PAGE, COLUMN_BANNER.format(dob="11/23/71"))
     assert [e.page_ranges for e in other.encounters] == [[(1, 2)], [(3, 3)]]
     assert other.identity_conflict  # born 1971, not 1961: another patient's report
     same = _discover(VISIT, LATER_PAGE, COLUMN_BANNER.format(dob="03/03/61"))
