@@ -9,13 +9,14 @@ field never conflicts. Nothing here logs: these are patient fields.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import difflib
 import re
 from collections.abc import Iterable, Sequence
 
-from shared.encounters.dates import birth_dates, raw_dates, to_date
+from shared.encounters.dates import RawDate, birth_dates, raw_dates, to_date
 from shared.encounters.text import Line, Span
 
 BANNER_LINES = 16  # a patient banner (or running header) sits within this many first lines
@@ -28,6 +29,11 @@ _ID_LABEL = re.compile(
     r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
+# A label alone on its line ("Date of Birth", "DOB:"): a form whose text layer gives a column of
+# labels, then a column of values below them.
+_DOB_ALONE = re.compile(rf"^\W*(?:{_DOB_LABEL.pattern})\W*$")
+COLUMN_LINES = 48  # such a form's labels reach this far down its first page
+COLUMN_REACH = 8  # ... and its values sit within this many lines below their label
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
 _NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
 
@@ -138,11 +144,51 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
                 found_date = _date_at(line.text, m.end(), month_first)
                 if found_date:
                     dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
+    if dob is None:
+        dob = _column_dob(page, text, lines, month_first)
     if name is None:
         bare = _bare_banner(page, text, lines, month_first)
         if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
             return Identity(bare.name, bare.dob, identifier)
     return Identity(name, dob, identifier)
+
+
+def _column_dob(page: int, text: str, lines: Sequence[Line], month_first: bool | None):
+    """The birth date of a form whose labels and values come in columns ("Date of Birth" alone on
+    its line, "01/01/60" a few lines below): the first date opening a line below the label that
+    is over a year older than the report's date, the one the page prints most often (a label
+    left blank reads the collection date below it: no birth date). A two-digit year after the
+    report's date is of the century before ("10/21/34" on a 2016 report). A value that reads
+    either way (08/11/86) on a page that shows no order gives none: the lines below it hold
+    other values (an age in Y/M/D reads as a date too)."""
+    dated = collections.Counter(value for value in (to_date(raw, month_first) for raw in raw_dates(text)) if value)
+    if not dated:
+        return None
+    newest = max(dated, key=lambda value: (dated[value], value))
+    for index, line in enumerate(lines[:COLUMN_LINES]):
+        if not _DOB_ALONE.match(line.text):
+            continue
+        for below in lines[index + 1 : index + 1 + COLUMN_REACH]:
+            raws = raw_dates(below.text)
+            if not raws or raws[0].start > 2:
+                continue
+            value = to_date(raws[0], month_first)
+            if value is None and _either_way(raws[0]):
+                return None  # the value under the label, in an order the page does not show
+            if value is None:
+                continue
+            if value > newest and re.search(r"\D\d\d$", below.text[: raws[0].end]):
+                value = value.replace(year=value.year - 100) if (value.month, value.day) != (2, 29) else None
+            if value is not None and (newest - value).days > 366:
+                return value, Span(page, below.start + raws[0].start, below.start + raws[0].end)
+        return None
+    return None
+
+
+def _either_way(raw: RawDate) -> bool:
+    """06/08/2020: a date read either way, and the page does not say which."""
+    a, b, _ = raw.parts
+    return raw.kind == "num" and a != b and a <= 12 and b <= 12
 
 
 # A banner without labels: the patient's name and birth date on a line of their own, or on two

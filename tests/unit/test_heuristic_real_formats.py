@@ -501,3 +501,11 @@ def test_a_date_of_birth_label_left_blank_reads_no_other_date_as_the_birth():  #
     blank = COLUMN_BANNER.replace("48/02/11\n{dob}\n", "")
     discovery = _discover(VISIT, LATER_PAGE, blank)
     assert not discovery.identity_conflict and discovery.encounters[1].patient_dob is None
+
+
+def test_a_column_birth_date_that_reads_either_way_gives_no_birth_date_not_the_age_below_it():  # realpdf
+    # The page prints an age as Y/M/D and month-first dates, so it shows no order: 08/11/86 is
+    # unread, and the age below it (26/05/21) is no birth date either.
+    unread = COLUMN_BANNER.replace("48/02/11\n{dob}\n", "08/11/86\n26/05/21\n")
+    discovery = _discover(VISIT, LATER_PAGE, unread)
+    assert not discovery.identity_conflict and discovery.encounters[1].patient_dob is None
