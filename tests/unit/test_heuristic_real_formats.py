@@ -509,3 +509,45 @@ def test_a_column_birth_date_that_reads_either_way_gives_no_birth_date_not_the_a
     unread = COLUMN_BANNER.replace("48/02/11\n{dob}\n", "08/11/86\n26/05/21\n")
     discovery = _discover(VISIT, LATER_PAGE, unread)
     assert not discovery.identity_conflict and discovery.encounters[1].patient_dob is None
+
+
+# The stylesheet's closing block under a document's last sections: the document's identifiers,
+# its custodian, and the patient and encounter again, each value on the line below its label.
+CLOSING_BLOCK = """Set-ID
+sTT988
+(2.16.840.1.113883.19.5.99999.19)
+Custodian
+Good Health HIE
+Contact Details
+Workplace: 1009 Healthcare Drive
+Patient
+Legal: Nora QUILLFEATHER, search:
+Nora QUILLFEATHER
+Contact Details
+Home Primary: 2222 Home Street
+Date of Birth
+March 3, 1961 (64yr)
+Gender
+Female
+Encounter
+ID
+E-88121
+Encounter Date
+August 4, 2025
+"""
+
+
+def test_the_stylesheets_closing_block_under_a_last_page_is_no_new_banner():  # cda (seeds 12-14)
+    discovery = _discover(VISIT, LATER_PAGE, CLOSING_BLOCK, STAY, LATER_PAGE)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 5)]]
+    assert not discovery.identity_conflict
+
+
+def test_a_banner_after_a_report_that_showed_only_a_column_birth_date_starts_a_document():  # realpdf
+    # The lab report's banner is a column of values (its birth date read, its name not): the
+    # next page's labelled banner of the same patient is a banner where there was none.
+    same = COLUMN_BANNER.format(dob="03/03/61").replace("Page 1 of 1\n", "")  # no page count to say so
+    summary = "Sierra Valley Medical Institute\nName: Nora Quillfeather\nDOB: 03/03/1961\nSex: Female\n" \
+              "Smoking Status: Former\nAlcohol Use: Occasional\nType 2 diabetes mellitus, on metformin.\n"
+    discovery = _discover(same, summary, LATER_PAGE)
+    assert [e.page_ranges for e in discovery.encounters][:2] == [[(1, 1)], [(2, 3)]]
