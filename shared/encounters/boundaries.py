@@ -327,7 +327,7 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
     if kept:  # below the running head, the page opens as the document's first page did
         mine, firsts, lasts = (set(_opening(p, kept)[:3]) for p in (page, first, last))
         reopens = any(_wordy(line) for line in (mine & firsts) - lasts)
-    banner = page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
+    banner = page.patient.banner
     values = {
         # the vocabulary's cues
         "conflict": identity.conflicts(group.patient, page.patient),
@@ -355,7 +355,7 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         "reopens": reopens,
         "first_line_shifted": _first_line_shifted(page, last) or (len(group.pages) > 1
                                                                   and _first_line_shifted(page, first)),
-        "banner_new": bool(banner and not any(p.patient for p in group.pages)),
+        "banner_new": bool(banner and not any(p.patient.labelled for p in group.pages)),
         "new_form": _new_form(page, group, prior),
         "head_repeated": _head_repeated(page, last),
         "head_as_last": _share(head, last_head),

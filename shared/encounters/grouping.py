@@ -209,7 +209,7 @@ def _running_header(group: Group, page: Page, title: Span) -> bool:
 
 
 def _banner(page: Page) -> bool:
-    return page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
+    return page.patient.banner
 
 
 def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode: str = "hybrid") -> list[Group]:

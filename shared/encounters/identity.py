@@ -45,13 +45,27 @@ class Identity:
     name: tuple[str, Span] | None = None
     dob: tuple[dt.date, Span] | None = None
     identifier: tuple[str, Span] | None = None
+    dob_below: bool = False  # the birth date was read in a column of values below its label
 
     def __bool__(self) -> bool:
         return any((self.name, self.dob, self.identifier))
 
+    @property
+    def banner(self) -> bool:
+        """Whether a patient banner shows it: the name with a birth date or an identifier on their
+        labels' lines. A birth date in a column of values is a record's, not a banner's (the CDA
+        stylesheet's closing block prints one under each document's last page)."""
+        return self.name is not None and ((self.dob is not None and not self.dob_below) or self.identifier is not None)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether any field was read beside its label, as banners print them."""
+        return bool(self.name or self.identifier or (self.dob and not self.dob_below))
+
     def merged(self, other: Identity) -> Identity:
         """This identity with the fields it lacks taken from ``other``."""
-        return Identity(self.name or other.name, self.dob or other.dob, self.identifier or other.identifier)
+        dob, below = (self.dob, self.dob_below) if self.dob else (other.dob, other.dob_below)
+        return Identity(self.name or other.name, dob, self.identifier or other.identifier, below)
 
 
 def _norm(value: str) -> str:
@@ -144,13 +158,14 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
                 found_date = _date_at(line.text, m.end(), month_first)
                 if found_date:
                     dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
+    below = dob is None
     if dob is None:
         dob = _column_dob(page, text, lines, month_first)
     if name is None:
         bare = _bare_banner(page, text, lines, month_first)
         if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
             return Identity(bare.name, bare.dob, identifier)
-    return Identity(name, dob, identifier)
+    return Identity(name, dob, identifier, below and dob is not None)
 
 
 def _column_dob(page: int, text: str, lines: Sequence[Line], month_first: bool | None):
