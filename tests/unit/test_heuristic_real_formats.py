@@ -551,3 +551,34 @@ def test_a_banner_after_a_report_that_showed_only_a_column_birth_date_starts_a_d
               "Smoking Status: Former\nAlcohol Use: Occasional\nType 2 diabetes mellitus, on metformin.\n"
     discovery = _discover(same, summary, LATER_PAGE)
     assert [e.page_ranges for e in discovery.encounters][:2] == [[(1, 1)], [(2, 3)]]
+
+
+def _record_page(head: str, body: str) -> str:
+    return head + "\n" + body + "\nSierra Valley Medical Institute INC (402) 738-5912\n22/04/2025\n"
+
+
+# One vendor's patient records, as OCR reads their scans: a two-column running head (the
+# letterhead beside the patient's name and birth date) that OCR runs together another way on
+# each page; each record opens with its "Patient Summary". (Seeds 12-14's scanned packets.)
+OCR_HEADS = (
+    "a Healthcare ' = . Walter Abernathy 13/05/1996\n* Recovery , ' Sierra Valley Medical Institute INC\n"
+    "U Trauma : ,\nCenter ; : :",
+    "a Healthcare \" . Walter Abernatliy 13/05/1996\n, Recovery : Sierra Valley Medical Institute INC\n"
+    "U Trauma : ; ; ; aan\n. Center",
+    "Healthcare\not Recovery\n; 'Trauma\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC\nCenter",
+)
+RECORD = (
+    "Patient Summary\nWalter Abernathy, born on 13/05/1996, is a 46-year-old patient with type 2 diabetes\n"
+    "mellitus and peripheral neuropathy, managed with medication and lifestyle adjustments.",
+    "Doctor Notes\nSubjective Observations: Patient reports stable blood sugar levels and controlled\n"
+    "neuropathy symptoms. Assesment: well-managed type 2 diabetes mellitus.",
+    "Medication Test: Status. On/Last\nHbA1c Done 08/11/2024\nLipid Panel Done 08/11/2024\n"
+    "Comprehensive Metabolic Panel Done 08/11/2024",
+)
+
+
+def test_a_record_that_opens_as_the_last_one_did_under_a_running_head_ocr_reads_anew_starts_one():  # scanned
+    pages = [_record_page(head, body) for head, body in zip(OCR_HEADS, RECORD)]
+    again = [_record_page(OCR_HEADS[(i + 1) % 3], body) for i, body in enumerate(RECORD)]
+    discovery = _discover(*pages, *again, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
