@@ -176,6 +176,26 @@ def _opened_like(page: Page, first: Page) -> bool:
     return bool(mine) and len(mine & theirs) >= 0.5 * len(mine)
 
 
+def _held(line: str, lines: Sequence[str]) -> bool:
+    """Whether ``lines`` hold the line as OCR reads it again: alike, or run together with
+    another line of the head ("walter abernathy" in "healthcare walter abernathy")."""
+    return any(same(line, other) or (min(len(line), len(other)) >= 8 and (line in other or other in line))
+               for other in lines)
+
+
+def _reopens_read(page: Page, first: Page, last: Page) -> bool:
+    """``reopens`` on pages OCR read, whose running head it reads another way on each page (its
+    lines run together with the banner's, in another order, with stray marks): the document's
+    head repeats (two lines of words at the top of its last page at least are at its first's),
+    and the page's head prints a line of words of the first page's head again, a line of its own,
+    without a number (a heading, not a date or a value), that the last page's head does not hold."""
+    firsts, lasts = _head(first, WIDE_HEAD), _head(last, WIDE_HEAD)
+    if sum(_wordy(line) and _held(line, _head(first)) for line in _head(last)) < 2:
+        return False
+    return any(_wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts)
+               and not _held(line, lasts) for line in _head(page, WIDE_HEAD))
+
+
 def _wordy(line: str) -> bool:
     """Two words or more: a line that can be a running head or foot, not a table's cell."""
     return len(re.findall(r"[a-z]{2,}", line)) >= 2
@@ -327,6 +347,8 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
     if kept:  # below the running head, the page opens as the document's first page did
         mine, firsts, lasts = (set(_opening(p, kept)[:3]) for p in (page, first, last))
         reopens = any(_wordy(line) for line in (mine & firsts) - lasts)
+    elif page.ocr_confidence is not None and len(group.pages) > 1:
+        reopens = _reopens_read(page, first, last)
     banner = page.patient.banner
     values = {
         # the vocabulary's cues
