@@ -582,3 +582,19 @@ def test_a_record_that_opens_as_the_last_one_did_under_a_running_head_ocr_reads_
     again = [_record_page(OCR_HEADS[(i + 1) % 3], body) for i, body in enumerate(RECORD)]
     discovery = _discover(*pages, *again, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
+
+
+def test_a_reports_next_page_saying_continued_under_its_title_continues_it_whatever_ocr_misread():  # scanned
+    # OCR read a stray comma after the first page's title and "S23" as "823" in the second
+    # page's accession number: the banner is no longer the same, numbers and all. The second
+    # page says "(continued)" on a line of its own under the title.
+    one = dict(name="VASQUEZ, RUFUS", dob="08/27/1956", collected="04/27/2023")
+    two = dict(name="MCALLISTER, DOLORES", dob="01/28/1978", collected="06/09/2016")
+    first = "PATHOLOGY REPORT ,\nCLINICAL HISTORY\nLesion noted on examination; rule out malignancy.\n" \
+            "GROSS DESCRIPTION\nReceived in formalin, three fragments of tan soft tissue."
+    second = "PATHOLOGY REPORT\n(continued)\nMICROSCOPIC DESCRIPTION\nSections show benign prostatic tissue.\n" \
+             "Electronically signed by Claire Dubois, MD"
+    pages = [PATHOLOGY.format(body=first, acc="S23-84274", **one), PATHOLOGY.format(body=second, acc="823-84274", **one),
+             PATHOLOGY.format(body=first, acc="S16-5543", **two), PATHOLOGY.format(body=second, acc="S16-5543", **two)]
+    discovery = _discover(*pages, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)]]
