@@ -296,6 +296,15 @@ CONTINUED_BOTTOM = re.compile(r"continued\s+(?:on|over|overleaf)|\bP\.?T\.?O\b|\
 _FAX = re.compile(r"\bfax\b", re.I)
 
 
+_CONTINUED_LINE = re.compile(r"^\W*(?:continued|cont(?:'|’)?d)\W*$", re.I)
+
+
+def continued_line(line: str) -> bool:
+    """A line that says "(continued)" and nothing else: under a report's title on its next
+    pages, as far down as a title sits."""
+    return bool(_CONTINUED_LINE.match(line))
+
+
 def says_continued(line: str) -> bool:
     # A bare "continued" only in a short running header: "Metformin continued at 1 g bd" is not one.
     return bool(_CONTINUED_TOP.search(line)) or (bool(_CONTINUED_WORD.search(line)) and is_title_line(line))
