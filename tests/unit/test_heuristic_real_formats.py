@@ -598,3 +598,14 @@ def test_a_reports_next_page_saying_continued_under_its_title_continues_it_whate
              PATHOLOGY.format(body=first, acc="S16-5543", **two), PATHOLOGY.format(body=second, acc="S16-5543", **two)]
     discovery = _discover(*pages, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)]]
+
+
+def test_the_same_patients_next_record_under_the_same_running_head_starts_where_it_opens_again():  # realpdf
+    # The vendor's records print one running head (letterhead, the patient's name and birth
+    # date) on every page of every record: the banner repeats, numbers and all, across records
+    # too. Below it, each record opens with its "Patient Summary" again. (Seed 13's packets.)
+    head = "Healthcare\nRecovery\nTrauma\nCenter\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC"
+    demographics = "\nPatient Demographics\nName: Walter Abernathy\nDOB: 13/05/1996\nAge: 46\nSex: Female"
+    pages = [_record_page(head, body) for body in (RECORD[0] + demographics, *RECORD[1:])]
+    discovery = _discover(*pages, *pages)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
