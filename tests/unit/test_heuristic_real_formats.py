@@ -609,3 +609,24 @@ def test_the_same_patients_next_record_under_the_same_running_head_starts_where_
     pages = [_record_page(head, body) for body in (RECORD[0] + demographics, *RECORD[1:])]
     discovery = _discover(*pages, *pages)
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
+
+
+LAB_FOOT = """SAMPLE REPORT, 4471920
+03/15/19 18:29 ET
+Page {page} of 2
+DUPLICATE FINAL REPORT
+This document contains private and confidential health information protected by state and federal law.
+If you have received this document in error, please call 800-555-7566
+(c)2004-19 Northgate Reference Laboratory Holdings
+All Rights Reserved
+DOC1 Ver: 1.49
+"""
+
+
+def test_a_page_count_in_a_foot_with_lines_below_it_counts():  # realpdf (LabCorp)
+    # "Page 1 of 2" on a line of its own, with the report's disclaimer and version lines below.
+    lab = COLUMN_BANNER.format(dob="03/03/61").replace("Page 1 of 1\n", "")
+    later = "Northgate Reference Laboratory\nTests Ordered\nLIPID PANEL\nCHOLESTEROL 182 mg/dL\nLDL 104 mg/dL\n"
+    record = "Healthcare\nRecovery\nTrauma\nCenter\nDoctor Notes\nSubjective: stable, no new complaints.\n"
+    discovery = _discover(VISIT, LATER_PAGE, lab + LAB_FOOT.format(page=1), later + LAB_FOOT.format(page=2), record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)], [(5, 5)]]
