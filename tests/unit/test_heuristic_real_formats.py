@@ -630,3 +630,26 @@ def test_a_page_count_in_a_foot_with_lines_below_it_counts():  # realpdf (LabCor
     record = "Healthcare\nRecovery\nTrauma\nCenter\nDoctor Notes\nSubjective: stable, no new complaints.\n"
     discovery = _discover(VISIT, LATER_PAGE, lab + LAB_FOOT.format(page=1), later + LAB_FOOT.format(page=2), record)
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)], [(5, 5)]]
+
+
+STACKED_BANNER = """Northside Pathology Associates : SURGICAL PATHOLOGY REPORT
+2200 Medical Park Dr, Suite 140, Columbus, OH 43214
+Patient Name: {name}
+Date of Birth: {dob}
+Medical Record #: {mrn}
+Accession No.: {acc}
+Date Collected: 08/03/2015
+CLINICAL HISTORY
+Nodule noted on examination; rule out malignancy.
+"""
+
+
+def test_a_banners_fields_read_through_the_marks_ocr_puts_after_their_labels():  # scanned (seed 12)
+    # "Medical Record #:" is a record number's label; OCR's stray marks after a label (": :",
+    # ". -", ".~") stand between it and its value. Every date here reads either way.
+    one = STACKED_BANNER.format(name=": Pearl Szabo", dob=".~ 1975-06-20", mrn="14476394", acc="S24-11375")
+    two = STACKED_BANNER.format(name=". - Rufus Holloway", dob=", 09/08/1938", mrn="73865575", acc="S15-13799")
+    page = grouping.read_page(PageText(page_number=1, text=one, engine="tesseract", confidence=0.8), None)
+    assert page.patient.name[0] == "Pearl Szabo" and page.patient.identifier[0] == "14476394"
+    assert page.patient.dob[0] == dt.date(1975, 6, 20)
+    assert _discover(one, two, engine="tesseract").identity_conflict
