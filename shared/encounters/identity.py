@@ -23,10 +23,13 @@ BANNER_LINES = 16  # a patient banner (or running header) sits within this many 
 
 _NAME_VALUE = r"(?P<value>[A-Z][A-Za-z'\-]+(?:,?[ \t]+[A-Z][A-Za-z'\-.]*){1,3})"
 # "Legal:": the CDA stylesheet prints the patient's legal name under a "Patient" heading.
-_NAME_LABEL = re.compile(rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_NAME_VALUE}")
+# OCR puts a stray mark or two between a label and its value ("Patient Name: : Pearl Szabo").
+_MARKS = r"(?:[^\w\s]{1,2}[ \t]*){0,2}"
+_NAME_LABEL = re.compile(
+    rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_MARKS}{_NAME_VALUE}")
 _ID_LABEL = re.compile(
     r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient[\s\-]*id|record\s+(?:no|number)|"
-    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
+    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)(?:[ \t]*[:#.]){0,2}[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
 # A label alone on its line ("Date of Birth", "DOB:"): a form whose text layer gives a column of
@@ -124,8 +127,8 @@ def distinct(identities: Iterable[Identity]) -> list[Identity]:
 
 def _date_at(text: str, start: int, month_first: bool | None) -> tuple[dt.date, int, int] | None:
     raws = raw_dates(text[start : start + 24])
-    if not raws or raws[0].start > 2:
-        return None
+    if not raws or (raws[0].start > 2 and re.search(r"\w", text[start : start + raws[0].start])) or raws[0].start > 5:
+        return None  # the date right after its label, or after a stray mark or two OCR put there
     value = to_date(raws[0], month_first)
     return (value, start + raws[0].start, start + raws[0].end) if value else None
 
