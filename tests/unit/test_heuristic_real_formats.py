@@ -653,3 +653,15 @@ def test_a_banners_fields_read_through_the_marks_ocr_puts_after_their_labels(): 
     assert page.patient.name[0] == "Pearl Szabo" and page.patient.identifier[0] == "14476394"
     assert page.patient.dob[0] == dt.date(1975, 6, 20)
     assert _discover(one, two, engine="tesseract").identity_conflict
+
+
+def test_a_column_birth_date_the_page_prints_most_often_is_still_read():  # scanned (seed 9)
+    # The record prints its patient's birth date three times (the running head, the summary,
+    # the demographics, where OCR parted "DOB:" from its value): no other date is as frequent.
+    def summary(name: str, dob: str) -> str:
+        return f"Healthcare\nRecovery\nTrauma\nCenter\nPatient Summary\n{name} {dob}\n" \
+               f"{name}, born on {dob}, is a patient with type 2 diabetes mellitus.\n" \
+               f"Patient Demographics\nName: {name}\nDOB:\n{dob}\nAge: 65\nVisit Date: 15/11/2024\n"
+    discovery = _discover(summary("Oscar Mulligan", "07/01/1988"), summary("Melissa Peter Cobb", "21/05/1939"))
+    assert discovery.encounters[-1].patient_dob == dt.date(1939, 5, 21)
+    assert discovery.identity_conflict
