@@ -9,7 +9,6 @@ field never conflicts. Nothing here logs: these are patient fields.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime as dt
 import difflib
@@ -174,20 +173,18 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
 def _column_dob(page: int, text: str, lines: Sequence[Line], month_first: bool | None):
     """The birth date of a form whose labels and values come in columns ("Date of Birth" alone on
     its line, "01/01/60" a few lines below): the first date opening a line below the label that
-    is over a year older than the report's date, the one the page prints most often (a label
-    left blank reads the collection date below it: no birth date). A two-digit year after the
+    is over a year older than the newest date the page prints elsewhere (not from the label down
+    to that value), the report's: a label left blank reads the collection date below it, no
+    birth date. A two-digit year after the
     report's date is of the century before ("10/21/34" on a 2016 report). A value that reads
     either way (08/11/86) on a page that shows no order gives none: the lines below it hold
     other values (an age in Y/M/D reads as a date too)."""
-    dated = collections.Counter(value for value in (to_date(raw, month_first) for raw in raw_dates(text)) if value)
-    if not dated:
-        return None
-    newest = max(dated, key=lambda value: (dated[value], value))
+    dated = [(raw.start, to_date(raw, month_first)) for raw in raw_dates(text)]
     for index, line in enumerate(lines[:COLUMN_LINES]):
         if not _DOB_ALONE.match(line.text):
             continue
-        for below in lines[index + 1 : index + 1 + COLUMN_REACH]:
-            raws = raw_dates(below.text)
+        for value_line in lines[index + 1 : index + 1 + COLUMN_REACH]:
+            raws = raw_dates(value_line.text)
             if not raws or raws[0].start > 2:
                 continue
             value = to_date(raws[0], month_first)
@@ -195,10 +192,13 @@ def _column_dob(page: int, text: str, lines: Sequence[Line], month_first: bool |
                 return None  # the value under the label, in an order the page does not show
             if value is None:
                 continue
-            if value > newest and re.search(r"\D\d\d$", below.text[: raws[0].end]):
+            report = max((d for at, d in dated if d and not line.start <= at < value_line.end), default=None)
+            if report is None:
+                return None
+            if value > report and re.search(r"\D\d\d$", value_line.text[: raws[0].end]):
                 value = value.replace(year=value.year - 100) if (value.month, value.day) != (2, 29) else None
-            if value is not None and (newest - value).days > 366:
-                return value, Span(page, below.start + raws[0].start, below.start + raws[0].end)
+            if value is not None and (report - value).days > 366:
+                return value, Span(page, value_line.start + raws[0].start, value_line.start + raws[0].end)
         return None
     return None
 
