@@ -665,3 +665,16 @@ def test_a_column_birth_date_the_page_prints_most_often_is_still_read():  # scan
     discovery = _discover(summary("Oscar Mulligan", "07/01/1988"), summary("Melissa Peter Cobb", "21/05/1939"))
     assert discovery.encounters[-1].patient_dob == dt.date(1939, 5, 21)
     assert discovery.identity_conflict
+
+
+def test_one_patient_read_with_an_ocr_slip_in_the_birth_date_or_only_the_tail_of_a_wrapped_id():  # scanned (seed 16)
+    from shared.encounters.identity import Identity, conflicts
+    from shared.encounters.text import Span
+
+    at = Span(1, 0, 1)
+    born = Identity(dob=(dt.date(1992, 2, 5), at), name=("Jean Martinez", at))
+    assert not conflicts(born, Identity(dob=(dt.date(1992, 2, 8), at), name=("Jean Martinez", at)))  # 5 read as 8
+    assert conflicts(born, Identity(dob=(dt.date(1962, 7, 8), at)))  # another patient's
+    whole = Identity(identifier=("69c18f19-3254-1d03-7969-415c70102c00", at))
+    assert not conflicts(whole, Identity(identifier=("415c70102c00", at)))  # the line the id wrapped to
+    assert conflicts(whole, Identity(identifier=("a11f7e02c9d4", at)))
