@@ -6,6 +6,7 @@ stylesheet's banner, "Legal:" name, "Patient-ID:", "Date/Time:" of the encounter
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -678,3 +679,17 @@ def test_one_patient_read_with_an_ocr_slip_in_the_birth_date_or_only_the_tail_of
     whole = Identity(identifier=("69c18f19-3254-1d03-7969-415c70102c00", at))
     assert not conflicts(whole, Identity(identifier=("415c70102c00", at)))  # the line the id wrapped to
     assert conflicts(whole, Identity(identifier=("a11f7e02c9d4", at)))
+
+
+def test_one_name_and_birth_date_under_two_numbers_and_a_mark_after_a_banner_line_are_one_patient():  # scanned (seed 17)
+    from shared.encounters.identity import Identity, conflicts, read_identity
+    from shared.encounters.text import Span
+
+    at = Span(1, 0, 1)
+    eve = Identity(name=("Eve Betterhalf", at), dob=(dt.date(1975, 5, 1), at), identifier=("444-22-2222", at))
+    assert not conflicts(eve, dataclasses.replace(eve, identifier=("444-22-2200", at)))  # OCR read 22 as 00
+    assert conflicts(eve, dataclasses.replace(eve, identifier=("444-22-2200", at), dob=(dt.date(1957, 5, 1), at)))
+    assert not conflicts(Identity(identifier=("JTG73736", at)), Identity(identifier=("7673736", at)))  # OCR's letters
+    # "|" that OCR read at a line's end makes no table of it and the next line
+    text = "Patient-ID: a782782e-fdaa-01c6 (2.16.840.1.113883.19.5) |\nID: c9f628c7-4dfd, Type: Well child visit\n"
+    assert read_identity(1, text, lines_of(text), None).identifier[0] == "a782782e-fdaa-01c6"
