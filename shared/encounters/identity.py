@@ -71,7 +71,8 @@ class Identity:
 
 
 def _norm(value: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", value.lower().translate(str.maketrans("oil", "011")))
+    # The letters OCR takes for digits and the other way round, as one ("JTG73736", "7673736").
+    return re.sub(r"[^a-z0-9]", "", value.lower().translate(str.maketrans("oilszbgt", "01152867")))
 
 
 def _name_key(value: str) -> str:
@@ -86,27 +87,34 @@ def _near(a: str, b: str) -> bool:
 
 def _same_identifier(a: str, b: str) -> bool:
     """One identifier, read twice: equal but for an OCR slip, or cut short where its line wrapped
-    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-...")."""
+    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-..."), or only the line it wrapped to
+    read (eight characters at least: "415c70102c00" of "69c18f19-...-415c70102c00")."""
     short, long_ = sorted((a, b), key=len)
-    return _near(a, b) or (len(short) >= 3 and long_.startswith(short))
+    return _near(a, b) or (len(short) >= 3 and long_.startswith(short)) or (len(short) >= 8 and long_.endswith(short))
 
 
 def _same_day(a: dt.date, b: dt.date) -> bool:
-    # 05/01/2005 read day-first on one page and month-first on another is one date.
-    return a == b or (a.year == b.year and a.month == b.day and a.day == b.month)
+    # 05/01/2005 read day-first on one page and month-first on another is one date, and so is a
+    # date OCR misread one digit of (1992-02-05 and 1992-02-08).
+    slips = sum(x != y for x, y in zip(a.isoformat(), b.isoformat(), strict=True))
+    return a == b or (a.year == b.year and a.month == b.day and a.day == b.month) or slips == 1
 
 
 def conflicts(a: Identity, b: Identity) -> bool:
-    """Whether two identities are two patients: a field both show differs beyond OCR noise."""
-    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])):
+    """Whether two identities are two patients: a field both show differs beyond OCR noise; an
+    identifier not where both show one name and one birth date (two systems' numbers for one
+    patient, or a number misread)."""
+    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])) \
+            and not (a.name and b.name and a.dob and b.dob and _same_name(a.name[0], b.name[0])
+                     and _same_day(a.dob[0], b.dob[0])):
         return True
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
-    if a.name and b.name:
-        ratio = difflib.SequenceMatcher(None, _name_key(a.name[0]), _name_key(b.name[0])).ratio()
-        if ratio < 0.75:
-            return True
-    return False
+    return bool(a.name and b.name and not _same_name(a.name[0], b.name[0]))
+
+
+def _same_name(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, _name_key(a), _name_key(b)).ratio() >= 0.75
 
 
 def distinct(identities: Iterable[Identity]) -> list[Identity]:
@@ -142,7 +150,8 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
         if "|" in line.text and index + 1 < len(top):
             found = _from_table(page, line, top[index + 1], month_first)
             name, dob, identifier = name or found.name, dob or found.dob, identifier or found.identifier
-            continue
+            if found:
+                continue
         if name is None:
             m = _NAME_LABEL.search(line.text)
             if m:
@@ -248,8 +257,8 @@ def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool 
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
     heads = [m.group().strip().lower() for m in re.finditer(r"[^|]+", header.text)]
     cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", row.text)]
-    if len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
-        return Identity()
+    if len(heads) < 2 or len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
+        return Identity()  # a table has two columns at least ("... (MRN) |": a mark OCR read at a line's end)
     if not any(_DOB_LABEL.search(h) or _ID_HEAD.search(h) for h in heads):
         return Identity()  # a table of payers or providers names people too; a banner names the patient's birth or record
     name = dob = identifier = None
