@@ -693,3 +693,16 @@ def test_one_name_and_birth_date_under_two_numbers_and_a_mark_after_a_banner_lin
     # "|" that OCR read at a line's end makes no table of it and the next line
     text = "Patient-ID: a782782e-fdaa-01c6 (2.16.840.1.113883.19.5) |\nID: c9f628c7-4dfd, Type: Well child visit\n"
     assert read_identity(1, text, lines_of(text), None).identifier[0] == "a782782e-fdaa-01c6"
+
+
+def test_a_running_head_of_single_words_ocr_read_apart_still_lets_a_record_reopen():  # scanned (seed 12)
+    # OCR lost the name beside the letterhead on the record's first page, and read its words
+    # one to a line; "Patient Summary" came out "@atient Summary".
+    lost = "Healthcare\ncs Recovery\nTrauma\nCenter"
+    heads = (lost, "Healthcare\nRecovery\nTrauma\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC",
+             OCR_HEADS[1])
+    bodies = (RECORD[0].replace("Patient Summary", "@atient Summary"), *RECORD[1:])
+    pages = [_record_page(head, body) for head, body in zip(heads, bodies)]
+    again = _record_page(OCR_HEADS[0], RECORD[0])
+    discovery = _discover(*pages, again, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 4)]]
