@@ -190,7 +190,7 @@ def _reopens_read(page: Page, first: Page, last: Page) -> bool:
     and the page's head prints a line of words of the first page's head again, a line of its own,
     without a number (a heading, not a date or a value), that the last page's head does not hold."""
     firsts, lasts = _head(first, WIDE_HEAD), _head(last, WIDE_HEAD)
-    if sum(_wordy(line) and _held(line, _head(first)) for line in _head(last)) < 2:
+    if sum((_wordy(line) or len(line) >= 6) and _held(line, _head(first)) for line in _head(last)) < 2:
         return False
     return any(_wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts)
                and not _held(line, lasts) for line in _head(page, WIDE_HEAD))
