@@ -706,3 +706,27 @@ def test_a_running_head_of_single_words_ocr_read_apart_still_lets_a_record_reope
     again = _record_page(OCR_HEADS[0], RECORD[0])
     discovery = _discover(*pages, again, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 4)]]
+
+
+def test_a_page_opening_with_the_documents_first_line_again_starts_the_next_document():  # scanned, synthea (seed 14)
+    # One export's summaries open with the same title and time; OCR garbled the second one's
+    # patient block, so its form is not read again. Its first line is the first page's, and no
+    # line of the page before holds it.
+    title = "Encounter Summary (January 1, 2024, 7:23:31PM)"
+    first = f"{title}\nPatient Hermelinda ROBEL Date of Birth: March 27, 1973 Gender: F\nEncounter\n" \
+            "Type: Emergency room admission (procedure)\nMedications\nAcetaminophen 325 MG Oral Tablet\n"
+    # the next page's head reads much as the first page's (the sections it carries on)
+    second = "Medications\nAcetaminophen 325 MG Oral Tablet\nEncounter\nType: Emergency room admission (procedure)\n" \
+             "Problems\nPrediabetes http://snomed.info/sct 15777000\nImmunizations\nInfluenza vaccine\n" \
+             "Custodian\nTRINITY FAMILY MEDICINE\n3 WASHINGTON ST STE 220\nNORTH EASTON, MA\n"
+    garbled = f"{title}\n\ne Patient\n\nEncounter |\nDocumentation Of\nCare provision\nMedications\n"
+    discovery = _discover(first, second, garbled, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)]]
+
+
+def test_a_date_under_an_authored_on_label_that_ends_the_line_above_is_no_encounter_date():  # scanned, synthea (seed 14)
+    # OCR wrapped "Authored On:" and its date; the encounter's own date line is unreadable.
+    page = "Encounter Summary\nPatient\nLegal: Nora QUILLFEATHER\nDate of Birth: March 3, 1961\n" \
+           "Author Organization: TRINITY FAMILY MEDICINE, Authored On:\nJanuary 1, 2024, 7:23:31PM\nMedications\n"
+    (only,) = _discover(page, engine="tesseract").encounters
+    assert only.date_start is None
