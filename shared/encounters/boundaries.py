@@ -176,10 +176,20 @@ def _opened_like(page: Page, first: Page) -> bool:
     return bool(mine) and len(mine & theirs) >= 0.5 * len(mine)
 
 
-def _held(line: str, lines: Sequence[str]) -> bool:
-    """Whether ``lines`` hold the line as OCR reads it again: alike, or run together with
-    another line of the head ("walter abernathy" in "healthcare walter abernathy")."""
-    return any(same(line, other) or (min(len(line), len(other)) >= 8 and (line in other or other in line))
+_LINE_WORD = re.compile(r"[a-z]{3,}|\d[\d/]*")
+
+
+def _held(line: str, lines: Sequence[str], part: float = 0.0) -> bool:
+    """Whether ``lines`` hold the line as OCR reads it again: alike, run together with another
+    line of the head ("walter abernathy" in "healthcare walter abernathy"; with ``part``, the
+    one within at least that share of the other's length: not "encounter" in "encounter
+    summary (...)"), or four words in five of it in one line, whatever marks OCR put between
+    them."""
+    words = set(_LINE_WORD.findall(line))
+    return any(same(line, other)
+               or (min(len(line), len(other)) >= max(8, part * max(len(line), len(other)))
+                   and (line in other or other in line))
+               or (len(words) >= 3 and len(words & set(_LINE_WORD.findall(other))) >= 0.8 * len(words))
                for other in lines)
 
 
@@ -194,6 +204,15 @@ def _reopens_read(page: Page, first: Page, last: Page) -> bool:
         return False
     return any(_wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts)
                and not _held(line, lasts) for line in _head(page, WIDE_HEAD))
+
+
+def _first_line_again(page: Page, first: Page, last: Page) -> bool:
+    """The page opens with the document's first line (a title with its time, alike as OCR reads
+    it twice), which its last page's head does not hold: the next document of the same export."""
+    if not page.lines or not first.lines or not last.lines:
+        return False
+    mine = norm(page.lines[0].text)
+    return _wordy(mine) and same(mine, norm(first.lines[0].text)) and not _held(mine, _head(last, WIDE_HEAD), 0.5)
 
 
 def _wordy(line: str) -> bool:
@@ -349,6 +368,7 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         reopens = any(_wordy(line) for line in (mine & firsts) - lasts)
     elif page.ocr_confidence is not None and len(group.pages) > 1:
         reopens = _reopens_read(page, first, last)
+    reopens = reopens or (len(group.pages) > 1 and _first_line_again(page, first, last))
     banner = page.patient.banner
     values = {
         # the vocabulary's cues
