@@ -176,6 +176,45 @@ def _opened_like(page: Page, first: Page) -> bool:
     return bool(mine) and len(mine & theirs) >= 0.5 * len(mine)
 
 
+_LINE_WORD = re.compile(r"[a-z]{3,}|\d[\d/]*")
+
+
+def _held(line: str, lines: Sequence[str], part: float = 0.0) -> bool:
+    """Whether ``lines`` hold the line as OCR reads it again: alike, run together with another
+    line of the head ("walter abernathy" in "healthcare walter abernathy"; with ``part``, the
+    one within at least that share of the other's length: not "encounter" in "encounter
+    summary (...)"), or four words in five of it in one line, whatever marks OCR put between
+    them."""
+    words = set(_LINE_WORD.findall(line))
+    return any(same(line, other)
+               or (min(len(line), len(other)) >= max(8, part * max(len(line), len(other)))
+                   and (line in other or other in line))
+               or (len(words) >= 3 and len(words & set(_LINE_WORD.findall(other))) >= 0.8 * len(words))
+               for other in lines)
+
+
+def _reopens_read(page: Page, first: Page, last: Page) -> bool:
+    """``reopens`` on pages OCR read, whose running head it reads another way on each page (its
+    lines run together with the banner's, in another order, with stray marks): the document's
+    head repeats (two lines of words at the top of its last page at least are at its first's),
+    and the page's head prints a line of words of the first page's head again, a line of its own,
+    without a number (a heading, not a date or a value), that the last page's head does not hold."""
+    firsts, lasts = _head(first, WIDE_HEAD), _head(last, WIDE_HEAD)
+    if sum((_wordy(line) or len(line) >= 6) and _held(line, _head(first)) for line in _head(last)) < 2:
+        return False
+    return any(_wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts)
+               and not _held(line, lasts) for line in _head(page, WIDE_HEAD))
+
+
+def _first_line_again(page: Page, first: Page, last: Page) -> bool:
+    """The page opens with the document's first line (a title with its time, alike as OCR reads
+    it twice), which its last page's head does not hold: the next document of the same export."""
+    if not page.lines or not first.lines or not last.lines:
+        return False
+    mine = norm(page.lines[0].text)
+    return _wordy(mine) and same(mine, norm(first.lines[0].text)) and not _held(mine, _head(last, WIDE_HEAD), 0.5)
+
+
 def _wordy(line: str) -> bool:
     """Two words or more: a line that can be a running head or foot, not a table's cell."""
     return len(re.findall(r"[a-z]{2,}", line)) >= 2
@@ -327,7 +366,10 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
     if kept:  # below the running head, the page opens as the document's first page did
         mine, firsts, lasts = (set(_opening(p, kept)[:3]) for p in (page, first, last))
         reopens = any(_wordy(line) for line in (mine & firsts) - lasts)
-    banner = page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
+    elif page.ocr_confidence is not None and len(group.pages) > 1:
+        reopens = _reopens_read(page, first, last)
+    reopens = reopens or (len(group.pages) > 1 and _first_line_again(page, first, last))
+    banner = page.patient.banner
     values = {
         # the vocabulary's cues
         "conflict": identity.conflicts(group.patient, page.patient),
@@ -355,7 +397,7 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         "reopens": reopens,
         "first_line_shifted": _first_line_shifted(page, last) or (len(group.pages) > 1
                                                                   and _first_line_shifted(page, first)),
-        "banner_new": bool(banner and not any(p.patient for p in group.pages)),
+        "banner_new": bool(banner and not any(p.patient.labelled for p in group.pages)),
         "new_form": _new_form(page, group, prior),
         "head_repeated": _head_repeated(page, last),
         "head_as_last": _share(head, last_head),
@@ -428,7 +470,8 @@ _CONFLICT, _CONTINUES, _MARKER_NEXT, _MARKER_ONE = (FEATURES.index(n) for n in
 STRUCTURE = ("running_stopped", "reopens", "foot_stopped", "opens_as_first_not_last", "first_line_shifted",
              "banner_new", "new_form")
 _STRUCTURE = tuple(FEATURES.index(n) for n in STRUCTURE)
-_HEAD_REPEATED, _NEW_FORM, _TITLE_OTHER = (FEATURES.index(n) for n in ("head_repeated", "new_form", "title_other"))
+_HEAD_REPEATED, _NEW_FORM, _TITLE_OTHER, _REOPENS = (FEATURES.index(n) for n in
+                                                      ("head_repeated", "new_form", "title_other", "reopens"))
 SUPPORT = 0.2  # a rule's cue cuts unless the model gives the cut less than this ...
 VETO = -2.5  # ... and the page's evidence against a cut weighs at least this much
 WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
@@ -455,10 +498,11 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
     Another patient's banner always cuts; a page that says it continues never does. A page count
     that restarts or a title Textract's LAYOUT names cuts, and so does the same form filled again
     with other values (no next page does that). A report's own banner repeated, numbers and all,
-    holds the page unless it is titled as another kind. A strong cue, or the page's structure
-    (``STRUCTURE``), cuts unless the model finds the cut unlikely and the page's continuation
-    features speak against it; a weak cue needs some support from the model; without a cue, the
-    model alone decides.
+    holds the page unless it is titled as another kind or opens, below that banner, as the
+    document's first page did (``reopens``: the same patient's next record). A strong cue, or the
+    page's structure (``STRUCTURE``), cuts unless the model finds the cut unlikely and the page's
+    continuation features speak against it; a weak cue needs some support from the model;
+    without a cue, the model alone decides.
     ``mode`` "model" and "rules" are the two halves alone, for the bench's comparison.
     """
     p = model.probability(x)
@@ -474,7 +518,7 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
         return True, 1.0  # a page count that restarts or ended, a title LAYOUT names: the page says so
     if x[_NEW_FORM]:
         return True, max(p, STRONG)  # the same form filled again with other values: another document
-    if x[_HEAD_REPEATED] and not x[_MARKER_ONE] and not x[_TITLE_OTHER]:
+    if x[_HEAD_REPEATED] and not x[_MARKER_ONE] and not x[_TITLE_OTHER] and not x[_REOPENS]:
         return False, p  # the report's own banner again, numbers and all, no other kind's title: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):
         rule = "strong"  # the running head or foot stopped, the first page's opening again, a new banner

@@ -296,9 +296,22 @@ CONTINUED_BOTTOM = re.compile(r"continued\s+(?:on|over|overleaf)|\bP\.?T\.?O\b|\
 _FAX = re.compile(r"\bfax\b", re.I)
 
 
+_CONTINUED_LINE = re.compile(r"^\W*(?:continued|cont(?:'|’)?d)\W*$", re.I)
+
+
+def continued_line(line: str) -> bool:
+    """A line that says "(continued)" and nothing else: under a report's title on its next
+    pages, as far down as a title sits."""
+    return bool(_CONTINUED_LINE.match(line))
+
+
 def says_continued(line: str) -> bool:
     # A bare "continued" only in a short running header: "Metformin continued at 1 g bd" is not one.
     return bool(_CONTINUED_TOP.search(line)) or (bool(_CONTINUED_WORD.search(line)) and is_title_line(line))
+
+
+FOOT_LINES = 12  # "Page 2 of 3" on a line of its own counts this far up from the page's end
+_PAGE_LINE = re.compile(r"^\W*page\W{0,3}([0-9Il]{1,3})\W{0,3}(?:of|/)\W{0,3}([0-9Il]{1,3})\W*$", re.I)
 
 
 def page_marker(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> tuple[int, int | None] | None:
@@ -313,6 +326,10 @@ def page_marker(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> tuple[int,
         if match:
             total = digits(match.group(2)) if match.group(2) else None
             return digits(match.group(1)), total
+    for line in reversed(lines[-FOOT_LINES:]):  # a foot's count with a disclaimer and a version below it
+        match = _PAGE_LINE.match(line.text)
+        if match:
+            return digits(match.group(1)), digits(match.group(2))
     return None
 
 

@@ -419,6 +419,9 @@ def birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> s
     return born
 
 
+_ABOVE_GAP = re.compile(r"^\W*(?:from\W*)?$", re.I)  # what may precede a date whose label ends the line above
+
+
 def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
                title_at: int | None = None) -> list[Date]:
     """The dates of a page's head that may say when an encounter happened, with their roles
@@ -447,6 +450,9 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
                 role = "documented"
             else:
                 role = _date_role(text, lines, index, start, floor)
+                if role is None and index > 0 and _ABOVE_GAP.match(line.text[: raw.start]) \
+                        and lines[index - 1].text.rstrip().endswith(":"):
+                    role = label_role(lines[index - 1].text[-30:])  # "Authored On:" ending the line above
                 if role == "visit" and _documents(lines, index):
                     role = "documented"
             if _TITLE_BEFORE.match(line.text[: raw.start]) and _TIME_AFTER.match(line.text[raw.end :]):

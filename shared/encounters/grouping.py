@@ -101,7 +101,8 @@ def read_page(page: PageText, month_first: bool | None) -> Page:
         type_field=cues.type_field(page.page_number, text, lines),
         layout_titled=bool(title and any(ln.start <= title[1].start < ln.end for ln in layout.lines("title"))),
         marker=cues.page_marker(lines, layout),
-        continues=any(cues.says_continued(line.text) for line in lines[: cues.LETTERHEAD_LINES]),
+        continues=any(cues.says_continued(line.text) for line in lines[: cues.LETTERHEAD_LINES])
+        or any(cues.continued_line(line.text) for line in lines[: cues.TITLE_LINES]),
         continues_next=any(cues.CONTINUED_BOTTOM.search(line.text) for line in lines[-cues.LETTERHEAD_LINES :]),
         salutation=any(cues.SALUTATION.match(line.text) for line in lines[: cues.SALUTATION_LINES]),
         dates=page_dates(page.page_number, text, lines, month_first, title[1].start if title else None),
@@ -209,7 +210,7 @@ def _running_header(group: Group, page: Page, title: Span) -> bool:
 
 
 def _banner(page: Page) -> bool:
-    return page.patient.name is not None and (page.patient.dob is not None or page.patient.identifier is not None)
+    return page.patient.banner
 
 
 def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode: str = "hybrid") -> list[Group]:

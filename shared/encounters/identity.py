@@ -15,19 +15,27 @@ import difflib
 import re
 from collections.abc import Iterable, Sequence
 
-from shared.encounters.dates import birth_dates, raw_dates, to_date
+from shared.encounters.dates import RawDate, birth_dates, raw_dates, to_date
 from shared.encounters.text import Line, Span
 
 BANNER_LINES = 16  # a patient banner (or running header) sits within this many first lines
 
 _NAME_VALUE = r"(?P<value>[A-Z][A-Za-z'\-]+(?:,?[ \t]+[A-Z][A-Za-z'\-.]*){1,3})"
 # "Legal:": the CDA stylesheet prints the patient's legal name under a "Patient" heading.
-_NAME_LABEL = re.compile(rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_NAME_VALUE}")
+# OCR puts a stray mark or two between a label and its value ("Patient Name: : Pearl Szabo").
+_MARKS = r"(?:[^\w\s]{1,2}[ \t]*){0,2}"
+_NAME_LABEL = re.compile(
+    rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_MARKS}{_NAME_VALUE}")
 _ID_LABEL = re.compile(
     r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient[\s\-]*id|record\s+(?:no|number)|"
-    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)[ \t]*[:#]?[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
+    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)(?:[ \t]*[:#.]){0,2}[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
+# A label alone on its line ("Date of Birth", "DOB:"): a form whose text layer gives a column of
+# labels, then a column of values below them.
+_DOB_ALONE = re.compile(rf"^\W*(?:{_DOB_LABEL.pattern})\W*$")
+COLUMN_LINES = 48  # such a form's labels reach this far down its first page
+COLUMN_REACH = 8  # ... and its values sit within this many lines below their label
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
 _NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
 
@@ -39,17 +47,32 @@ class Identity:
     name: tuple[str, Span] | None = None
     dob: tuple[dt.date, Span] | None = None
     identifier: tuple[str, Span] | None = None
+    dob_below: bool = False  # the birth date was read in a column of values below its label
 
     def __bool__(self) -> bool:
         return any((self.name, self.dob, self.identifier))
 
+    @property
+    def banner(self) -> bool:
+        """Whether a patient banner shows it: the name with a birth date or an identifier on their
+        labels' lines. A birth date in a column of values is a record's, not a banner's (the CDA
+        stylesheet's closing block prints one under each document's last page)."""
+        return self.name is not None and ((self.dob is not None and not self.dob_below) or self.identifier is not None)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether any field was read beside its label, as banners print them."""
+        return bool(self.name or self.identifier or (self.dob and not self.dob_below))
+
     def merged(self, other: Identity) -> Identity:
         """This identity with the fields it lacks taken from ``other``."""
-        return Identity(self.name or other.name, self.dob or other.dob, self.identifier or other.identifier)
+        dob, below = (self.dob, self.dob_below) if self.dob else (other.dob, other.dob_below)
+        return Identity(self.name or other.name, dob, self.identifier or other.identifier, below)
 
 
 def _norm(value: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", value.lower().translate(str.maketrans("oil", "011")))
+    # The letters OCR takes for digits and the other way round, as one ("JTG73736", "7673736").
+    return re.sub(r"[^a-z0-9]", "", value.lower().translate(str.maketrans("oilszbgt", "01152867")))
 
 
 def _name_key(value: str) -> str:
@@ -64,27 +87,34 @@ def _near(a: str, b: str) -> bool:
 
 def _same_identifier(a: str, b: str) -> bool:
     """One identifier, read twice: equal but for an OCR slip, or cut short where its line wrapped
-    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-...")."""
+    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-..."), or only the line it wrapped to
+    read (eight characters at least: "415c70102c00" of "69c18f19-...-415c70102c00")."""
     short, long_ = sorted((a, b), key=len)
-    return _near(a, b) or (len(short) >= 3 and long_.startswith(short))
+    return _near(a, b) or (len(short) >= 3 and long_.startswith(short)) or (len(short) >= 8 and long_.endswith(short))
 
 
 def _same_day(a: dt.date, b: dt.date) -> bool:
-    # 05/01/2005 read day-first on one page and month-first on another is one date.
-    return a == b or (a.year == b.year and a.month == b.day and a.day == b.month)
+    # 05/01/2005 read day-first on one page and month-first on another is one date, and so is a
+    # date OCR misread one digit of (1992-02-05 and 1992-02-08).
+    slips = sum(x != y for x, y in zip(a.isoformat(), b.isoformat(), strict=True))
+    return a == b or (a.year == b.year and a.month == b.day and a.day == b.month) or slips == 1
 
 
 def conflicts(a: Identity, b: Identity) -> bool:
-    """Whether two identities are two patients: a field both show differs beyond OCR noise."""
-    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])):
+    """Whether two identities are two patients: a field both show differs beyond OCR noise; an
+    identifier not where both show one name and one birth date (two systems' numbers for one
+    patient, or a number misread)."""
+    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])) \
+            and not (a.name and b.name and a.dob and b.dob and _same_name(a.name[0], b.name[0])
+                     and _same_day(a.dob[0], b.dob[0])):
         return True
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
-    if a.name and b.name:
-        ratio = difflib.SequenceMatcher(None, _name_key(a.name[0]), _name_key(b.name[0])).ratio()
-        if ratio < 0.75:
-            return True
-    return False
+    return bool(a.name and b.name and not _same_name(a.name[0], b.name[0]))
+
+
+def _same_name(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, _name_key(a), _name_key(b)).ratio() >= 0.75
 
 
 def distinct(identities: Iterable[Identity]) -> list[Identity]:
@@ -104,8 +134,8 @@ def distinct(identities: Iterable[Identity]) -> list[Identity]:
 
 def _date_at(text: str, start: int, month_first: bool | None) -> tuple[dt.date, int, int] | None:
     raws = raw_dates(text[start : start + 24])
-    if not raws or raws[0].start > 2:
-        return None
+    if not raws or (raws[0].start > 2 and re.search(r"\w", text[start : start + raws[0].start])) or raws[0].start > 5:
+        return None  # the date right after its label, or after a stray mark or two OCR put there
     value = to_date(raws[0], month_first)
     return (value, start + raws[0].start, start + raws[0].end) if value else None
 
@@ -120,7 +150,8 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
         if "|" in line.text and index + 1 < len(top):
             found = _from_table(page, line, top[index + 1], month_first)
             name, dob, identifier = name or found.name, dob or found.dob, identifier or found.identifier
-            continue
+            if found:
+                continue
         if name is None:
             m = _NAME_LABEL.search(line.text)
             if m:
@@ -138,11 +169,53 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
                 found_date = _date_at(line.text, m.end(), month_first)
                 if found_date:
                     dob = (found_date[0], Span(page, line.start + found_date[1], line.start + found_date[2]))
+    below = dob is None
+    if dob is None:
+        dob = _column_dob(page, text, lines, month_first)
     if name is None:
         bare = _bare_banner(page, text, lines, month_first)
         if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
             return Identity(bare.name, bare.dob, identifier)
-    return Identity(name, dob, identifier)
+    return Identity(name, dob, identifier, below and dob is not None)
+
+
+def _column_dob(page: int, text: str, lines: Sequence[Line], month_first: bool | None):
+    """The birth date of a form whose labels and values come in columns ("Date of Birth" alone on
+    its line, "01/01/60" a few lines below): the first date opening a line below the label that
+    is over a year older than the newest date the page prints elsewhere (not from the label down
+    to that value), the report's: a label left blank reads the collection date below it, no
+    birth date. A two-digit year after the
+    report's date is of the century before ("10/21/34" on a 2016 report). A value that reads
+    either way (08/11/86) on a page that shows no order gives none: the lines below it hold
+    other values (an age in Y/M/D reads as a date too)."""
+    dated = [(raw.start, to_date(raw, month_first)) for raw in raw_dates(text)]
+    for index, line in enumerate(lines[:COLUMN_LINES]):
+        if not _DOB_ALONE.match(line.text):
+            continue
+        for value_line in lines[index + 1 : index + 1 + COLUMN_REACH]:
+            raws = raw_dates(value_line.text)
+            if not raws or raws[0].start > 2:
+                continue
+            value = to_date(raws[0], month_first)
+            if value is None and _either_way(raws[0]):
+                return None  # the value under the label, in an order the page does not show
+            if value is None:
+                continue
+            report = max((d for at, d in dated if d and not line.start <= at < value_line.end), default=None)
+            if report is None:
+                return None
+            if value > report and re.search(r"\D\d\d$", value_line.text[: raws[0].end]):
+                value = value.replace(year=value.year - 100) if (value.month, value.day) != (2, 29) else None
+            if value is not None and (report - value).days > 366:
+                return value, Span(page, value_line.start + raws[0].start, value_line.start + raws[0].end)
+        return None
+    return None
+
+
+def _either_way(raw: RawDate) -> bool:
+    """06/08/2020: a date read either way, and the page does not say which."""
+    a, b, _ = raw.parts
+    return raw.kind == "num" and a != b and a <= 12 and b <= 12
 
 
 # A banner without labels: the patient's name and birth date on a line of their own, or on two
@@ -184,8 +257,8 @@ def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool 
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
     heads = [m.group().strip().lower() for m in re.finditer(r"[^|]+", header.text)]
     cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", row.text)]
-    if len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
-        return Identity()
+    if len(heads) < 2 or len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
+        return Identity()  # a table has two columns at least ("... (MRN) |": a mark OCR read at a line's end)
     if not any(_DOB_LABEL.search(h) or _ID_HEAD.search(h) for h in heads):
         return Identity()  # a table of payers or providers names people too; a banner names the patient's birth or record
     name = dob = identifier = None

@@ -6,6 +6,7 @@ stylesheet's banner, "Legal:" name, "Patient-ID:", "Date/Time:" of the encounter
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -444,3 +445,288 @@ def test_a_form_filled_again_starts_a_document_after_a_cut_that_split_the_one_be
     discovery = _discover(first, custodian, third)
     starts = [e.page_ranges[0][0] for e in discovery.encounters]
     assert starts[0] == 1 and 3 in starts
+
+
+# --- failure classes found on development packets of issue 22's third round (each fails on
+# 05a2aec) --------------------------------------------------------------------------------------
+
+# A lab report whose banner is a form of boxed fields: its text layer gives a column of labels,
+# then a column of values, so no label has its value on its own line. (The shape of LabCorp's
+# report; the patient and the numbers are invented.)
+COLUMN_BANNER = """Northgate Reference Laboratory
+Phone: 555-201-7788
+Control Number
+Specimen Number
+Patient ID
+
+4471920
+301-552-0183-0
+
+Patient Last Name
+Account Address
+DELACROIX
+Patient First Name
+MARGUERITE
+Total Volume
+Patient Phone
+Fasting
+Age (Y/M/D)
+Date of Birth
+Sex
+
+48/02/11
+{dob}
+F
+Date and Time Collected
+Date Reported
+03/14/19 08:05
+03/15/19
+Tests Ordered
+Comprehensive Metabolic Panel
+SODIUM 139 mmol/L
+POTASSIUM 4.1 mmol/L
+Page 1 of 1
+"""
+
+
+def test_a_birth_date_in_a_column_of_values_below_its_label_is_read():  # realpdf (LabCorp)
+    other = _discover(VISIT, LATER_PAGE, COLUMN_BANNER.format(dob="11/23/71"))
+    assert [e.page_ranges for e in other.encounters] == [[(1, 2)], [(3, 3)]]
+    assert other.identity_conflict  # born 1971, not 1961: another patient's report
+    same = _discover(VISIT, LATER_PAGE, COLUMN_BANNER.format(dob="03/03/61"))
+    assert not same.identity_conflict
+    assert same.encounters[1].patient_dob == dt.date(1961, 3, 3)
+
+
+def test_a_date_of_birth_label_left_blank_reads_no_other_date_as_the_birth():  # realpdf (LabCorp)
+    blank = COLUMN_BANNER.replace("48/02/11\n{dob}\n", "")
+    discovery = _discover(VISIT, LATER_PAGE, blank)
+    assert not discovery.identity_conflict and discovery.encounters[1].patient_dob is None
+
+
+def test_a_column_birth_date_that_reads_either_way_gives_no_birth_date_not_the_age_below_it():  # realpdf
+    # The page prints an age as Y/M/D and month-first dates, so it shows no order: 08/11/86 is
+    # unread, and the age below it (26/05/21) is no birth date either.
+    unread = COLUMN_BANNER.replace("48/02/11\n{dob}\n", "08/11/86\n26/05/21\n")
+    discovery = _discover(VISIT, LATER_PAGE, unread)
+    assert not discovery.identity_conflict and discovery.encounters[1].patient_dob is None
+
+
+# The stylesheet's closing block under a document's last sections: the document's identifiers,
+# its custodian, and the patient and encounter again, each value on the line below its label.
+CLOSING_BLOCK = """Set-ID
+sTT988
+(2.16.840.1.113883.19.5.99999.19)
+Custodian
+Good Health HIE
+Contact Details
+Workplace: 1009 Healthcare Drive
+Patient
+Legal: Nora QUILLFEATHER, search:
+Nora QUILLFEATHER
+Contact Details
+Home Primary: 2222 Home Street
+Date of Birth
+March 3, 1961 (64yr)
+Gender
+Female
+Encounter
+ID
+E-88121
+Encounter Date
+August 4, 2025
+"""
+
+
+def test_the_stylesheets_closing_block_under_a_last_page_is_no_new_banner():  # cda (seeds 12-14)
+    discovery = _discover(VISIT, LATER_PAGE, CLOSING_BLOCK, STAY, LATER_PAGE)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 5)]]
+    assert not discovery.identity_conflict
+
+
+def test_a_banner_after_a_report_that_showed_only_a_column_birth_date_starts_a_document():  # realpdf
+    # The lab report's banner is a column of values (its birth date read, its name not): the
+    # next page's labelled banner of the same patient is a banner where there was none.
+    same = COLUMN_BANNER.format(dob="03/03/61").replace("Page 1 of 1\n", "")  # no page count to say so
+    summary = "Sierra Valley Medical Institute\nName: Nora Quillfeather\nDOB: 03/03/1961\nSex: Female\n" \
+              "Smoking Status: Former\nAlcohol Use: Occasional\nType 2 diabetes mellitus, on metformin.\n"
+    discovery = _discover(same, summary, LATER_PAGE)
+    assert [e.page_ranges for e in discovery.encounters][:2] == [[(1, 1)], [(2, 3)]]
+
+
+def _record_page(head: str, body: str) -> str:
+    return head + "\n" + body + "\nSierra Valley Medical Institute INC (402) 738-5912\n22/04/2025\n"
+
+
+# One vendor's patient records, as OCR reads their scans: a two-column running head (the
+# letterhead beside the patient's name and birth date) that OCR runs together another way on
+# each page; each record opens with its "Patient Summary". (Seeds 12-14's scanned packets.)
+OCR_HEADS = (
+    "a Healthcare ' = . Walter Abernathy 13/05/1996\n* Recovery , ' Sierra Valley Medical Institute INC\n"
+    "U Trauma : ,\nCenter ; : :",
+    "a Healthcare \" . Walter Abernatliy 13/05/1996\n, Recovery : Sierra Valley Medical Institute INC\n"
+    "U Trauma : ; ; ; aan\n. Center",
+    "Healthcare\not Recovery\n; 'Trauma\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC\nCenter",
+)
+RECORD = (
+    "Patient Summary\nWalter Abernathy, born on 13/05/1996, is a 46-year-old patient with type 2 diabetes\n"
+    "mellitus and peripheral neuropathy, managed with medication and lifestyle adjustments.",
+    "Doctor Notes\nSubjective Observations: Patient reports stable blood sugar levels and controlled\n"
+    "neuropathy symptoms. Assesment: well-managed type 2 diabetes mellitus.",
+    "Medication Test: Status. On/Last\nHbA1c Done 08/11/2024\nLipid Panel Done 08/11/2024\n"
+    "Comprehensive Metabolic Panel Done 08/11/2024",
+)
+
+
+def test_a_record_that_opens_as_the_last_one_did_under_a_running_head_ocr_reads_anew_starts_one():  # scanned
+    pages = [_record_page(head, body) for head, body in zip(OCR_HEADS, RECORD)]
+    again = [_record_page(OCR_HEADS[(i + 1) % 3], body) for i, body in enumerate(RECORD)]
+    discovery = _discover(*pages, *again, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
+
+
+def test_a_reports_next_page_saying_continued_under_its_title_continues_it_whatever_ocr_misread():  # scanned
+    # OCR read a stray comma after the first page's title and "S23" as "823" in the second
+    # page's accession number: the banner is no longer the same, numbers and all. The second
+    # page says "(continued)" on a line of its own under the title.
+    one = dict(name="VASQUEZ, RUFUS", dob="08/27/1956", collected="04/27/2023")
+    two = dict(name="MCALLISTER, DOLORES", dob="01/28/1978", collected="06/09/2016")
+    first = "PATHOLOGY REPORT ,\nCLINICAL HISTORY\nLesion noted on examination; rule out malignancy.\n" \
+            "GROSS DESCRIPTION\nReceived in formalin, three fragments of tan soft tissue."
+    second = "PATHOLOGY REPORT\n(continued)\nMICROSCOPIC DESCRIPTION\nSections show benign prostatic tissue.\n" \
+             "Electronically signed by Claire Dubois, MD"
+    pages = [PATHOLOGY.format(body=first, acc="S23-84274", **one), PATHOLOGY.format(body=second, acc="823-84274", **one),
+             PATHOLOGY.format(body=first, acc="S16-5543", **two), PATHOLOGY.format(body=second, acc="S16-5543", **two)]
+    discovery = _discover(*pages, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)]]
+
+
+def test_the_same_patients_next_record_under_the_same_running_head_starts_where_it_opens_again():  # realpdf
+    # The vendor's records print one running head (letterhead, the patient's name and birth
+    # date) on every page of every record: the banner repeats, numbers and all, across records
+    # too. Below it, each record opens with its "Patient Summary" again. (Seed 13's packets.)
+    head = "Healthcare\nRecovery\nTrauma\nCenter\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC"
+    demographics = "\nPatient Demographics\nName: Walter Abernathy\nDOB: 13/05/1996\nAge: 46\nSex: Female"
+    pages = [_record_page(head, body) for body in (RECORD[0] + demographics, *RECORD[1:])]
+    discovery = _discover(*pages, *pages)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
+
+
+LAB_FOOT = """SAMPLE REPORT, 4471920
+03/15/19 18:29 ET
+Page {page} of 2
+DUPLICATE FINAL REPORT
+This document contains private and confidential health information protected by state and federal law.
+If you have received this document in error, please call 800-555-7566
+(c)2004-19 Northgate Reference Laboratory Holdings
+All Rights Reserved
+DOC1 Ver: 1.49
+"""
+
+
+def test_a_page_count_in_a_foot_with_lines_below_it_counts():  # realpdf (LabCorp)
+    # "Page 1 of 2" on a line of its own, with the report's disclaimer and version lines below.
+    lab = COLUMN_BANNER.format(dob="03/03/61").replace("Page 1 of 1\n", "")
+    later = "Northgate Reference Laboratory\nTests Ordered\nLIPID PANEL\nCHOLESTEROL 182 mg/dL\nLDL 104 mg/dL\n"
+    record = "Healthcare\nRecovery\nTrauma\nCenter\nDoctor Notes\nSubjective: stable, no new complaints.\n"
+    discovery = _discover(VISIT, LATER_PAGE, lab + LAB_FOOT.format(page=1), later + LAB_FOOT.format(page=2), record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)], [(5, 5)]]
+
+
+STACKED_BANNER = """Northside Pathology Associates : SURGICAL PATHOLOGY REPORT
+2200 Medical Park Dr, Suite 140, Columbus, OH 43214
+Patient Name: {name}
+Date of Birth: {dob}
+Medical Record #: {mrn}
+Accession No.: {acc}
+Date Collected: 08/03/2015
+CLINICAL HISTORY
+Nodule noted on examination; rule out malignancy.
+"""
+
+
+def test_a_banners_fields_read_through_the_marks_ocr_puts_after_their_labels():  # scanned (seed 12)
+    # "Medical Record #:" is a record number's label; OCR's stray marks after a label (": :",
+    # ". -", ".~") stand between it and its value. Every date here reads either way.
+    one = STACKED_BANNER.format(name=": Pearl Szabo", dob=".~ 1975-06-20", mrn="14476394", acc="S24-11375")
+    two = STACKED_BANNER.format(name=". - Rufus Holloway", dob=", 09/08/1938", mrn="73865575", acc="S15-13799")
+    page = grouping.read_page(PageText(page_number=1, text=one, engine="tesseract", confidence=0.8), None)
+    assert page.patient.name[0] == "Pearl Szabo" and page.patient.identifier[0] == "14476394"
+    assert page.patient.dob[0] == dt.date(1975, 6, 20)
+    assert _discover(one, two, engine="tesseract").identity_conflict
+
+
+def test_a_column_birth_date_the_page_prints_most_often_is_still_read():  # scanned (seed 9)
+    # The record prints its patient's birth date three times (the running head, the summary,
+    # the demographics, where OCR parted "DOB:" from its value): no other date is as frequent.
+    def summary(name: str, dob: str) -> str:
+        return f"Healthcare\nRecovery\nTrauma\nCenter\nPatient Summary\n{name} {dob}\n" \
+               f"{name}, born on {dob}, is a patient with type 2 diabetes mellitus.\n" \
+               f"Patient Demographics\nName: {name}\nDOB:\n{dob}\nAge: 65\nVisit Date: 15/11/2024\n"
+    discovery = _discover(summary("Oscar Mulligan", "07/01/1988"), summary("Melissa Peter Cobb", "21/05/1939"))
+    assert discovery.encounters[-1].patient_dob == dt.date(1939, 5, 21)
+    assert discovery.identity_conflict
+
+
+def test_one_patient_read_with_an_ocr_slip_in_the_birth_date_or_only_the_tail_of_a_wrapped_id():  # scanned (seed 16)
+    from shared.encounters.identity import Identity, conflicts
+    from shared.encounters.text import Span
+
+    at = Span(1, 0, 1)
+    born = Identity(dob=(dt.date(1992, 2, 5), at), name=("Jean Martinez", at))
+    assert not conflicts(born, Identity(dob=(dt.date(1992, 2, 8), at), name=("Jean Martinez", at)))  # 5 read as 8
+    assert conflicts(born, Identity(dob=(dt.date(1962, 7, 8), at)))  # another patient's
+    whole = Identity(identifier=("69c18f19-3254-1d03-7969-415c70102c00", at))
+    assert not conflicts(whole, Identity(identifier=("415c70102c00", at)))  # the line the id wrapped to
+    assert conflicts(whole, Identity(identifier=("a11f7e02c9d4", at)))
+
+
+def test_one_name_and_birth_date_under_two_numbers_and_a_mark_after_a_banner_line_are_one_patient():  # scanned (seed 17)
+    from shared.encounters.identity import Identity, conflicts, read_identity
+    from shared.encounters.text import Span
+
+    at = Span(1, 0, 1)
+    eve = Identity(name=("Eve Betterhalf", at), dob=(dt.date(1975, 5, 1), at), identifier=("444-22-2222", at))
+    assert not conflicts(eve, dataclasses.replace(eve, identifier=("444-22-2200", at)))  # OCR read 22 as 00
+    assert conflicts(eve, dataclasses.replace(eve, identifier=("444-22-2200", at), dob=(dt.date(1957, 5, 1), at)))
+    assert not conflicts(Identity(identifier=("JTG73736", at)), Identity(identifier=("7673736", at)))  # OCR's letters
+    # "|" that OCR read at a line's end makes no table of it and the next line
+    text = "Patient-ID: a782782e-fdaa-01c6 (2.16.840.1.113883.19.5) |\nID: c9f628c7-4dfd, Type: Well child visit\n"
+    assert read_identity(1, text, lines_of(text), None).identifier[0] == "a782782e-fdaa-01c6"
+
+
+def test_a_running_head_of_single_words_ocr_read_apart_still_lets_a_record_reopen():  # scanned (seed 12)
+    # OCR lost the name beside the letterhead on the record's first page, and read its words
+    # one to a line; "Patient Summary" came out "@atient Summary".
+    lost = "Healthcare\ncs Recovery\nTrauma\nCenter"
+    heads = (lost, "Healthcare\nRecovery\nTrauma\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC",
+             OCR_HEADS[1])
+    bodies = (RECORD[0].replace("Patient Summary", "@atient Summary"), *RECORD[1:])
+    pages = [_record_page(head, body) for head, body in zip(heads, bodies)]
+    again = _record_page(OCR_HEADS[0], RECORD[0])
+    discovery = _discover(*pages, again, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 4)]]
+
+
+def test_a_page_opening_with_the_documents_first_line_again_starts_the_next_document():  # scanned, synthea (seed 14)
+    # One export's summaries open with the same title and time; OCR garbled the second one's
+    # patient block, so its form is not read again. Its first line is the first page's, and no
+    # line of the page before holds it.
+    title = "Encounter Summary (January 1, 2024, 7:23:31PM)"
+    first = f"{title}\nPatient Hermelinda ROBEL Date of Birth: March 27, 1973 Gender: F\nEncounter\n" \
+            "Type: Emergency room admission (procedure)\nMedications\nAcetaminophen 325 MG Oral Tablet\n"
+    # the next page's head reads much as the first page's (the sections it carries on)
+    second = "Medications\nAcetaminophen 325 MG Oral Tablet\nEncounter\nType: Emergency room admission (procedure)\n" \
+             "Problems\nPrediabetes http://snomed.info/sct 15777000\nImmunizations\nInfluenza vaccine\n" \
+             "Custodian\nTRINITY FAMILY MEDICINE\n3 WASHINGTON ST STE 220\nNORTH EASTON, MA\n"
+    garbled = f"{title}\n\ne Patient\n\nEncounter |\nDocumentation Of\nCare provision\nMedications\n"
+    discovery = _discover(first, second, garbled, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)]]
+
+
+def test_a_date_under_an_authored_on_label_that_ends_the_line_above_is_no_encounter_date():  # scanned, synthea (seed 14)
+    # OCR wrapped "Authored On:" and its date; the encounter's own date line is unreadable.
+    page = "Encounter Summary\nPatient\nLegal: Nora QUILLFEATHER\nDate of Birth: March 3, 1961\n" \
+           "Author Organization: TRINITY FAMILY MEDICINE, Authored On:\nJanuary 1, 2024, 7:23:31PM\nMedications\n"
+    (only,) = _discover(page, engine="tesseract").encounters
+    assert only.date_start is None
