@@ -134,7 +134,8 @@ def distinct(identities: Iterable[Identity]) -> list[Identity]:
 
 def _date_at(text: str, start: int, month_first: bool | None) -> tuple[dt.date, int, int] | None:
     raws = raw_dates(text[start : start + 24])
-    if not raws or (raws[0].start > 2 and re.search(r"\w", text[start : start + raws[0].start])) or raws[0].start > 5:
+    gap = text[start : start + raws[0].start] if raws else ""
+    if not raws or len(gap) > 5 or (len(gap) > 2 and re.search(r"\w", gap)):
         return None  # the date right after its label, or after a stray mark or two OCR put there
     value = to_date(raws[0], month_first)
     return (value, start + raws[0].start, start + raws[0].end) if value else None
@@ -179,15 +180,15 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
     return Identity(name, dob, identifier, below and dob is not None)
 
 
-def _column_dob(page: int, text: str, lines: Sequence[Line], month_first: bool | None):
+def _column_dob(page: int, text: str, lines: Sequence[Line],
+                month_first: bool | None) -> tuple[dt.date, Span] | None:
     """The birth date of a form whose labels and values come in columns ("Date of Birth" alone on
     its line, "01/01/60" a few lines below): the first date opening a line below the label that
     is over a year older than the newest date the page prints elsewhere (not from the label down
-    to that value), the report's: a label left blank reads the collection date below it, no
-    birth date. A two-digit year after the
-    report's date is of the century before ("10/21/34" on a 2016 report). A value that reads
-    either way (08/11/86) on a page that shows no order gives none: the lines below it hold
-    other values (an age in Y/M/D reads as a date too)."""
+    to that value), the report's. A label left blank reads the collection date below it: no
+    birth date. A two-digit year after the report's date is of the century before ("10/21/34" on
+    a 2016 report). A value that reads either way (08/11/86) on a page that shows no order gives
+    none: the lines below it hold other values (an age in Y/M/D reads as a date too)."""
     dated = [(raw.start, to_date(raw, month_first)) for raw in raw_dates(text)]
     for index, line in enumerate(lines[:COLUMN_LINES]):
         if not _DOB_ALONE.match(line.text):
