@@ -42,7 +42,7 @@ from pathlib import Path
 from shared.errors import PipelineError
 from shared.models import PipelineRun, Stage, shell_file_id_of
 from shared.observability import logger
-from shared.ports import DLQ_SUFFIX, Queue, QueueMessage
+from shared.ports import Queue, QueueMessage
 from shared.runtime.events import queue_arn
 from shared.runtime.jobs import EXIT_OK, Job, read_result
 from shared.runtime.targets import record_abnormal_end, run_job
@@ -50,12 +50,6 @@ from shared.runtime.worker import DEFAULT_STAGES, FAILURES_HANDLER, STAGE_HANDLE
 from shared.settings import Settings
 
 _TICK_S = 0.2
-# A dead letter is bookkeeping (it marks its file failed), never urgent: while children run, the
-# dead-letter queues are polled this often, first in that round, not in every round of receives
-# (which, with a slot free and nothing to start, comes every _TICK_S: half of its receives were
-# of empty DLQs, each a round trip and, against moto, the server's CPU in this process). With no
-# child running every queue is polled in every round, as before.
-DLQ_POLL_S = 5.0
 # Messages the parent holds, received while every slot is busy, to start the moment a child
 # exits instead of polling the queues then (~20-50 ms of receives, one queue after another).
 # One: a message held is one another worker cannot take meanwhile.
@@ -140,8 +134,6 @@ class Supervisor:
         on_finish: Callable[[Finished], None] | None = None,
     ) -> None:
         self.queues = serving_order(stages, include_dlqs)
-        self._stage_queues = [q for q in self.queues if not q.endswith(DLQ_SUFFIX)]  # never empty
-        self._dlqs_polled = 0.0  # time.monotonic() of the last round that included the DLQs
         self.settings = settings
         self.queue = queue
         self.concurrency = concurrency or settings.worker_concurrency
@@ -228,16 +220,7 @@ class Supervisor:
 
     def _receive_and_start(self, budget: int, long_poll: bool) -> int:
         started = 0
-        if not self.running:
-            order = self.queues[self._rotation :] + self.queues[: self._rotation]
-        else:
-            rotation = self._rotation % len(self._stage_queues)
-            order = self._stage_queues[rotation:] + self._stage_queues[:rotation]
-            if time.monotonic() - self._dlqs_polled >= DLQ_POLL_S:
-                # First, so that a worker kept busy by its stages never starves them.
-                order = [q for q in self.queues if q.endswith(DLQ_SUFFIX)] + order
-        if len(order) > len(self._stage_queues):
-            self._dlqs_polled = time.monotonic()
+        order = self.queues[self._rotation :] + self.queues[: self._rotation]
         self._rotation = (self._rotation + 1) % len(self.queues)
         for index, queue in enumerate(order):
             if budget - started <= 0 or self._signals:

@@ -128,35 +128,3 @@ def test_a_held_message_is_kept_invisible_and_released_at_once_on_sigterm(monkey
     sup.run()
     assert started == [] and not sup._held
     assert queue.released[-1] == ("ocr", held.message.receipt_handle, 0)
-
-
-class _ReceiveLog(InMemoryQueue):
-    def __init__(self) -> None:
-        super().__init__()
-        self.received: list[str] = []
-
-    def receive(self, queue, max_messages=1, wait_s=0, visibility_s=None):
-        self.received.append(queue)
-        return super().receive(queue, max_messages, wait_s, visibility_s)
-
-
-def test_while_children_run_dead_letter_queues_are_polled_every_few_seconds_and_first(monkeypatch):
-    queue = _ReceiveLog()
-    settings = Settings(storage_backend="local")
-    sup = Supervisor(settings, queue, stages=["ocr", "discover"], concurrency=2, isolation="spawn")
-    monkeypatch.setattr(sup, "_start", lambda q, m: None)
-    # Given no child running: a round of receives asks every queue, the DLQs included
-    sup._receive_and_start(1, long_poll=False)
-    assert sorted(queue.received) == sorted(["discover", "ocr", "discover-dlq", "ocr-dlq"])
-    # Given a child running: the rounds that follow ask the stages' queues only
-    sup.running[1] = _finished_run(settings, 0)
-    for _ in range(3):
-        queue.received.clear()
-        sup._receive_and_start(1, long_poll=False)
-        assert sorted(queue.received) == ["discover", "ocr"]
-    # Once DLQ_POLL_S has passed since they were last asked, a round asks them first
-    sup._dlqs_polled -= supervisor_module.DLQ_POLL_S
-    queue.received.clear()
-    queue.messages["ocr-dlq"] = [QueueMessage("ocr-dlq", "m-1", "rh-1", '{"shell_file_id": null}', 3)]
-    assert sup._receive_and_start(1, long_poll=False) == 1
-    assert queue.received == ["discover-dlq", "ocr-dlq"]  # the dead letter taken before any stage's message
