@@ -189,10 +189,10 @@ def _column_dob(page: int, text: str, lines: Sequence[Line],
     birth date. A two-digit year after the report's date is of the century before ("10/21/34" on
     a 2016 report). A value that reads either way (08/11/86) on a page that shows no order gives
     none: the lines below it hold other values (an age in Y/M/D reads as a date too)."""
-    dated = [(raw.start, to_date(raw, month_first)) for raw in raw_dates(text)]
     for index, line in enumerate(lines[:COLUMN_LINES]):
         if not _DOB_ALONE.match(line.text):
             continue
+        dated = [(raw.start, to_date(raw, month_first)) for raw in raw_dates(text)]  # only where a label stands alone
         for value_line in lines[index + 1 : index + 1 + COLUMN_REACH]:
             raws = raw_dates(value_line.text)
             if not raws or raws[0].start > 2:
