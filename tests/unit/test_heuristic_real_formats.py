@@ -730,3 +730,14 @@ def test_a_date_under_an_authored_on_label_that_ends_the_line_above_is_no_encoun
            "Author Organization: TRINITY FAMILY MEDICINE, Authored On:\nJanuary 1, 2024, 7:23:31PM\nMedications\n"
     (only,) = _discover(page, engine="tesseract").encounters
     assert only.date_start is None
+
+
+def test_a_row_of_a_tables_column_ocr_read_apart_is_no_title():  # scanned, realpdf (seeds 15, 16)
+    # The record's last page carries on its tests table; OCR read the table column by column,
+    # so "Chest X-Ray" stands in a list of the tests' names, near the top: a row, not a title.
+    tests = "Medical Tests\nPulmonary Function Test\nChest X-Ray\nBlood Glucose\nECG\nArterial Blood Gas\n" \
+            "Sputum Culture\nDone\nDone\nPending\nPending"
+    pages = [_record_page(head, body) for head, body in zip(OCR_HEADS, RECORD)]
+    table = _record_page("Healthcare\n\n« Recovery\nTrauma\n\n'Center\nWalter Abernathy 13/05/1996", tests)
+    discovery = _discover(*pages, table, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 4)]]
