@@ -247,6 +247,23 @@ def is_title_line(text: str) -> bool:
     return len(words) <= 6 or letters.isupper()
 
 
+def _item(text: str) -> bool:
+    """A line as a list or a table's column prints its rows: a few words, no field, no number,
+    no sentence, no kind's title ("Pulmonary Function Test", "ECG")."""
+    words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
+    return 0 < len(words) <= 5 and ":" not in text and not re.search(r"\d", text) \
+        and not text.rstrip().endswith((".", ",")) and not any(p.search(text) for _, p in _TITLES)
+
+
+def _listed(lines: Sequence[Line], index: int) -> bool:
+    """Whether the line is a row among rows: a row like it directly above, two directly below
+    (a tests table that OCR read column by column: "Pulmonary Function Test / Chest X-Ray /
+    Blood Glucose / ECG"). A title stands apart from what follows it: a banner's fields, a
+    date, the text."""
+    above, below = lines[index - 1 : index], lines[index + 1 : index + 3]
+    return bool(above) and len(below) == 2 and all(_item(line.text) for line in (*above, *below))
+
+
 # A letterhead ends with its contact lines: a telephone or fax number, a street address.
 _CONTACT = re.compile(r"\b(?:tel|phone|fax|ph)\b\.?:?\s*[(+\d]|\(\d{3}\)\s*\d{3}|^\W*\d+\s+\w+.*,\s*\w+", re.I)
 
@@ -271,7 +288,7 @@ def find_title(
     contact_end = max((i for i, line in enumerate(top[:TITLE_LINES]) if _CONTACT.search(line.text)), default=-1)
     found = []
     for index, line in enumerate(top):
-        if not is_title_line(line.text):
+        if not is_title_line(line.text) or _listed(lines, index):
             continue
         # The title is what follows a "Facility:" lead, not a sentence before a colon.
         bare = TITLE_TIME.sub("", line.text)
