@@ -741,3 +741,17 @@ def test_a_row_of_a_tables_column_ocr_read_apart_is_no_title():  # scanned, real
     table = _record_page("Healthcare\n\n« Recovery\nTrauma\n\n'Center\nWalter Abernathy 13/05/1996", tests)
     discovery = _discover(*pages, table, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 4)]]
+
+
+def test_a_facility_name_wrapped_under_its_label_is_no_letterhead():  # scanned, synthea (seed 15)
+    # The stylesheet's closing block on the document's last page: OCR wrapped "Organization:"
+    # and the facility's name it labels, so the name stands on a line of its own near the top.
+    first = "Encounter Summary (January 1, 2025, 01:50:49AM)\nPatient\nLegal: Virgil CRIST\n" \
+            "Date of Birth: January 23, 1959 (65yr) Gender: M\nEncounter\n" \
+            "ID: 957913e9066f, Type: Encounter for symptom, Date/Time: May 23, 1981 07:15:35AM\n" \
+            "Problems\nPrediabetes http://snomed.info/sct 15777000\nChronic sinusitis (disorder)\n"
+    closing = "Author\n\nhttps://github.com/synthetichealth/synthea,\nOrganization: CARDIOVASCULAR\n" \
+              "CENTER AT TUFTS MEDICAL CENTER\nINC\n\nContact Details\nnot applicable\n800, WASHINGTON ST\n" \
+              "WORCESTER, MA 016550002\n"
+    discovery = _discover(first, closing, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
