@@ -439,10 +439,13 @@ def providers_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
 
 def facilities_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
     found: list[Found] = []
+    wrapped: set[int] = set()  # where a line continues a labelled value that ran to the line's end
     for m in _FACILITY_LABELLED.finditer(text):
         value = _cut_at_next_label(m.group(1))
         if len(value) >= 3:
             found.append(Found(value, Span(page, m.start(1), m.start(1) + len(value)), 0))
+            if not text[m.end(1) : m.end(1) + 1].strip():
+                wrapped.add(next((line.end for line in lines if line.start <= m.start(1) < line.end), -1))
     letterhead_end = lines[min(LETTERHEAD_LINES, len(lines)) - 1].end if lines else 0
     for m in _FACILITY.finditer(text):
         words = list(re.finditer(r"\S+", m.group(1)))
@@ -454,7 +457,10 @@ def facilities_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
         value = text[start : m.end(1)]
         if len(words) < 2 and not re.search(r"\s", value):
             continue
-        rank = 1 if start < letterhead_end else 2
+        # "Organization: CARDIOVASCULAR" with the name's rest on the next line, as OCR wraps a
+        # field: the label's value, not a letterhead.
+        above = next((line.end for line in reversed(lines) if line.end < start), None)
+        rank = 1 if start < letterhead_end and above not in wrapped else 2
         found.append(Found(" ".join(value.split()), Span(page, start, m.end(1)), rank))
     return found
 
