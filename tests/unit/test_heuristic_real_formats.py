@@ -735,12 +735,13 @@ def test_a_date_under_an_authored_on_label_that_ends_the_line_above_is_no_encoun
 def test_a_row_of_a_tables_column_ocr_read_apart_is_no_title():  # scanned, realpdf (seeds 15, 16)
     # The record's last page carries on its tests table; OCR read the table column by column,
     # so "Chest X-Ray" stands in a list of the tests' names, near the top: a row, not a title.
-    tests = "Medical Tests\nPulmonary Function Test\nChest X-Ray\nBlood Glucose\nECG\nArterial Blood Gas\n" \
+    tests = "Medical Tests\nPulmonary Function Test\nChest X-Ray\nBlood Glucose{mark}\nECG{mark}\nArterial Blood Gas\n" \
             "Sputum Culture\nDone\nDone\nPending\nPending"
     pages = [_record_page(head, body) for head, body in zip(OCR_HEADS, RECORD)]
-    table = _record_page("Healthcare\n\n« Recovery\nTrauma\n\n'Center\nWalter Abernathy 13/05/1996", tests)
-    discovery = _discover(*pages, table, engine="tesseract")
-    assert [e.page_ranges for e in discovery.encounters] == [[(1, 4)]]
+    head = "Healthcare\n\n« Recovery\nTrauma\n\n'Center\nWalter Abernathy 13/05/1996"
+    for mark in ("", " .", " -"):  # the marks OCR reads after a row
+        discovery = _discover(*pages, _record_page(head, tests.format(mark=mark)), engine="tesseract")
+        assert [e.page_ranges for e in discovery.encounters] == [[(1, 4)]], mark
 
 
 def test_a_facility_name_wrapped_under_its_label_is_no_letterhead():  # scanned, synthea (seed 15)
