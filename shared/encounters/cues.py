@@ -250,6 +250,7 @@ def is_title_line(text: str) -> bool:
 def _item(text: str) -> bool:
     """A line as a list or a table's column prints its rows: a few words, no field, no number,
     no sentence, no kind's title ("Pulmonary Function Test", "ECG")."""
+    text = re.sub(r"\s+[^\w\s]+\s*$", "", text)  # a mark OCR read after the row: "ECG ."
     words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
     return 0 < len(words) <= 5 and ":" not in text and not re.search(r"\d", text) \
         and not text.rstrip().endswith((".", ",")) and not any(p.search(text) for _, p in _TITLES)
