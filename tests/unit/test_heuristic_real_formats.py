@@ -756,3 +756,20 @@ def test_a_facility_name_wrapped_under_its_label_is_no_letterhead():  # scanned,
               "WORCESTER, MA 016550002\n"
     discovery = _discover(first, closing, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_a_running_head_ocr_ran_together_another_way_still_holds_the_records_next_page():  # scanned, realpdf (seed 15)
+    # OCR lost a letter of the letterhead and ran its lines into the banner's on one page, not
+    # on the next: the head's lines are not the last page's, but its words are.
+    heads = ("Healthcare\n\n« Recovery\nTrauma\n- Center",
+             "af, “ealthcare Walter Abernathy 13/05/1996\nU Recoveiy Sierra Valley Medical Institute INC\n\n"
+             "Trauma\nCenter",
+             ". Healthcare\n\nof Recovery\nTrauma\n\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC\n\n"
+             "Center")
+    pages = [_record_page(head, body) for head, body in zip(heads, RECORD)]
+    assert [e.page_ranges for e in _discover(*pages, engine="tesseract").encounters] == [[(1, 3)]]
+    # What the page-pair model reads: the last page's head held, as with a text layer's
+    read = [grouping.read_page(PageText(page_number=i, text=t, engine="tesseract", confidence=0.8), None)
+            for i, t in enumerate(pages, 1)]
+    x = dict(zip(boundaries.FEATURES, boundaries.features(grouping.Group(read[:2]), read[2]), strict=True))
+    assert x["head_as_last"] >= 0.6 and x["head_as_first"] >= 0.6
