@@ -773,3 +773,22 @@ def test_a_running_head_ocr_ran_together_another_way_still_holds_the_records_nex
             for i, t in enumerate(pages, 1)]
     x = dict(zip(boundaries.FEATURES, boundaries.features(grouping.Group(read[:2]), read[2]), strict=True))
     assert x["head_as_last"] >= 0.6 and x["head_as_first"] >= 0.6
+
+
+def test_a_name_with_a_letter_beyond_ascii_is_read_whole():  # scanned (seed 15)
+    # Names are not ASCII ("Zoë Núñez"); OCR reads "McAllister" as "MéAllister" on one page of
+    # two: cut at "é", the name was "Otis M", another patient's.
+    from shared.encounters.identity import read_identity
+
+    def banner(name: str, mrn: str) -> str:
+        return f"Patient Name: {name}\nDate of Birth: 02/26/1979\nMedical Record #: {mrn}\n"
+
+    for name in ("Zoë Núñez", "Otis MéAllister"):
+        text = banner(name, "95116952")
+        assert read_identity(1, text, lines_of(text), True).name[0] == name
+    text = banner("Otis McAllister", "- 95116952")  # a mark OCR read between the label and its value
+    assert read_identity(1, text, lines_of(text), True).identifier[0] == "95116952"
+    pages = [STACKED_BANNER.format(name=name, dob="02/26/1979", mrn="95116952", acc="S15-82946")
+             for name in ("Otis McAllister", "Otis MéAllister")]
+    discovery = _discover(*pages, engine="tesseract")
+    assert not discovery.identity_conflict and len(discovery.encounters) == 1
