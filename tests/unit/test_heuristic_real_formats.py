@@ -792,3 +792,61 @@ def test_a_name_with_a_letter_beyond_ascii_is_read_whole():  # scanned (seed 15)
              for name in ("Otis McAllister", "Otis MéAllister")]
     discovery = _discover(*pages, engine="tesseract")
     assert not discovery.identity_conflict and len(discovery.encounters) == 1
+
+
+CDA_FIRST_READ = """Progress Note (March 29, 2005, 5:15:04PM -0500)
+
+Patient
+
+Guardian
+
+Encounter
+
+Documentation Of
+Author
+
+Legal: Owen HOLLINGSWORTH Date of Birth: January 29, 1966 (39yr) Gender: Male
+Patient-ID: 49426943 (Examples), 943-42-6943 (SSN)
+Ralph RELATIVE - grandfather
+ID: 9937012 (Examples), Type: Office or other outpatient visit, Date/Time: March 29, 2005
+ALLERGIES
+Penicillin G benzathine Hives
+"""
+CDA_MIDDLE_READ = """Patient Provider Provider
+
+; Patient
+Planned Care Start Date Rating Provider
+Encounter for Check-up October 15, 2013
+PROBLEMS
+Type II diabetes mellitus with ulcer
+RESULTS
+Hemoglobin 13.2 g/dL
+"""
+CDA_CLOSING_READ = """Date of Birth
+Race
+
+Patient-IDs
+
+Guardian
+
+Provider Organization .
+
+January 29, 1966 (39yr) Gender
+White Ethnicity
+49426943 (Examples) Language
+943-42-6943 (SSN)
+
+Ralph RELATIVE - grandfather
+
+* Good Health Clinic
+Contact Details
+"""
+
+
+def test_the_stylesheets_closing_block_repeating_the_first_pages_lines_deep_down_does_not_reopen():  # scanned, cda (seed 15)
+    # The closing block prints the patient's demographics again: a line of the first page's
+    # head ("Ralph RELATIVE - grandfather") comes back, but nine lines down, under lines no
+    # page before opened with: the page does not open as the first page did.
+    discovery = _discover(CDA_FIRST_READ, CDA_MIDDLE_READ, CDA_CLOSING_READ, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+
