@@ -20,7 +20,9 @@ from shared.encounters.text import Line, Span
 
 BANNER_LINES = 16  # a patient banner (or running header) sits within this many first lines
 
-_NAME_VALUE = r"(?P<value>[A-Z][A-Za-z'\-]+(?:,?[ \t]+[A-Z][A-Za-z'\-.]*){1,3})"
+# A name's letters are any alphabet's ("Zoë Núñez"), its capitals Latin ones.
+_UPPER, _LETTERS = "[A-ZÀ-ÖØ-Þ]", r"(?:[^\W\d_]|['\-])"
+_NAME_VALUE = rf"(?P<value>{_UPPER}{_LETTERS}+(?:,?[ \t]+{_UPPER}(?:{_LETTERS}|\.)*){{1,3}})"
 # "Legal:": the CDA stylesheet prints the patient's legal name under a "Patient" heading.
 # OCR puts a stray mark or two between a label and its value ("Patient Name: : Pearl Szabo").
 _MARKS = r"(?:[^\w\s]{1,2}[ \t]*){0,2}"
@@ -28,7 +30,8 @@ _NAME_LABEL = re.compile(
     rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_MARKS}{_NAME_VALUE}")
 _ID_LABEL = re.compile(
     r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient[\s\-]*id|record\s+(?:no|number)|"
-    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)(?:[ \t]*[:#.]){0,2}[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
+    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)(?:[ \t]*[:#.]){0,2}[ \t]*"
+    rf"{_MARKS}(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{{2,40}})\b"
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
 # A label alone on its line ("Date of Birth", "DOB:"): a form whose text layer gives a column of
