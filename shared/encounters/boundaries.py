@@ -76,11 +76,14 @@ def masked(line: str) -> str:
     return _MONTH.sub("@", _DIGITS.sub("#", line))
 
 
-def _share(mine: Sequence[str], theirs: Sequence[str]) -> float:
-    """The share of ``mine`` (non-empty lines) that ``theirs`` holds."""
+def _share(mine: Sequence[str], theirs: Sequence[str], read: bool = False) -> float:
+    """The share of ``mine`` (non-empty lines) that ``theirs`` holds; ``read`` (by OCR): as
+    ``_held`` finds a line OCR read again, run together with another or with other marks."""
     mine = [m for m in mine if len(m) >= 3]
     if not mine:
         return 0.0
+    if read:
+        return sum(_held(m, theirs) for m in mine) / len(mine)
     pool = set(theirs)
     return sum(m in pool for m in mine) / len(mine)
 
@@ -370,6 +373,7 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         reopens = _reopens_read(page, first, last)
     reopens = reopens or (len(group.pages) > 1 and _first_line_again(page, first, last))
     banner = page.patient.banner
+    read = page.ocr_confidence is not None  # a head OCR read again: its lines in another order, run together
     values = {
         # the vocabulary's cues
         "conflict": identity.conflicts(group.patient, page.patient),
@@ -400,10 +404,10 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         "banner_new": bool(banner and not any(p.patient.labelled for p in group.pages)),
         "new_form": _new_form(page, group, prior),
         "head_repeated": _head_repeated(page, last),
-        "head_as_last": _share(head, last_head),
-        "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
-        "head_as_first": _share(head, first_head) if len(group.pages) > 1 else _share(head, last_head),
-        "head_shape_as_first": _share(masked_head, [masked(h) for h in first_head]),
+        "head_as_last": _share(head, last_head, read),
+        "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head], read),
+        "head_as_first": _share(head, first_head if len(group.pages) > 1 else last_head, read),
+        "head_shape_as_first": _share(masked_head, [masked(h) for h in first_head], read),
         "opens_as_first_not_last": len(group.pages) > 1 and not last_opened_like_first and _opens_as(page, first),
         "head_shifted": _head_shift(page, last),
         "head_fields": _fields(head),
