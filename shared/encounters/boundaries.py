@@ -196,17 +196,30 @@ def _held(line: str, lines: Sequence[str], part: float = 0.0) -> bool:
                for other in lines)
 
 
+OPENING = 2  # a page opens as another did with at most this many lines of its own above the line they share
+
+
 def _reopens_read(page: Page, first: Page, last: Page) -> bool:
     """``reopens`` on pages OCR read, whose running head it reads another way on each page (its
     lines run together with the banner's, in another order, with stray marks): the document's
     head repeats (two lines of words at the top of its last page at least are at its first's),
     and the page's head prints a line of words of the first page's head again, a line of its own,
-    without a number (a heading, not a date or a value), that the last page's head does not hold."""
+    without a number (a heading, not a date or a value), that the last page's head does not hold,
+    under at most ``OPENING`` lines that neither head holds (the stylesheet's closing block prints
+    a line of the first page's banner again, far down its head)."""
     firsts, lasts = _head(first, WIDE_HEAD), _head(last, WIDE_HEAD)
     if sum((_wordy(line) or len(line) >= 6) and _held(line, _head(first)) for line in _head(last)) < 2:
         return False
-    return any(_wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts)
-               and not _held(line, lasts) for line in _head(page, WIDE_HEAD))
+    own = 0  # lines above it that neither head holds: the page opened otherwise
+    for line in _head(page, WIDE_HEAD):
+        if len(line) < 3 or _held(line, lasts):
+            continue
+        if _wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts):
+            return True
+        own += not _held(line, firsts)
+        if own > OPENING:
+            return False
+    return False
 
 
 def _first_line_again(page: Page, first: Page, last: Page) -> bool:
