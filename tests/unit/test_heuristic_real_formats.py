@@ -869,3 +869,25 @@ def test_the_closing_blocks_patient_fields_read_on_their_labels_lines_below_its_
               "Guardian Boris Bo BETTERHALF - Power of Contact Details Home Primary: 2222 Home Street\n"
     discovery = _discover(first, CDA_MIDDLE_READ, closing, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+
+
+def test_a_running_header_names_its_patient_and_an_ocr_slip_in_the_number_under_that_name_is_no_other_patient():  # scanned, generated (seed 17)
+    # The note's next page prints "Name | MRN ... | Clinic: Title" as its running header; OCR
+    # read the first page's MRN 444-22-2222 as 444-22-2200.
+    from shared.encounters.identity import Identity, conflicts, read_identity
+    from shared.encounters.text import Span
+
+    header = "Eve Betterhalf | 'MRN 444-22-2222 | Riverbend Cardiology Clinic: Clinic Note\n"
+    assert read_identity(2, header, lines_of(header), True).name[0] == "Eve Betterhalf"
+    first = "Riverbend Cardiology Clinic\n55 River Street, Dayton, OH 45402\nRiverbend Cardiology Clinic: Clinic Note\n" \
+            "Patient: Eve Betterhalf DOB: 05/01/1975 MRN: 444-22-2200\nVisit date: 08/02/2018\n" \
+            "Author: Dr. Samuel Ortiz, MD\nCHIEF COMPLAINT\nHeadaches.\n"
+    later = header + "eye exam. Questions were invited and answered today.\nINSTRUCTIONS\n" \
+                     "The patient will follow up once the MRI results are available.\n" \
+                     "Electronically signed by: Dr. Samuel Ortiz, MD on 07/08/2019\n"
+    discovery = _discover(first, later, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]] and not discovery.identity_conflict
+    at = Span(1, 0, 1)
+    eve = Identity(name=("Eve Betterhalf", at), identifier=("444-22-2222", at))
+    assert conflicts(eve, Identity(name=("Ada Lovelace", at), identifier=("444-22-2200", at)))  # another's name
+    assert conflicts(eve, Identity(name=("Eve Betterhalf", at), identifier=("719-04-3851", at)))  # another number
