@@ -96,6 +96,12 @@ def _same_identifier(a: str, b: str) -> bool:
     return _near(a, b) or (len(short) >= 3 and long_.startswith(short)) or (len(short) >= 8 and long_.endswith(short))
 
 
+def _slipped(a: str, b: str) -> bool:
+    """Two digits at most read wrong in a number of eight characters or more (444-22-2222 read
+    444-22-2200): one identifier, where one name goes with both."""
+    return len(a) == len(b) >= 8 and sum(x != y for x, y in zip(a, b, strict=True)) <= 2
+
+
 def _same_day(a: dt.date, b: dt.date) -> bool:
     # 05/01/2005 read day-first on one page and month-first on another is one date, and so is a
     # date OCR misread one digit of (1992-02-05 and 1992-02-08).
@@ -107,10 +113,12 @@ def conflicts(a: Identity, b: Identity) -> bool:
     """Whether two identities are two patients: a field both show differs beyond OCR noise; an
     identifier not where both show one name and one birth date (two systems' numbers for one
     patient, or a number misread)."""
-    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])) \
-            and not (a.name and b.name and a.dob and b.dob and _same_name(a.name[0], b.name[0])
-                     and _same_day(a.dob[0], b.dob[0])):
-        return True
+    if a.identifier and b.identifier:
+        x, y = _norm(a.identifier[0]), _norm(b.identifier[0])
+        named = bool(a.name and b.name and _same_name(a.name[0], b.name[0]))
+        if not _same_identifier(x, y) and not (named and ((a.dob and b.dob and _same_day(a.dob[0], b.dob[0]))
+                                                          or _slipped(x, y))):
+            return True
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
     return bool(a.name and b.name and not _same_name(a.name[0], b.name[0]))
@@ -167,6 +175,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
             m = _ID_LABEL.search(line.text)
             if m and any(c.isdigit() for c in m.group("value")):
                 identifier = (m.group("value"), Span(page, line.start + m.start("value"), line.start + m.end("value")))
+                name = name or _header_name(page, line, m.start())
         if dob is None:
             m = _DOB_LABEL.search(line.text)
             if m:
@@ -256,6 +265,19 @@ def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool 
         at = line.start + m.start("name")
         return Identity((m.group("name"), Span(page, at, at + len(m.group("name")))), (value, Span(page, *dob_at)))
     return None
+
+
+def _header_name(page: int, line: Line, label: int) -> tuple[str, Span] | None:
+    """The name in a running header's first cell, before the record number's ("Eve Betterhalf |
+    MRN 444-22-2222 | Clinic: Note")."""
+    cell = line.text[:label]
+    if "|" not in cell:
+        return None
+    m = _BARE_NAME.match(cell.split("|")[0])
+    if not m:
+        return None
+    at = line.start + m.start("name")
+    return m.group("name"), Span(page, at, at + len(m.group("name")))
 
 
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
