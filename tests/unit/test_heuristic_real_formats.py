@@ -891,3 +891,30 @@ def test_a_running_header_names_its_patient_and_an_ocr_slip_in_the_number_under_
     eve = Identity(name=("Eve Betterhalf", at), identifier=("444-22-2222", at))
     assert conflicts(eve, Identity(name=("Ada Lovelace", at), identifier=("444-22-2200", at)))  # another's name
     assert conflicts(eve, Identity(name=("Eve Betterhalf", at), identifier=("719-04-3851", at)))  # another number
+
+
+VISIT_NOTE = ("CHIEF COMPLAINT\nAnnual exam.\nHISTORY OF PRESENT ILLNESS\n"
+              "Martha Collins is a 50-year-old female with a past medical history\n"
+              "significant for congestive heart failure, depression, and hypertension\n"
+              "who presents for her annual exam. It has been a year since I last saw the\npatient.\n",
+              "Echocardiogram demonstrates decreased ejection fraction of 45%.\nASSESSMENT AND PLAN\n"
+              "Martha Collins is a 50-year-old female with a past medical history\n"
+              "significant for congestive heart failure, depression, and hypertension.\n"
+              "We will increase her lisinopril to 40 mg daily.\n")
+
+
+def test_a_note_that_names_its_patient_only_in_its_text_is_another_patients_beside_a_banner():  # realpdf (seed 17)
+    # A Word-made visit note has no banner: "Martha Collins is a 50-year-old female" names its
+    # patient. Filed before another patient's record, it is hers, not his.
+    head = "Healthcare\nRecovery\nTrauma\nCenter\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC"
+    record = [_record_page(head, body) for body in RECORD]
+    discovery = _discover(*VISIT_NOTE, *record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 5)]]
+    assert discovery.identity_conflict and discovery.encounters[0].patient_name == "Martha Collins"
+
+
+def test_a_name_the_text_tells_on_a_later_page_does_not_overrule_the_banners():  # generated
+    # Our generator prints a banner over a transcript that names someone else: a banner's name stands.
+    first = "Patient: Eve Betterhalf DOB: 05/01/1975 MRN: 444-22-2222\nVisit date: 08/02/2018\n" + VISIT_NOTE[0]
+    discovery = _discover(first, VISIT_NOTE[1])
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]] and not discovery.identity_conflict
