@@ -389,7 +389,7 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
     read = page.ocr_confidence is not None  # a head OCR read again: its lines in another order, run together
     values = {
         # the vocabulary's cues
-        "conflict": identity.conflicts(group.patient, page.patient),
+        "conflict": identity.cuts(group.patient, page.patient),
         "continues": page.continues or last.continues_next,
         "marker_ended": bool(last_marker and last_marker[1] and last_marker[0] >= last_marker[1]),
         "marker_one": bool(marker and marker[0] == 1),

@@ -51,6 +51,7 @@ class Identity:
     dob: tuple[dt.date, Span] | None = None
     identifier: tuple[str, Span] | None = None
     dob_below: bool = False  # the birth date was read in a column of values below its label
+    told: bool = False  # the name was read from the text ("Martha Collins is a 50-year-old"), no label
 
     def __bool__(self) -> bool:
         return any((self.name, self.dob, self.identifier))
@@ -60,17 +61,21 @@ class Identity:
         """Whether a patient banner shows it: the name with a birth date or an identifier on their
         labels' lines. A birth date in a column of values is a record's, not a banner's (the CDA
         stylesheet's closing block prints one under each document's last page)."""
-        return self.name is not None and ((self.dob is not None and not self.dob_below) or self.identifier is not None)
+        return self.name is not None and not self.told \
+            and ((self.dob is not None and not self.dob_below) or self.identifier is not None)
 
     @property
     def labelled(self) -> bool:
         """Whether any field was read beside its label, as banners print them."""
-        return bool(self.name or self.identifier or (self.dob and not self.dob_below))
+        return bool((self.name and not self.told) or self.identifier or (self.dob and not self.dob_below))
 
     def merged(self, other: Identity) -> Identity:
-        """This identity with the fields it lacks taken from ``other``."""
+        """This identity with the fields it lacks taken from ``other``; a name on a label before
+        one the text tells."""
         dob, below = (self.dob, self.dob_below) if self.dob else (other.dob, other.dob_below)
-        return Identity(self.name or other.name, dob, self.identifier or other.identifier, below)
+        name, told = (other.name, other.told) if other.name and (not self.name or self.told and not other.told) \
+            else (self.name, self.told)
+        return Identity(name, dob, self.identifier or other.identifier, below, told)
 
 
 def _norm(value: str) -> str:
@@ -122,6 +127,15 @@ def conflicts(a: Identity, b: Identity) -> bool:
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
     return bool(a.name and b.name and not _same_name(a.name[0], b.name[0]))
+
+
+def cuts(encounter: Identity, page: Identity) -> bool:
+    """Whether ``page`` shows another patient than ``encounter``'s: ``conflicts``, but a name
+    the page's text tells does not overrule the one a banner of the encounter printed (a
+    transcript may name someone else; a later page's prose is no new banner)."""
+    if page.told and encounter.name and not encounter.told:
+        page = dataclasses.replace(page, name=None, told=False)
+    return conflicts(encounter, page)
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -189,7 +203,20 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
         bare = _bare_banner(page, text, lines, month_first)
         if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
             return Identity(bare.name, bare.dob, identifier)
+        told = _TOLD.search(text)
+        if told:
+            at = told.start("name")
+            return Identity((told.group("name"), Span(page, at, told.end("name"))), dob, identifier,
+                            below and dob is not None, True)
     return Identity(name, dob, identifier, below and dob is not None)
+
+
+# A note without a banner names its patient in its text: "Martha Collins is a 50-year-old
+# female", "Theresa Anthony, born on 27/03/1936, is a 73-year-old".
+_TOLD = re.compile(
+    rf"(?<![\w.])(?!(?:The|This|That|Our|Your|Patient|Baby|He|She)\b)(?P<name>{_UPPER}{_LETTERS}+(?:[ \t]+{_UPPER}{_LETTERS}+){{1,2}})"
+    r"(?:,[^,\n]{1,40},)?\s+is\s+an?\s+\d{1,3}[- ]years?[- ]old\b"
+)
 
 
 def _column_dob(page: int, text: str, lines: Sequence[Line],
