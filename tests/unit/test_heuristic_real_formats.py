@@ -918,3 +918,16 @@ def test_a_name_the_text_tells_on_a_later_page_does_not_overrule_the_banners(): 
     first = "Patient: Eve Betterhalf DOB: 05/01/1975 MRN: 444-22-2222\nVisit date: 08/02/2018\n" + VISIT_NOTE[0]
     discovery = _discover(first, VISIT_NOTE[1])
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]] and not discovery.identity_conflict
+
+
+def test_a_running_headers_name_and_number_make_no_banner_of_a_later_page():  # generated (seed 10)
+    # Read from the running header, the name and the MRN beside it name the patient, but the
+    # page with a section titled as a kind below it is no document's first page.
+    first = "Community Health and Hospitals\nDISCHARGE SUMMARY\nPatient: Christina Morgan DOB: 04/12/1961 MRN: 9594293\n" \
+            "Admitted: 03/02/2021 Discharged: 03/06/2021\nREASON FOR ADMISSION\nAbdominal pain.\n"
+    later = "Christina Morgan  |  MRN 9594293  |  DISCHARGE SUMMARY\nGastroenterology\nCardiology\nDietitian\n" \
+            "HOSPITAL COURSE\nPatient presented with dark stools and pain lower left quadrant of abdomen.\n" \
+            "Appendix was removed. Will discharge.\nHOSPITAL DISCHARGE INSTRUCTIONS\n" \
+            "- Take all of your prescription medication as directed.\n"
+    discovery = _discover(first, later)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
