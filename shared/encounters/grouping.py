@@ -76,18 +76,12 @@ class Page:
     @property
     def first_page(self) -> bool:
         """A document's first page: a title together with a patient banner or a letterhead."""
-        if self.title is None or self._in_header(self.title[1]):
-            return False  # "Name | MRN | Clinic: Title": a running header repeats the title on later pages
+        if self.title is None:
+            return False
         facility = self.letterhead_facility
         # A letterhead is the facility on a line of its own; a running header names it among other things.
         letterhead = facility is not None and bool(self.lines) and self.lines[0].text.strip(" .'‘’") == facility
         return _banner(self) or letterhead
-
-    def _in_header(self, at: Span) -> bool:
-        """Whether ``at`` is on the line of the patient's name read from a running header's cells."""
-        name = self.patient.name
-        line = next((ln for ln in self.lines if ln.start <= at.start < ln.end), None)
-        return bool(name and line and "|" in line.text and line.start <= name[1].start < line.end)
 
     def _is_dob(self, date: Date) -> bool:
         return self.patient.dob is not None and date.value == self.patient.dob[0]

@@ -51,7 +51,10 @@ class Identity:
     dob: tuple[dt.date, Span] | None = None
     identifier: tuple[str, Span] | None = None
     dob_below: bool = False  # the birth date was read in a column of values below its label
-    told: bool = False  # the name was read from the text ("Martha Collins is a 50-year-old"), no label
+    # Where the name was read: a banner or a label ("label"), a running header's first cell
+    # ("header": "Name | MRN ... | Title" on a document's later pages), the text ("text":
+    # "Martha Collins is a 50-year-old", no label).
+    name_from: str = "label"
 
     def __bool__(self) -> bool:
         return any((self.name, self.dob, self.identifier))
@@ -61,21 +64,22 @@ class Identity:
         """Whether a patient banner shows it: the name with a birth date or an identifier on their
         labels' lines. A birth date in a column of values is a record's, not a banner's (the CDA
         stylesheet's closing block prints one under each document's last page)."""
-        return self.name is not None and not self.told \
+        return self.name is not None and self.name_from == "label" \
             and ((self.dob is not None and not self.dob_below) or self.identifier is not None)
 
     @property
     def labelled(self) -> bool:
         """Whether any field was read beside its label, as banners print them."""
-        return bool((self.name and not self.told) or self.identifier or (self.dob and not self.dob_below))
+        return bool((self.name and self.name_from != "text") or self.identifier or (self.dob and not self.dob_below))
 
     def merged(self, other: Identity) -> Identity:
         """This identity with the fields it lacks taken from ``other``; a name on a label before
         one the text tells."""
         dob, below = (self.dob, self.dob_below) if self.dob else (other.dob, other.dob_below)
-        name, told = (other.name, other.told) if other.name and (not self.name or self.told and not other.told) \
-            else (self.name, self.told)
-        return Identity(name, dob, self.identifier or other.identifier, below, told)
+        told = self.name_from == "text" and other.name_from != "text"
+        name, name_from = (other.name, other.name_from) if other.name and (not self.name or told) \
+            else (self.name, self.name_from)
+        return Identity(name, dob, self.identifier or other.identifier, below, name_from)
 
 
 def _norm(value: str) -> str:
@@ -133,8 +137,8 @@ def cuts(encounter: Identity, page: Identity) -> bool:
     """Whether ``page`` shows another patient than ``encounter``'s: ``conflicts``, but a name
     the page's text tells does not overrule the one a banner of the encounter printed (a
     transcript may name someone else; a later page's prose is no new banner)."""
-    if page.told and encounter.name and not encounter.told:
-        page = dataclasses.replace(page, name=None, told=False)
+    if page.name_from == "text" and encounter.name and encounter.name_from != "text":
+        page = dataclasses.replace(page, name=None)
     return conflicts(encounter, page)
 
 
@@ -172,6 +176,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
     if not top:
         return Identity()
     name = dob = identifier = None
+    name_from = "label"
     for index, line in enumerate(top):
         if "|" in line.text and index + 1 < len(top):
             found = _from_table(page, line, top[index + 1], month_first)
@@ -189,7 +194,9 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
             m = _ID_LABEL.search(line.text)
             if m and any(c.isdigit() for c in m.group("value")):
                 identifier = (m.group("value"), Span(page, line.start + m.start("value"), line.start + m.end("value")))
-                name = name or _header_name(page, line, m.start())
+                if name is None:
+                    name = _header_name(page, line, m.start())
+                    name_from = "header" if name else name_from
         if dob is None:
             m = _DOB_LABEL.search(line.text)
             if m:
@@ -207,8 +214,8 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
         if told:
             at = told.start("name")
             return Identity((told.group("name"), Span(page, at, told.end("name"))), dob, identifier,
-                            below and dob is not None, True)
-    return Identity(name, dob, identifier, below and dob is not None)
+                            below and dob is not None, "text")
+    return Identity(name, dob, identifier, below and dob is not None, name_from)
 
 
 # A note without a banner names its patient in its text: "Martha Collins is a 50-year-old
