@@ -172,8 +172,7 @@ def boundary(group: Group, page: Page) -> str | None:
         return CERTAIN  # Textract's LAYOUT says this line is the page's title, of another kind
     if page.first_page:
         return STRONG  # a title with its banner or letterhead: a document's first page, even of the same kind
-    if _banner(page) and _banner(group.pages[0]) and not _banner(last) \
-            and _banner_line(page) <= _banner_line(group.pages[0]) + BANNER_SHIFT:
+    if _banner(page) and _banner(group.pages[0]) and not _banner(last):
         return STRONG  # a banner again after pages without one: printers that repeat it do so on every page
     if page.top_title and (group.title is None or page.top_title[0] != group.title[0]) \
             and not _running_header(group, page, page.top_title[1]):
@@ -212,16 +211,6 @@ def _running_header(group: Group, page: Page, title: Span) -> bool:
 
 def _banner(page: Page) -> bool:
     return page.patient.banner
-
-
-BANNER_SHIFT = 3  # a document's banner sits where its first page printed it, give or take this many lines
-
-
-def _banner_line(page: Page) -> int:
-    """The line of the page's banner (its patient's name): a closing block that recaps the
-    patient's fields under its custodian's prints them far lower than the first page did."""
-    name = page.patient.name
-    return next((i for i, line in enumerate(page.lines) if name and line.start <= name[1].start < line.end), 0)
 
 
 def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode: str = "hybrid") -> list[Group]:
