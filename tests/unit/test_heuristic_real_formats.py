@@ -851,26 +851,6 @@ def test_the_stylesheets_closing_block_repeating_the_first_pages_lines_deep_down
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
 
 
-
-def test_the_closing_blocks_patient_fields_read_on_their_labels_lines_below_its_custodian_open_nothing():  # scanned, cda (seed 17)
-    # OCR read the closing block's "Date of Birth" with its value on one line: the patient's
-    # name and birth date on their labels' lines, as a banner, but under the custodian's
-    # block, far below where the document's first page printed its banner.
-    first = "Community Health Consult Note (August 1, 2013, 05:00AM -0800)\n\n" \
-            "Patient | Legal: Caleb SZABO Patient-ID: 53164613 (SSN) Date of Birth: February 1, 1949 (64yr) Gender: Male\n" \
-            "Guardian Boris Bo BETTERHALF - Power of Attorney\n" \
-            "Encounter ID: 9937012 (Examples), Type: Office or other outpatient visit, Date/Time: July 31, 2013\n" \
-            "Author Patricia Patty PRIMARY M.D., Authored On: July 31, 2013\nALLERGIES AND ADVERSE REACTIONS\n" \
-            "Substance Reaction\nPenicillin Nausea\nASSESSMENT\n1. Uncontrolled brittle Type II diabetic.\n"
-    closing = "Set-ID sTT988\n\n(2.16.840.1.113883.19.5.99999.19)\n\n" \
-              "Custodian Good Health HIE Contact Details Workplace: 1009 Healthcare Drive\nPortland, OR 99123\nUS\n" \
-              "Tel Workplace: +1(555)-1009\nPatient Legal: Caleb SZABO, search: Caleb Contact Details: Home Primary\n" \
-              "Date of Birth February 1, 1949 (64yr) Gender Male\nPatient-IDs 53164613 (SSN) Language eng\n" \
-              "Guardian Boris Bo BETTERHALF - Power of Contact Details Home Primary: 2222 Home Street\n"
-    discovery = _discover(first, CDA_MIDDLE_READ, closing, engine="tesseract")
-    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
-
-
 def test_a_running_header_names_its_patient_and_an_ocr_slip_in_the_number_under_that_name_is_no_other_patient():  # scanned, generated (seed 17)
     # The note's next page prints "Name | MRN ... | Clinic: Title" as its running header; OCR
     # read the first page's MRN 444-22-2222 as 444-22-2200.
