@@ -911,3 +911,17 @@ def test_a_running_headers_name_and_number_make_no_banner_of_a_later_page():  # 
             "- Take all of your prescription medication as directed.\n"
     discovery = _discover(first, later)
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_a_name_read_with_a_word_of_the_letterhead_and_an_ocr_slip_is_the_same_patients():  # scanned, realpdf (seed 12)
+    # OCR ran the letterhead's first word into the running head's name, and read "Castellano"
+    # as "Castellario": the name's words are all there, give or take a letter.
+    from shared.encounters.identity import Identity, conflicts
+    from shared.encounters.text import Span
+
+    at = Span(1, 0, 1)
+    banner = Identity(name=("Miriam Ray Castellano", at), dob=(dt.date(1930, 12, 19), at))
+    assert not conflicts(banner, Identity(name=("Healthcare Miriam Ray Castellario", at), dob=(dt.date(1930, 12, 19), at)))
+    assert not conflicts(Identity(name=("Sorensen, Beatrice P", at)), Identity(name=("Beatrice Sorensen", at)))
+    assert conflicts(banner, Identity(name=("Miriam Ray Holloway", at)))  # another surname
+    assert conflicts(Identity(name=("Oscar Brennan", at)), Identity(name=("Healthcare Oscar Ray Delgado", at)))
