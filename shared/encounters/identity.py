@@ -143,7 +143,15 @@ def cuts(encounter: Identity, page: Identity) -> bool:
 
 
 def _same_name(a: str, b: str) -> bool:
-    return difflib.SequenceMatcher(None, _name_key(a), _name_key(b)).ratio() >= 0.75
+    """One name: alike, or every word of the shorter (two words at least) in the longer, give
+    or take a letter ("Miriam Ray Castellano" in "Healthcare Miriam Ray Castellario": OCR ran a
+    letterhead's word into it)."""
+    x, y = _name_key(a), _name_key(b)
+    if difflib.SequenceMatcher(None, x, y).ratio() >= 0.75:
+        return True
+    short, long_ = sorted((x.split(), y.split()), key=len)
+    return len(short) >= 2 and all(any(difflib.SequenceMatcher(None, w, v).ratio() >= 0.8 for v in long_)
+                                   for w in short)
 
 
 def distinct(identities: Iterable[Identity]) -> list[Identity]:
