@@ -64,7 +64,10 @@ def same(a: str, b: str) -> bool:
         return True
     if _DIGITS.findall(a) != _DIGITS.findall(b):
         return False  # another date or number is another line, however alike the words
-    return min(len(a), len(b)) >= 8 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.88
+    if min(len(a), len(b)) < 8:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b)  # the cheap upper bounds first: the same answer
+    return matcher.real_quick_ratio() >= 0.88 and matcher.quick_ratio() >= 0.88 and matcher.ratio() >= 0.88
 
 
 _MONTH = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
