@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 from collections.abc import Iterable
 
 from shared.encounters import boundaries, cues, identity, review
@@ -139,10 +138,6 @@ class Group:
         found = Identity()
         for page in self.pages:
             found = found.merged(page.patient)
-        if found.name is None and len(self.pages) > 1:
-            running = _running_name(self.pages)
-            if running:
-                found = dataclasses.replace(found, name=running, name_from="text")
         return found
 
     def span(self) -> tuple[dt.date, dt.date | None] | None:
@@ -155,30 +150,6 @@ class Group:
         title = self.title
         open_stay = title is not None and title[0] == ET.INPATIENT and not any(d.role == "discharge" for d in dates)
         return min(values), None if open_stay else max(values)
-
-
-RUNNING_NAME_LINES = 4  # a name a document repeats at the top of every page sits within these lines
-# Words of a heading, not of a person's name: "Patient Summary", "Doctor Notes", "Care Plan".
-_NOT_NAME = re.compile(
-    r"\b(?:patient|summary|notes?|report|record|results?|history|plan|care|medical|health|clinical|progress|"
-    r"visit|discharge|directive|tests?|doctor|information|details|contact|medications?|problems?|allergies|"
-    r"vitals?|demographics|instructions?|assessment|diagnosis|orders?|services?|department|page)\b", re.I)
-
-
-def _running_name(pages: list[Page]) -> tuple[str, Span] | None:
-    """A name on a line of its own that every page prints at its top, no title or facility
-    ("Judith Jane Castellano" under an advance directive's title): the document's patient,
-    though no label says so."""
-    first = pages[0]
-    for line in first.lines[:RUNNING_NAME_LINES]:
-        name = identity.name_line(line.text)
-        if name is None or _NOT_NAME.search(name) or cues.find_title(first.number, line.text, lines_of(line.text)) \
-                or cues.facilities_on(first.number, line.text, lines_of(line.text)):
-            continue
-        if all(any(other.text == line.text for other in page.lines[:RUNNING_NAME_LINES]) for page in pages[1:]):
-            at = line.start + line.text.index(name)
-            return name, Span(first.number, at, at + len(name))
-    return None
 
 
 CERTAIN, STRONG, WEAK = "certain", "strong", "weak"  # a page count or a LAYOUT title; any other rule

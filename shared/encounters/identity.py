@@ -281,12 +281,6 @@ _BARE_NAME = re.compile(r"^\W*(?P<name>[A-Z][a-z'\-]+(?:[ \t]+[A-Z][a-z'\-]+\.?)
 BARE_BANNER_LINES = 8
 
 
-def name_line(text: str) -> str | None:
-    """The name a line holds and nothing else ("Judith Jane Castellano")."""
-    m = _BARE_NAME.match(text)
-    return m.group("name") if m else None
-
-
 def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool | None) -> Identity | None:
     born = birth_dates(text, lines, month_first)
     if not born:
