@@ -925,26 +925,3 @@ def test_a_name_read_with_a_word_of_the_letterhead_and_an_ocr_slip_is_the_same_p
     assert not conflicts(Identity(name=("Sorensen, Beatrice P", at)), Identity(name=("Beatrice Sorensen", at)))
     assert conflicts(banner, Identity(name=("Miriam Ray Holloway", at)))  # another surname
     assert conflicts(Identity(name=("Oscar Brennan", at)), Identity(name=("Healthcare Oscar Ray Delgado", at)))
-
-
-DIRECTIVE = ("It is very important for you to discuss your medical treatment goals and wishes with\n"
-             "your healthcare agent, your family, and your medical care providers.\n",
-             "Part 2\nExpression of Healthcare Treatment Wishes and Desires\n"
-             "If I cannot express my own wishes for medical treatment, I would like the doctors treating\n",
-             "If I am so sick or seriously injured that I cannot express my own medical treatment\n"
-             "preferences, and if I am not expected to recover, I want my doctors to keep me comfortable.\n")
-
-
-def test_a_name_a_document_repeats_alone_under_its_title_on_every_page_names_its_patient():  # realpdf (seeds 8, 10, 13)
-    # An advance directive prints its maker's name on a line of its own under its title, page
-    # after page, and no label: filed before another patient's record, it is hers.
-    head = "Healthcare\nRecovery\nTrauma\nCenter\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC"
-    record = [_record_page(head, body) for body in RECORD]
-    directive = [f"Universal Advance Digital Directive (uADD)™\n\nJudith Jane Castellano\n\n{body}" for body in DIRECTIVE[:2]]
-    discovery = _discover(*directive, *record)
-    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 5)]]
-    assert discovery.identity_conflict and discovery.encounters[0].patient_name == "Judith Jane Castellano"
-    # a heading or a facility repeated so is no name
-    for line in ("Progress Note", "Patient Summary", "Riverside Medical Clinic"):
-        pages = [f"{line}\n{body}" for body in DIRECTIVE[:2]]
-        assert _discover(*pages, *record).encounters[0].patient_name is None, line
