@@ -64,7 +64,10 @@ def same(a: str, b: str) -> bool:
         return True
     if _DIGITS.findall(a) != _DIGITS.findall(b):
         return False  # another date or number is another line, however alike the words
-    return min(len(a), len(b)) >= 8 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.88
+    if min(len(a), len(b)) < 8:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b)  # the cheap upper bounds first: the same answer
+    return matcher.real_quick_ratio() >= 0.88 and matcher.quick_ratio() >= 0.88 and matcher.ratio() >= 0.88
 
 
 _MONTH = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
@@ -76,11 +79,14 @@ def masked(line: str) -> str:
     return _MONTH.sub("@", _DIGITS.sub("#", line))
 
 
-def _share(mine: Sequence[str], theirs: Sequence[str]) -> float:
-    """The share of ``mine`` (non-empty lines) that ``theirs`` holds."""
+def _share(mine: Sequence[str], theirs: Sequence[str], read: bool = False) -> float:
+    """The share of ``mine`` (non-empty lines) that ``theirs`` holds; ``read`` (by OCR): as
+    ``_held`` finds a line OCR read again, run together with another or with other marks."""
     mine = [m for m in mine if len(m) >= 3]
     if not mine:
         return 0.0
+    if read:
+        return sum(_held(m, theirs) for m in mine) / len(mine)
     pool = set(theirs)
     return sum(m in pool for m in mine) / len(mine)
 
@@ -193,17 +199,30 @@ def _held(line: str, lines: Sequence[str], part: float = 0.0) -> bool:
                for other in lines)
 
 
+OPENING = 2  # a page opens as another did with at most this many lines of its own above the line they share
+
+
 def _reopens_read(page: Page, first: Page, last: Page) -> bool:
     """``reopens`` on pages OCR read, whose running head it reads another way on each page (its
     lines run together with the banner's, in another order, with stray marks): the document's
     head repeats (two lines of words at the top of its last page at least are at its first's),
     and the page's head prints a line of words of the first page's head again, a line of its own,
-    without a number (a heading, not a date or a value), that the last page's head does not hold."""
+    without a number (a heading, not a date or a value), that the last page's head does not hold,
+    under at most ``OPENING`` lines that neither head holds (the stylesheet's closing block prints
+    a line of the first page's banner again, far down its head)."""
     firsts, lasts = _head(first, WIDE_HEAD), _head(last, WIDE_HEAD)
     if sum((_wordy(line) or len(line) >= 6) and _held(line, _head(first)) for line in _head(last)) < 2:
         return False
-    return any(_wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts)
-               and not _held(line, lasts) for line in _head(page, WIDE_HEAD))
+    own = 0  # lines above it that neither head holds: the page opened otherwise
+    for line in _head(page, WIDE_HEAD):
+        if len(line) < 3 or _held(line, lasts):
+            continue
+        if _wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts):
+            return True
+        own += not _held(line, firsts)
+        if own > OPENING:
+            return False
+    return False
 
 
 def _first_line_again(page: Page, first: Page, last: Page) -> bool:
@@ -370,9 +389,10 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         reopens = _reopens_read(page, first, last)
     reopens = reopens or (len(group.pages) > 1 and _first_line_again(page, first, last))
     banner = page.patient.banner
+    read = page.ocr_confidence is not None  # a head OCR read again: its lines in another order, run together
     values = {
         # the vocabulary's cues
-        "conflict": identity.conflicts(group.patient, page.patient),
+        "conflict": identity.cuts(group.patient, page.patient),
         "continues": page.continues or last.continues_next,
         "marker_ended": bool(last_marker and last_marker[1] and last_marker[0] >= last_marker[1]),
         "marker_one": bool(marker and marker[0] == 1),
@@ -400,10 +420,10 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         "banner_new": bool(banner and not any(p.patient.labelled for p in group.pages)),
         "new_form": _new_form(page, group, prior),
         "head_repeated": _head_repeated(page, last),
-        "head_as_last": _share(head, last_head),
-        "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head]),
-        "head_as_first": _share(head, first_head) if len(group.pages) > 1 else _share(head, last_head),
-        "head_shape_as_first": _share(masked_head, [masked(h) for h in first_head]),
+        "head_as_last": _share(head, last_head, read),
+        "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head], read),
+        "head_as_first": _share(head, first_head if len(group.pages) > 1 else last_head, read),
+        "head_shape_as_first": _share(masked_head, [masked(h) for h in first_head], read),
         "opens_as_first_not_last": len(group.pages) > 1 and not last_opened_like_first and _opens_as(page, first),
         "head_shifted": _head_shift(page, last),
         "head_fields": _fields(head),

@@ -247,6 +247,24 @@ def is_title_line(text: str) -> bool:
     return len(words) <= 6 or letters.isupper()
 
 
+def _item(text: str) -> bool:
+    """A line as a list or a table's column prints its rows: a few words, no field, no number,
+    no sentence, no kind's title ("Pulmonary Function Test", "ECG")."""
+    text = re.sub(r"\s+[^\w\s]+\s*$", "", text)  # a mark OCR read after the row: "ECG ."
+    words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
+    return 0 < len(words) <= 5 and ":" not in text and not re.search(r"\d", text) \
+        and not text.rstrip().endswith((".", ",")) and not any(p.search(text) for _, p in _TITLES)
+
+
+def _listed(lines: Sequence[Line], index: int) -> bool:
+    """Whether the line is a row among rows: a row like it directly above, two directly below
+    (a tests table that OCR read column by column: "Pulmonary Function Test / Chest X-Ray /
+    Blood Glucose / ECG"). A title stands apart from what follows it: a banner's fields, a
+    date, the text."""
+    above, below = lines[index - 1 : index], lines[index + 1 : index + 3]
+    return bool(above) and len(below) == 2 and all(_item(line.text) for line in (*above, *below))
+
+
 # A letterhead ends with its contact lines: a telephone or fax number, a street address.
 _CONTACT = re.compile(r"\b(?:tel|phone|fax|ph)\b\.?:?\s*[(+\d]|\(\d{3}\)\s*\d{3}|^\W*\d+\s+\w+.*,\s*\w+", re.I)
 
@@ -271,7 +289,7 @@ def find_title(
     contact_end = max((i for i, line in enumerate(top[:TITLE_LINES]) if _CONTACT.search(line.text)), default=-1)
     found = []
     for index, line in enumerate(top):
-        if not is_title_line(line.text):
+        if not is_title_line(line.text) or _listed(lines, index):
             continue
         # The title is what follows a "Facility:" lead, not a sentence before a colon.
         bare = TITLE_TIME.sub("", line.text)
@@ -422,10 +440,13 @@ def providers_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
 
 def facilities_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
     found: list[Found] = []
+    wrapped: set[int] = set()  # where a line continues a labelled value that ran to the line's end
     for m in _FACILITY_LABELLED.finditer(text):
         value = _cut_at_next_label(m.group(1))
         if len(value) >= 3:
             found.append(Found(value, Span(page, m.start(1), m.start(1) + len(value)), 0))
+            if not text[m.end(1) : m.end(1) + 1].strip():
+                wrapped.add(next((line.end for line in lines if line.start <= m.start(1) < line.end), -1))
     letterhead_end = lines[min(LETTERHEAD_LINES, len(lines)) - 1].end if lines else 0
     for m in _FACILITY.finditer(text):
         words = list(re.finditer(r"\S+", m.group(1)))
@@ -437,7 +458,10 @@ def facilities_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
         value = text[start : m.end(1)]
         if len(words) < 2 and not re.search(r"\s", value):
             continue
-        rank = 1 if start < letterhead_end else 2
+        # "Organization: CARDIOVASCULAR" with the name's rest on the next line, as OCR wraps a
+        # field: the label's value, not a letterhead.
+        above = next((line.end for line in reversed(lines) if line.end < start), None)
+        rank = 1 if start < letterhead_end and above not in wrapped else 2
         found.append(Found(" ".join(value.split()), Span(page, start, m.end(1)), rank))
     return found
 

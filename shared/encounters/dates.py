@@ -409,9 +409,8 @@ def birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> s
             segment = text[max(line.start, start - LABEL_REACH) : start]
             label = _label(segment)
             role = label[0] if label else None
-            if role is None and not re.search(r"\w", segment) and index > 0:
-                above = lines[index - 1].text
-                role = label_role(above[-30:]) if above.rstrip().endswith(":") else None
+            if role is None:
+                role = _role_above(lines, index, line.text[: raw.start])
             if role == "dob":
                 value = to_date(raw, month_first)
                 if value is not None:
@@ -420,6 +419,14 @@ def birth_dates(text: str, lines: Sequence[Line], month_first: bool | None) -> s
 
 
 _ABOVE_GAP = re.compile(r"^\W*(?:from\W*)?$", re.I)  # what may precede a date whose label ends the line above
+
+
+def _role_above(lines: Sequence[Line], index: int, before: str) -> str | None:
+    """The role that a label ending the line above ("Authored On:", "DOB:") gives a date that
+    opens line ``index`` (``before``: the line's text before the date)."""
+    if index == 0 or not _ABOVE_GAP.match(before) or not lines[index - 1].text.rstrip().endswith(":"):
+        return None
+    return label_role(lines[index - 1].text[-30:])
 
 
 def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
@@ -450,9 +457,8 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
                 role = "documented"
             else:
                 role = _date_role(text, lines, index, start, floor)
-                if role is None and index > 0 and _ABOVE_GAP.match(line.text[: raw.start]) \
-                        and lines[index - 1].text.rstrip().endswith(":"):
-                    role = label_role(lines[index - 1].text[-30:])  # "Authored On:" ending the line above
+                if role is None:
+                    role = _role_above(lines, index, line.text[: raw.start])
                 if role == "visit" and _documents(lines, index):
                     role = "documented"
             if _TITLE_BEFORE.match(line.text[: raw.start]) and _TIME_AFTER.match(line.text[raw.end :]):

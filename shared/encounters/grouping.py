@@ -159,7 +159,7 @@ _HEAD_ROLES = ("generic", "letterhead")  # dates that count only on the page tha
 def boundary(group: Group, page: Page) -> str | None:
     """Whether ``page`` starts a new encounter after ``group``: STRONG, WEAK, or None (it joins)."""
     last = group.pages[-1]
-    if identity.conflicts(group.patient, page.patient):
+    if identity.cuts(group.patient, page.patient):
         return STRONG  # another patient's banner: never the same record, whatever the page numbers say
     if page.continues or last.continues_next:
         return None

@@ -20,7 +20,9 @@ from shared.encounters.text import Line, Span
 
 BANNER_LINES = 16  # a patient banner (or running header) sits within this many first lines
 
-_NAME_VALUE = r"(?P<value>[A-Z][A-Za-z'\-]+(?:,?[ \t]+[A-Z][A-Za-z'\-.]*){1,3})"
+# A name's letters are any alphabet's ("Zoë Núñez"), its capitals Latin ones.
+_UPPER, _LETTERS = "[A-ZÀ-ÖØ-Þ]", r"(?:[^\W\d_]|['\-])"
+_NAME_VALUE = rf"(?P<value>{_UPPER}{_LETTERS}+(?:,?[ \t]+{_UPPER}(?:{_LETTERS}|\.)*){{1,3}})"
 # "Legal:": the CDA stylesheet prints the patient's legal name under a "Patient" heading.
 # OCR puts a stray mark or two between a label and its value ("Patient Name: : Pearl Szabo").
 _MARKS = r"(?:[^\w\s]{1,2}[ \t]*){0,2}"
@@ -28,7 +30,8 @@ _NAME_LABEL = re.compile(
     rf"(?i:\b(?:patient(?:\s+name)?|name|pt|legal(?:\s+name)?)\b)[ \t]*:[ \t]*{_MARKS}{_NAME_VALUE}")
 _ID_LABEL = re.compile(
     r"(?i:\b(?:mrn|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|patient[\s\-]*id|record\s+(?:no|number)|"
-    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)(?:[ \t]*[:#.]){0,2}[ \t]*(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{2,40})\b"
+    r"urn|nhs\s+(?:no|number)|chart\s+(?:no|number|#))\b)(?:[ \t]*[:#.]){0,2}[ \t]*"
+    rf"{_MARKS}(?P<value>[A-Za-z0-9][A-Za-z0-9\-]{{2,40}})\b"
 )
 _DOB_LABEL = re.compile(r"(?i:date\s+of\s+birth|\bd\.?\s?o\.?\s?b\b\.?|birth\s*date|\bborn\b)[ \t]*:?[ \t]*")
 # A label alone on its line ("Date of Birth", "DOB:"): a form whose text layer gives a column of
@@ -48,6 +51,10 @@ class Identity:
     dob: tuple[dt.date, Span] | None = None
     identifier: tuple[str, Span] | None = None
     dob_below: bool = False  # the birth date was read in a column of values below its label
+    # Where the name was read: a banner or a label ("label"), a running header's first cell
+    # ("header": "Name | MRN ... | Title" on a document's later pages), the text ("text":
+    # "Martha Collins is a 50-year-old", no label).
+    name_from: str = "label"
 
     def __bool__(self) -> bool:
         return any((self.name, self.dob, self.identifier))
@@ -57,17 +64,22 @@ class Identity:
         """Whether a patient banner shows it: the name with a birth date or an identifier on their
         labels' lines. A birth date in a column of values is a record's, not a banner's (the CDA
         stylesheet's closing block prints one under each document's last page)."""
-        return self.name is not None and ((self.dob is not None and not self.dob_below) or self.identifier is not None)
+        return self.name is not None and self.name_from == "label" \
+            and ((self.dob is not None and not self.dob_below) or self.identifier is not None)
 
     @property
     def labelled(self) -> bool:
         """Whether any field was read beside its label, as banners print them."""
-        return bool(self.name or self.identifier or (self.dob and not self.dob_below))
+        return bool((self.name and self.name_from != "text") or self.identifier or (self.dob and not self.dob_below))
 
     def merged(self, other: Identity) -> Identity:
-        """This identity with the fields it lacks taken from ``other``."""
+        """This identity with the fields it lacks taken from ``other``; a name on a label before
+        one the text tells."""
         dob, below = (self.dob, self.dob_below) if self.dob else (other.dob, other.dob_below)
-        return Identity(self.name or other.name, dob, self.identifier or other.identifier, below)
+        told = self.name_from == "text" and other.name_from != "text"
+        name, name_from = (other.name, other.name_from) if other.name and (not self.name or told) \
+            else (self.name, self.name_from)
+        return Identity(name, dob, self.identifier or other.identifier, below, name_from)
 
 
 def _norm(value: str) -> str:
@@ -93,6 +105,12 @@ def _same_identifier(a: str, b: str) -> bool:
     return _near(a, b) or (len(short) >= 3 and long_.startswith(short)) or (len(short) >= 8 and long_.endswith(short))
 
 
+def _slipped(a: str, b: str) -> bool:
+    """Two digits at most read wrong in a number of eight characters or more (444-22-2222 read
+    444-22-2200): one identifier, where one name goes with both."""
+    return len(a) == len(b) >= 8 and sum(x != y for x, y in zip(a, b, strict=True)) <= 2
+
+
 def _same_day(a: dt.date, b: dt.date) -> bool:
     # 05/01/2005 read day-first on one page and month-first on another is one date, and so is a
     # date OCR misread one digit of (1992-02-05 and 1992-02-08).
@@ -104,17 +122,36 @@ def conflicts(a: Identity, b: Identity) -> bool:
     """Whether two identities are two patients: a field both show differs beyond OCR noise; an
     identifier not where both show one name and one birth date (two systems' numbers for one
     patient, or a number misread)."""
-    if a.identifier and b.identifier and not _same_identifier(_norm(a.identifier[0]), _norm(b.identifier[0])) \
-            and not (a.name and b.name and a.dob and b.dob and _same_name(a.name[0], b.name[0])
-                     and _same_day(a.dob[0], b.dob[0])):
-        return True
+    if a.identifier and b.identifier:
+        x, y = _norm(a.identifier[0]), _norm(b.identifier[0])
+        named = bool(a.name and b.name and _same_name(a.name[0], b.name[0]))
+        if not _same_identifier(x, y) and not (named and ((a.dob and b.dob and _same_day(a.dob[0], b.dob[0]))
+                                                          or _slipped(x, y))):
+            return True
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
     return bool(a.name and b.name and not _same_name(a.name[0], b.name[0]))
 
 
+def cuts(encounter: Identity, page: Identity) -> bool:
+    """Whether ``page`` shows another patient than ``encounter``'s: ``conflicts``, but a name
+    the page's text tells does not overrule the one a banner of the encounter printed (a
+    transcript may name someone else; a later page's prose is no new banner)."""
+    if page.name_from == "text" and encounter.name and encounter.name_from != "text":
+        page = dataclasses.replace(page, name=None)
+    return conflicts(encounter, page)
+
+
 def _same_name(a: str, b: str) -> bool:
-    return difflib.SequenceMatcher(None, _name_key(a), _name_key(b)).ratio() >= 0.75
+    """One name: alike, or every word of the shorter (two words at least) in the longer, give
+    or take a letter ("Miriam Ray Castellano" in "Healthcare Miriam Ray Castellario": OCR ran a
+    letterhead's word into it)."""
+    x, y = _name_key(a), _name_key(b)
+    if difflib.SequenceMatcher(None, x, y).ratio() >= 0.75:
+        return True
+    short, long_ = sorted((x.split(), y.split()), key=len)
+    return len(short) >= 2 and all(any(difflib.SequenceMatcher(None, w, v).ratio() >= 0.8 for v in long_)
+                                   for w in short)
 
 
 def distinct(identities: Iterable[Identity]) -> list[Identity]:
@@ -147,6 +184,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
     if not top:
         return Identity()
     name = dob = identifier = None
+    name_from = "label"
     for index, line in enumerate(top):
         if "|" in line.text and index + 1 < len(top):
             found = _from_table(page, line, top[index + 1], month_first)
@@ -164,6 +202,9 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
             m = _ID_LABEL.search(line.text)
             if m and any(c.isdigit() for c in m.group("value")):
                 identifier = (m.group("value"), Span(page, line.start + m.start("value"), line.start + m.end("value")))
+                if name is None:
+                    name = _header_name(page, line, m.start())
+                    name_from = "header" if name else name_from
         if dob is None:
             m = _DOB_LABEL.search(line.text)
             if m:
@@ -177,7 +218,20 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
         bare = _bare_banner(page, text, lines, month_first)
         if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
             return Identity(bare.name, bare.dob, identifier)
-    return Identity(name, dob, identifier, below and dob is not None)
+        told = _TOLD.search(text)
+        if told:
+            at = told.start("name")
+            return Identity((told.group("name"), Span(page, at, told.end("name"))), dob, identifier,
+                            below and dob is not None, "text")
+    return Identity(name, dob, identifier, below and dob is not None, name_from)
+
+
+# A note without a banner names its patient in its text: "Martha Collins is a 50-year-old
+# female", "Theresa Anthony, born on 27/03/1936, is a 73-year-old".
+_TOLD = re.compile(
+    rf"(?<![\w.])(?!(?:The|This|That|Our|Your|Patient|Baby|He|She)\b)(?P<name>{_UPPER}{_LETTERS}+(?:[ \t]+{_UPPER}{_LETTERS}+){{1,2}})"
+    r"(?:,[^,\n]{1,40},)?\s+is\s+an?\s+\d{1,3}[- ]years?[- ]old\b"
+)
 
 
 def _column_dob(page: int, text: str, lines: Sequence[Line],
@@ -253,6 +307,19 @@ def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool 
         at = line.start + m.start("name")
         return Identity((m.group("name"), Span(page, at, at + len(m.group("name")))), (value, Span(page, *dob_at)))
     return None
+
+
+def _header_name(page: int, line: Line, label: int) -> tuple[str, Span] | None:
+    """The name in a running header's first cell, before the record number's ("Eve Betterhalf |
+    MRN 444-22-2222 | Clinic: Note")."""
+    cell = line.text[:label]
+    if "|" not in cell:
+        return None
+    m = _BARE_NAME.match(cell.split("|")[0])
+    if not m:
+        return None
+    at = line.start + m.start("name")
+    return m.group("name"), Span(page, at, at + len(m.group("name")))
 
 
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:

@@ -730,3 +730,198 @@ def test_a_date_under_an_authored_on_label_that_ends_the_line_above_is_no_encoun
            "Author Organization: TRINITY FAMILY MEDICINE, Authored On:\nJanuary 1, 2024, 7:23:31PM\nMedications\n"
     (only,) = _discover(page, engine="tesseract").encounters
     assert only.date_start is None
+
+
+def test_a_row_of_a_tables_column_ocr_read_apart_is_no_title():  # scanned, realpdf (seeds 15, 16)
+    # The record's last page carries on its tests table; OCR read the table column by column,
+    # so "Chest X-Ray" stands in a list of the tests' names, near the top: a row, not a title.
+    tests = "Medical Tests\nPulmonary Function Test\nChest X-Ray\nBlood Glucose{mark}\nECG{mark}\nArterial Blood Gas\n" \
+            "Sputum Culture\nDone\nDone\nPending\nPending"
+    pages = [_record_page(head, body) for head, body in zip(OCR_HEADS, RECORD)]
+    head = "Healthcare\n\n« Recovery\nTrauma\n\n'Center\nWalter Abernathy 13/05/1996"
+    for mark in ("", " .", " -"):  # the marks OCR reads after a row
+        discovery = _discover(*pages, _record_page(head, tests.format(mark=mark)), engine="tesseract")
+        assert [e.page_ranges for e in discovery.encounters] == [[(1, 4)]], mark
+
+
+def test_a_facility_name_wrapped_under_its_label_is_no_letterhead():  # scanned, synthea (seed 15)
+    # The stylesheet's closing block on the document's last page: OCR wrapped "Organization:"
+    # and the facility's name it labels, so the name stands on a line of its own near the top.
+    first = "Encounter Summary (January 1, 2025, 01:50:49AM)\nPatient\nLegal: Virgil CRIST\n" \
+            "Date of Birth: January 23, 1959 (65yr) Gender: M\nEncounter\n" \
+            "ID: 957913e9066f, Type: Encounter for symptom, Date/Time: May 23, 1981 07:15:35AM\n" \
+            "Problems\nPrediabetes http://snomed.info/sct 15777000\nChronic sinusitis (disorder)\n"
+    closing = "Author\n\nhttps://github.com/synthetichealth/synthea,\nOrganization: CARDIOVASCULAR\n" \
+              "CENTER AT TUFTS MEDICAL CENTER\nINC\n\nContact Details\nnot applicable\n800, WASHINGTON ST\n" \
+              "WORCESTER, MA 016550002\n"
+    discovery = _discover(first, closing, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_a_running_head_ocr_ran_together_another_way_still_holds_the_records_next_page():  # scanned, realpdf (seed 15)
+    # OCR lost a letter of the letterhead and ran its lines into the banner's on one page, not
+    # on the next: the head's lines are not the last page's, but its words are.
+    heads = ("Healthcare\n\n« Recovery\nTrauma\n- Center",
+             "af, “ealthcare Walter Abernathy 13/05/1996\nU Recoveiy Sierra Valley Medical Institute INC\n\n"
+             "Trauma\nCenter",
+             ". Healthcare\n\nof Recovery\nTrauma\n\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC\n\n"
+             "Center")
+    pages = [_record_page(head, body) for head, body in zip(heads, RECORD)]
+    assert [e.page_ranges for e in _discover(*pages, engine="tesseract").encounters] == [[(1, 3)]]
+    # What the page-pair model reads: the last page's head held, as with a text layer's
+    read = [grouping.read_page(PageText(page_number=i, text=t, engine="tesseract", confidence=0.8), None)
+            for i, t in enumerate(pages, 1)]
+    x = dict(zip(boundaries.FEATURES, boundaries.features(grouping.Group(read[:2]), read[2]), strict=True))
+    assert x["head_as_last"] >= 0.6 and x["head_as_first"] >= 0.6
+
+
+def test_a_name_with_a_letter_beyond_ascii_is_read_whole():  # scanned (seed 15)
+    # Names are not ASCII ("Zoë Núñez"); OCR reads "McAllister" as "MéAllister" on one page of
+    # two: cut at "é", the name was "Otis M", another patient's.
+    from shared.encounters.identity import read_identity
+
+    def banner(name: str, mrn: str) -> str:
+        return f"Patient Name: {name}\nDate of Birth: 02/26/1979\nMedical Record #: {mrn}\n"
+
+    for name in ("Zoë Núñez", "Otis MéAllister"):
+        text = banner(name, "95116952")
+        assert read_identity(1, text, lines_of(text), True).name[0] == name
+    text = banner("Otis McAllister", "- 95116952")  # a mark OCR read between the label and its value
+    assert read_identity(1, text, lines_of(text), True).identifier[0] == "95116952"
+    pages = [STACKED_BANNER.format(name=name, dob="02/26/1979", mrn="95116952", acc="S15-82946")
+             for name in ("Otis McAllister", "Otis MéAllister")]
+    discovery = _discover(*pages, engine="tesseract")
+    assert not discovery.identity_conflict and len(discovery.encounters) == 1
+
+
+CDA_FIRST_READ = """Progress Note (March 29, 2005, 5:15:04PM -0500)
+
+Patient
+
+Guardian
+
+Encounter
+
+Documentation Of
+Author
+
+Legal: Owen HOLLINGSWORTH Date of Birth: January 29, 1966 (39yr) Gender: Male
+Patient-ID: 49426943 (Examples), 943-42-6943 (SSN)
+Ralph RELATIVE - grandfather
+ID: 9937012 (Examples), Type: Office or other outpatient visit, Date/Time: March 29, 2005
+ALLERGIES
+Penicillin G benzathine Hives
+"""
+CDA_MIDDLE_READ = """Patient Provider Provider
+
+; Patient
+Planned Care Start Date Rating Provider
+Encounter for Check-up October 15, 2013
+PROBLEMS
+Type II diabetes mellitus with ulcer
+RESULTS
+Hemoglobin 13.2 g/dL
+"""
+CDA_CLOSING_READ = """Date of Birth
+Race
+
+Patient-IDs
+
+Guardian
+
+Provider Organization .
+
+January 29, 1966 (39yr) Gender
+White Ethnicity
+49426943 (Examples) Language
+943-42-6943 (SSN)
+
+Ralph RELATIVE - grandfather
+
+* Good Health Clinic
+Contact Details
+"""
+
+
+def test_the_stylesheets_closing_block_repeating_the_first_pages_lines_deep_down_does_not_reopen():  # scanned, cda (seed 15)
+    # The closing block prints the patient's demographics again: a line of the first page's
+    # head ("Ralph RELATIVE - grandfather") comes back, but nine lines down, under lines no
+    # page before opened with: the page does not open as the first page did.
+    discovery = _discover(CDA_FIRST_READ, CDA_MIDDLE_READ, CDA_CLOSING_READ, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+
+
+def test_a_running_header_names_its_patient_and_an_ocr_slip_in_the_number_under_that_name_is_no_other_patient():  # scanned, generated (seed 17)
+    # The note's next page prints "Name | MRN ... | Clinic: Title" as its running header; OCR
+    # read the first page's MRN 444-22-2222 as 444-22-2200.
+    from shared.encounters.identity import Identity, conflicts, read_identity
+    from shared.encounters.text import Span
+
+    header = "Eve Betterhalf | 'MRN 444-22-2222 | Riverbend Cardiology Clinic: Clinic Note\n"
+    assert read_identity(2, header, lines_of(header), True).name[0] == "Eve Betterhalf"
+    first = "Riverbend Cardiology Clinic\n55 River Street, Dayton, OH 45402\nRiverbend Cardiology Clinic: Clinic Note\n" \
+            "Patient: Eve Betterhalf DOB: 05/01/1975 MRN: 444-22-2200\nVisit date: 08/02/2018\n" \
+            "Author: Dr. Samuel Ortiz, MD\nCHIEF COMPLAINT\nHeadaches.\n"
+    later = header + "eye exam. Questions were invited and answered today.\nINSTRUCTIONS\n" \
+                     "The patient will follow up once the MRI results are available.\n" \
+                     "Electronically signed by: Dr. Samuel Ortiz, MD on 07/08/2019\n"
+    discovery = _discover(first, later, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]] and not discovery.identity_conflict
+    at = Span(1, 0, 1)
+    eve = Identity(name=("Eve Betterhalf", at), identifier=("444-22-2222", at))
+    assert conflicts(eve, Identity(name=("Ada Lovelace", at), identifier=("444-22-2200", at)))  # another's name
+    assert conflicts(eve, Identity(name=("Eve Betterhalf", at), identifier=("719-04-3851", at)))  # another number
+
+
+VISIT_NOTE = ("CHIEF COMPLAINT\nAnnual exam.\nHISTORY OF PRESENT ILLNESS\n"
+              "Martha Collins is a 50-year-old female with a past medical history\n"
+              "significant for congestive heart failure, depression, and hypertension\n"
+              "who presents for her annual exam. It has been a year since I last saw the\npatient.\n",
+              "Echocardiogram demonstrates decreased ejection fraction of 45%.\nASSESSMENT AND PLAN\n"
+              "Martha Collins is a 50-year-old female with a past medical history\n"
+              "significant for congestive heart failure, depression, and hypertension.\n"
+              "We will increase her lisinopril to 40 mg daily.\n")
+
+
+def test_a_note_that_names_its_patient_only_in_its_text_is_another_patients_beside_a_banner():  # realpdf (seed 17)
+    # A Word-made visit note has no banner: "Martha Collins is a 50-year-old female" names its
+    # patient. Filed before another patient's record, it is hers, not his.
+    head = "Healthcare\nRecovery\nTrauma\nCenter\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC"
+    record = [_record_page(head, body) for body in RECORD]
+    discovery = _discover(*VISIT_NOTE, *record)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 5)]]
+    assert discovery.identity_conflict and discovery.encounters[0].patient_name == "Martha Collins"
+
+
+def test_a_name_the_text_tells_on_a_later_page_does_not_overrule_the_banners():  # generated
+    # Our generator prints a banner over a transcript that names someone else: a banner's name stands.
+    first = "Patient: Eve Betterhalf DOB: 05/01/1975 MRN: 444-22-2222\nVisit date: 08/02/2018\n" + VISIT_NOTE[0]
+    discovery = _discover(first, VISIT_NOTE[1])
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]] and not discovery.identity_conflict
+
+
+def test_a_running_headers_name_and_number_make_no_banner_of_a_later_page():  # generated (seed 10)
+    # Read from the running header, the name and the MRN beside it name the patient, but the
+    # page with a section titled as a kind below it is no document's first page.
+    first = "Community Health and Hospitals\nDISCHARGE SUMMARY\nPatient: Christina Morgan DOB: 04/12/1961 MRN: 9594293\n" \
+            "Admitted: 03/02/2021 Discharged: 03/06/2021\nREASON FOR ADMISSION\nAbdominal pain.\n"
+    later = "Christina Morgan  |  MRN 9594293  |  DISCHARGE SUMMARY\nGastroenterology\nCardiology\nDietitian\n" \
+            "HOSPITAL COURSE\nPatient presented with dark stools and pain lower left quadrant of abdomen.\n" \
+            "Appendix was removed. Will discharge.\nHOSPITAL DISCHARGE INSTRUCTIONS\n" \
+            "- Take all of your prescription medication as directed.\n"
+    discovery = _discover(first, later)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_a_name_read_with_a_word_of_the_letterhead_and_an_ocr_slip_is_the_same_patients():  # scanned, realpdf (seed 12)
+    # OCR ran the letterhead's first word into the running head's name, and read "Castellano"
+    # as "Castellario": the name's words are all there, give or take a letter.
+    from shared.encounters.identity import Identity, conflicts
+    from shared.encounters.text import Span
+
+    at = Span(1, 0, 1)
+    banner = Identity(name=("Miriam Ray Castellano", at), dob=(dt.date(1930, 12, 19), at))
+    assert not conflicts(banner, Identity(name=("Healthcare Miriam Ray Castellario", at), dob=(dt.date(1930, 12, 19), at)))
+    assert not conflicts(Identity(name=("Sorensen, Beatrice P", at)), Identity(name=("Beatrice Sorensen", at)))
+    assert conflicts(banner, Identity(name=("Miriam Ray Holloway", at)))  # another surname
+    assert conflicts(Identity(name=("Oscar Brennan", at)), Identity(name=("Healthcare Oscar Ray Delgado", at)))
