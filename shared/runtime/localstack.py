@@ -39,6 +39,7 @@ class LocalStack:
         self._pg = None
         self._pg_thread: threading.Thread | None = None
         self._pg_error: BaseException | None = None
+        self._checkpoint_thread: threading.Thread | None = None
 
     def start(self, wait: bool = True) -> LocalStack:
         """Start Postgres (unless ``start_database`` did) and moto's server; with ``wait``, return
@@ -81,10 +82,32 @@ class LocalStack:
         if self._pg_error is not None:
             raise self._pg_error
 
+    def checkpoint_soon(self) -> threading.Thread | None:
+        """Have Postgres write what it holds to disk now, in a thread, while the caller goes on.
+
+        Postgres's stop ends with a checkpoint that writes, and syncs file by file, whatever
+        changed since the last one: on a new data dir, every table, index and catalog the
+        migrations made (121 files, 0.40 s of the 0.45 s checkpoint after a 142-page scan, the
+        last thing ``docpipe process`` waits for). Checkpointed once they are made, they are
+        on disk long before the stop, whose checkpoint then has the run's own rows only.
+        Best effort: a checkpoint that fails leaves the stop's to do it all, as before. Returns
+        the thread (None without a database), for a caller that waits; ``stop`` waits for it."""
+        if self._pg is None:
+            return None
+        if self._checkpoint_thread is None or not self._checkpoint_thread.is_alive():
+            self._checkpoint_thread = threading.Thread(
+                target=_checkpoint, args=(self._pg.get_uri(),), name="docpipe-postgres-checkpoint", daemon=True
+            )
+            self._checkpoint_thread.start()
+        return self._checkpoint_thread
+
     def stop(self) -> None:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self._checkpoint_thread is not None:
+            self._checkpoint_thread.join()  # its connection closed before Postgres is asked to stop
+            self._checkpoint_thread = None
         if self._pg_thread is not None:
             self._pg_thread.join()  # a start under way finishes, so that what it started is stopped
             self._pg_thread = None
@@ -121,6 +144,18 @@ class LocalStack:
             "LOCAL_STORAGE_DIR": str(self.data_dir / "storage"),
             "QUEUE_PREFIX": "docpipe",
         }
+
+
+def _checkpoint(uri: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute("checkpoint")
+    except psycopg.Error as exc:
+        from shared.observability import logger
+
+        logger.warning("checkpoint failed", extra={"error": type(exc).__name__})
 
 
 def _moto_server(base, **kwargs):
