@@ -39,3 +39,31 @@ def test_a_checkpoint_asked_for_early_is_written_then_not_left_to_the_stop(tmp_p
 def test_without_a_database_there_is_no_checkpoint_to_ask_for(tmp_path) -> None:
     stack = LocalStack(tmp_path, storage="local", postgres=False)
     assert stack.checkpoint_soon() is None
+
+
+def test_moto_lists_its_modules_once_per_host_not_on_every_request(tmp_path, monkeypatch) -> None:
+    # moto's dispatcher lists its package directory (and stats each entry) to tell a service
+    # from a host, twice a request: the parent of `docpipe process`, where moto runs, paid it
+    # on every receive, send and delete.
+    import moto.backends
+
+    from shared.adapters.aws import SqsQueue
+
+    listed = []
+    list_modules = moto.backends.list_of_moto_modules
+
+    def counted():
+        listed.append(1)
+        return list_modules()
+
+    monkeypatch.setattr(moto.backends, "list_of_moto_modules", counted)
+    stack = LocalStack(tmp_path, storage="local", postgres=False).start()
+    try:
+        queue = SqsQueue("listing", "us-east-1", stack.endpoint_url)
+        queue.ensure_queues(visibility_timeout_s=30, max_receive_count=3)
+        for _ in range(20):
+            assert queue.receive("ocr", max_messages=1, wait_s=0, visibility_s=30) == []
+    finally:
+        stack.stop()
+    # once when the server starts, and at most once for each of the two hosts a request is seen as
+    assert len(listed) <= 3
