@@ -37,6 +37,32 @@ def _cpu() -> dict:
     return {"cpu_s": own.ru_utime + own.ru_stime, "children_cpu_s": kids.ru_utime + kids.ru_stime}
 
 
+def _proc_cpu(pid: int | None) -> dict | None:
+    """A process's CPU seconds, its own and its reaped children's, from /proc."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    utime, stime, cutime, cstime = (int(v) / tick for v in fields[11:15])
+    return {"self_s": round(utime + stime, 2), "children_s": round(cutime + cstime, 2)}
+
+
+def _postmaster(data_dir: Path) -> int | None:
+    try:
+        return int((Path(data_dir) / "pg" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _forkserver_pid() -> int | None:
+    from multiprocessing import forkserver
+
+    return getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+
+
 def _timed(owner, name: str, event: str, detail=None) -> None:
     original = getattr(owner, name)
     if getattr(original, "_traced", False):
@@ -72,6 +98,16 @@ def _patch_parent() -> None:
     _timed(submit, "submit", "parent.submit")
     _timed(localstack.LocalStack, "start", "stack.start")
     _timed(localstack.LocalStack, "stop", "stack.stop")
+    stop_fork_server = supervisor.stop_fork_server
+
+    def stop_fork_server_traced():
+        # The worker is done: the CPU of the stack's Postgres and of the fork server, each with its
+        # reaped children (Postgres's backends; the children and their Tesseracts).
+        data_dir = Path(os.environ.get("LOCAL_STORAGE_DIR", ".")).parent
+        emit("stack.cpu", postgres=_proc_cpu(_postmaster(data_dir)), forkserver=_proc_cpu(_forkserver_pid()), **_cpu())
+        stop_fork_server()
+
+    supervisor.stop_fork_server = stop_fork_server_traced
     sup = supervisor.Supervisor
     # The fork server imports this module too, so that the children are traced.
     if hasattr(supervisor, "FORKSERVER_PRELOAD"):
@@ -82,7 +118,7 @@ def _patch_parent() -> None:
         init(self, *args, **kwargs)
         if self.isolation == "forkserver":
             self.ctx.set_forkserver_preload(["shared.runtime.child", "shared.runtime.targets", "bench._trace"])
-        emit("supervisor.init")
+        emit("supervisor.init", **_cpu())
 
     sup.__init__ = __init__
     start = sup._start
@@ -159,6 +195,14 @@ def main() -> int:
     install_parent()
     t0 = time.time()
     emit("cli.start")
+    # ``docpipe process`` ends with os._exit (no interpreter teardown): the end is emitted then.
+    _exit = os._exit
+
+    def exit_now(code: int) -> None:
+        emit("cli.end", t0=t0, ms=(time.time() - t0) * 1000, **_cpu())
+        _exit(code)
+
+    os._exit = exit_now
     try:
         # ``shared.cli`` as ``__main__``, as ``python -m shared.cli`` runs it: multiprocessing
         # has every child import the main module, and that is part of what is measured.
@@ -256,5 +300,16 @@ def summarise(path: Path | str) -> dict:
                                for k, v in rows.items()},
         "parent_receives": {"calls": len(receives), "total_s": round(sum(e["ms"] for e in receives) / 1000, 2),
                             "median_ms": round(statistics.median(e["ms"] for e in receives), 1)},
-        "cpu_s": {"parent (moto server thread included)": round(end.get("cpu_s", 0), 2)},
+        "cpu_s": {"parent (moto server thread included)": round(end.get("cpu_s", 0), 2),
+                  "parent, to the worker's start": round(by["supervisor.init"][0].get("cpu_s", 0), 2),
+                  **({"parent, worker done": round(by["stack.cpu"][0]["cpu_s"], 2)} if by["stack.cpu"] else {}),
+                  **({"postgres (its backends included)": _sum_cpu(by["stack.cpu"][0]["postgres"]),
+                      "fork server's children (OCR children, their Tesseracts)":
+                          (by["stack.cpu"][0]["forkserver"] or {}).get("children_s"),
+                      "fork server itself": (by["stack.cpu"][0]["forkserver"] or {}).get("self_s")}
+                     if by["stack.cpu"] else {})},
     }
+
+
+def _sum_cpu(cpu: dict | None) -> float | None:
+    return round(cpu["self_s"] + cpu["children_s"], 2) if cpu else None

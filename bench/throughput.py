@@ -257,6 +257,8 @@ def print_ocr_path(ocr: dict) -> None:
             print(f"      a message ({trace['ocr_messages']} for {trace['ocr_pages']} pages; median ms, total s): "
                   + "; ".join(f"{k.strip()} {v['median']}, {v['total_s']}"
                               for k, v in trace["per_ocr_message_ms"].items()))
+            print("      CPU (s): " + "; ".join(f"{k} {v}" for k, v in trace["cpu_s"].items())
+                  + f"; parent's receives {trace['parent_receives']}")
 
 
 def main() -> int:

@@ -848,6 +848,7 @@ def cmd_process(args) -> int:
         # The same runtime as the container: a fresh child process per message.
         supervisor = Supervisor(settings, deps.queue, concurrency=args.concurrency)
         provision(deps)
+        stack.checkpoint_soon()  # the migrations' tables to disk now, not in the stop at the end
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
         monitor = _start_progress(
             args.quiet, deps.db, [sfid for _, sfid in files], lambda stage: settings.max_receive_count

@@ -5,6 +5,7 @@ the one discover message (the fan-in). Called by ``handlers.ocr`` with the parse
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from shared.bootstrap import Deps
@@ -32,7 +33,13 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
 
     # A redelivered message never pays for a page that is already read.
     todo = sorted(set(msg.page_numbers) & set(deps.db.pages_without_text(row.id)))
-    with tempfile.TemporaryDirectory(prefix="docpipe-ocr-") as tmp:
+    # Each page's row is written by a thread while the engine reads the next page: its round
+    # trips and commit no longer hold the engine up (with both cores busy, as at concurrency 2,
+    # Postgres answers late). A write's failure is raised once the next page has been read, or
+    # at the end; every write is done before the fan-in.
+    with tempfile.TemporaryDirectory(prefix="docpipe-ocr-") as tmp, \
+            ThreadPoolExecutor(1, thread_name_prefix="docpipe-ocr-write") as writer:
+        written: Future | None = None
         for page_number in todo:
             ensure_not_deleted(deps, row.id)  # before paying to read a page of a deleted file
             image = Path(tmp) / f"page-{page_number:04d}.jpg"
@@ -44,8 +51,10 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
                 raise PageImageMissingError(f"the image of page {page_number} is not in storage") from exc
             # Whatever read it, a page with ink and no text is flagged, never a silent empty page.
             text = flag_for_review(deps.ocr.read(image, page_number), image)
-            deps.db.upsert_text(row.id, text)
             image.unlink()
+            if written is not None:
+                written.result()
+            written = writer.submit(deps.db.upsert_text, row.id, text)
             logger.info(
                 "page read",
                 extra={
@@ -57,6 +66,8 @@ def run(msg: OcrMessage, deps: Deps, attempt: int = 1) -> int | str | None:
                     "duration_ms": round(text.duration_ms, 1),
                 },
             )
+        if written is not None:
+            written.result()
 
     if deps.db.try_start_discovery(row.id):
         _send_discover(deps, row.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pymupdf
@@ -333,3 +334,65 @@ def test_pages_go_in_messages_whose_last_ones_shrink(deps, tmp_path):
     assert sent == [[1], [2, 3], [4, 5, 6, 7], [8, 9], [10, 11], [12], [13]]
     drain(deps)
     assert sorted(deps.ocr.calls) == list(range(1, 14))
+
+
+def _ocr_body(sfid, pages) -> str:
+    return json.dumps({"shell_file_id": str(sfid), "page_numbers": pages})
+
+
+def _at_ocr(deps, tmp_path, pages):
+    """A file whose pages are stored and wait for OCR, their messages taken off the queue."""
+    sfid = submit(deps, _multipage_tiff(tmp_path, pages), uuid.uuid4())
+    (msg,) = deps.queue.receive(Stage.PREPROCESS.value)
+    handle_record(Stage.PREPROCESS, _record(Stage.PREPROCESS, msg.body), preprocess.run, deps)
+    deps.queue.receive(Stage.OCR.value, max_messages=10)
+    assert deps.db.get_shell_file(sfid).status == FileStatus.OCR
+    return sfid
+
+
+def test_every_page_is_recorded_before_the_file_flips_however_slow_the_writes(deps, tmp_path):
+    # Given a file of 3 pages waiting for OCR, and a database whose writes lag (the stage writes
+    # each page's row while it reads the next)
+    sfid = _at_ocr(deps, tmp_path, 3)
+    upsert = deps.db.upsert_text
+
+    def slow_upsert(shell_file_id, text):
+        time.sleep(0.05)
+        upsert(shell_file_id, text)
+
+    deps.db.upsert_text = slow_upsert
+    # When one message reads the three pages
+    handle_record(Stage.OCR, _record(Stage.OCR, _ocr_body(sfid, [1, 2, 3])), ocr.run, deps)
+    # Then every page was recorded before the fan-in, which flipped the file once
+    assert sorted(n for (f, n) in deps.db.texts if f == sfid) == [1, 2, 3]
+    assert deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+    assert len(deps.queue.bodies(Stage.DISCOVER.value)) == 1
+
+
+def test_a_page_whose_row_cannot_be_written_fails_the_message_and_the_file_does_not_flip(deps, tmp_path):
+    # Given a file of 3 pages waiting for OCR, and a database that cannot write page 2's row
+    sfid = _at_ocr(deps, tmp_path, 3)
+    upsert = deps.db.upsert_text
+
+    def failing_upsert(shell_file_id, text):
+        if text.page_number == 2:
+            raise DependencyUnavailableError("database down")
+        upsert(shell_file_id, text)
+
+    deps.db.upsert_text = failing_upsert
+    # When one message reads the three pages, its failure is left for redelivery
+    with pytest.raises(DependencyUnavailableError):
+        handle_record(Stage.OCR, _record(Stage.OCR, _ocr_body(sfid, [1, 2, 3])), ocr.run, deps)
+    # Then page 1 stays recorded, page 2 is not, the file is still at OCR and nothing went to discover
+    recorded = sorted(n for (f, n) in deps.db.texts if f == sfid)
+    assert recorded[0] == 1 and 2 not in recorded
+    assert deps.db.get_shell_file(sfid).status == FileStatus.OCR
+    assert deps.queue.bodies(Stage.DISCOVER.value) == []
+    assert deps.db.runs[-1].outcome == "retry"
+    # and a redelivery reads only the pages not recorded, and completes the fan-in once
+    deps.db.upsert_text = upsert
+    calls = len(deps.ocr.calls)
+    handle_record(Stage.OCR, _record(Stage.OCR, _ocr_body(sfid, [1, 2, 3]), receive_count=2), ocr.run, deps)
+    assert sorted(deps.ocr.calls[calls:]) == [n for n in (1, 2, 3) if n not in recorded]
+    assert deps.db.get_shell_file(sfid).status == FileStatus.DISCOVERING
+    assert len(deps.queue.bodies(Stage.DISCOVER.value)) == 1
