@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Sequence
 
@@ -66,7 +67,28 @@ def _year(token: str) -> int | None:
     return year
 
 
+_ANY_DIGIT = re.compile(r"\d")
+
+
 def raw_dates(text: str) -> list[RawDate]:
+    """The dates written in ``text``, numeric or with a month's name, where they start and end.
+
+    Every date holds a digit, and most of a page's lines hold none. A line is asked for its
+    dates three or four times in a discovery (its page's dates, the birth dates, where the body
+    starts, the identity), so the answer for a text is kept until ``forget_texts``."""
+    if not _ANY_DIGIT.search(text):
+        return []
+    return list(_raw_dates(text))
+
+
+def forget_texts() -> None:
+    """Drop the texts ``raw_dates`` kept: a discovery ends with it, so that no page's text
+    outlives the discovery that read it (a warm Lambda runs the next patient's)."""
+    _raw_dates.cache_clear()
+
+
+@functools.lru_cache(maxsize=4096)
+def _raw_dates(text: str) -> tuple[RawDate, ...]:
     found: list[RawDate] = []
     for m in _NUM_DMY.finditer(text):
         if len(m.group(4)) == 2 and m.group(2) == ".":
@@ -95,7 +117,7 @@ def raw_dates(text: str) -> list[RawDate]:
         if kept and raw.start < kept[-1].end:
             continue
         kept.append(raw)
-    return kept
+    return tuple(kept)
 
 
 DATE_ORDERS = ("auto", "dmy", "mdy")

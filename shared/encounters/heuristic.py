@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from shared.encounters import grouping, identity
 from shared.encounters.boundaries import MODES, BoundaryModel
-from shared.encounters.dates import DATE_ORDERS, page_orders
+from shared.encounters.dates import DATE_ORDERS, forget_texts, page_orders
 from shared.encounters.text import is_blank
 from shared.models import Discovery, PageText
 from shared.ports import EncounterProvider
@@ -50,9 +50,12 @@ class HeuristicEncounters(EncounterProvider):
         for page in sorted(pages, key=lambda p: p.page_number):
             unique.setdefault(page.page_number, page)
         readable = [p for p in unique.values() if not is_blank(p.text) and not grouping.is_cover(p)]
-        orders = page_orders([p.text for p in readable], self.date_order)
-        pages = (grouping.read_page(p, order) for p, order in zip(readable, orders, strict=True))
-        groups = grouping.group_pages(pages, self.model, self.mode)
+        try:
+            orders = page_orders([p.text for p in readable], self.date_order)
+            pages = (grouping.read_page(p, order) for p, order in zip(readable, orders, strict=True))
+            groups = grouping.group_pages(pages, self.model, self.mode)
+        finally:
+            forget_texts()  # the lines whose dates were kept while the pages were read
         people = identity.distinct(g.patient for g in groups)
         conflict = len(people) > 1
         born = frozenset(g.patient.dob[0] for g in groups if g.patient.dob)

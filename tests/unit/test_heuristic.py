@@ -1020,3 +1020,33 @@ Admission Date: 10/28/2014    Discharge Date: 10/31/2014
 
     # Then the stay neither splits the note nor dates it
     assert [(e.page_ranges, e.date_start) for e in found.encounters] == [([(1, 2)], dt.date(2019, 3, 14))]
+
+
+def test_a_discovery_keeps_no_page_text_once_it_is_done(monkeypatch):
+    # Given a visit note whose lines the heuristic asks for their dates several times each
+    from shared.encounters import dates, grouping
+
+    # When it has been discovered
+    _discover(CLINIC_1)
+    # Then no line it read is kept for the next file, which may be another patient's
+    assert dates._raw_dates.cache_info().currsize == 0
+
+    # and so when the discovery fails once its pages are read
+    group_pages = grouping.group_pages
+
+    def fails_once_read(pages, *args):
+        group_pages(pages, *args)
+        assert dates._raw_dates.cache_info().currsize > 0  # what the discovery kept meanwhile
+        raise RuntimeError("failed half way")
+
+    monkeypatch.setattr(grouping, "group_pages", fails_once_read)
+    with pytest.raises(RuntimeError):
+        _discover(CLINIC_1)
+    assert dates._raw_dates.cache_info().currsize == 0
+
+
+def test_a_text_without_a_digit_has_no_date():
+    from shared.encounters.dates import raw_dates
+
+    assert raw_dates("Follow up in three weeks, sooner if worse") == []
+    assert [r.parts for r in raw_dates("Seen 05/03/2024 and 7 March 2023")] == [(5, 3, 2024), (2023, 3, 7)]
