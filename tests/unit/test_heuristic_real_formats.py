@@ -925,3 +925,21 @@ def test_a_name_read_with_a_word_of_the_letterhead_and_an_ocr_slip_is_the_same_p
     assert not conflicts(Identity(name=("Sorensen, Beatrice P", at)), Identity(name=("Beatrice Sorensen", at)))
     assert conflicts(banner, Identity(name=("Miriam Ray Holloway", at)))  # another surname
     assert conflicts(Identity(name=("Oscar Brennan", at)), Identity(name=("Healthcare Oscar Ray Delgado", at)))
+
+
+def test_a_reports_banner_repeated_with_an_ocr_slip_in_the_patients_number_continues_it():  # scanned (seed 14)
+    # A two-page pathology report whose page 2 repeats its letterhead, banner and heading; OCR
+    # read one digit of the record number on page 2 wrong (88777723 as 88777728). The patient is
+    # the same (name and birth date agree), so the banner is the report's own, repeated.
+    head = ("Valley Regional Laboratory - Anatomic Pathology\n77 Hospital Way, Fresno, CA 93721\n"
+            "PATIENT: MCALLISTER, DOLORES DOB: 01/28/1978 MRN: {mrn}\n"
+            "ACCESSION #: S16-5543 COLLECTED: 06/09/2016 RECEIVED: 06/09/2016\nPATHOLOGY REPORT\n")
+    first = head.format(mrn="88777723") + (
+        "CLINICAL HISTORY\nPolyp noted on examination; rule out malignancy.\nSPECIMEN\nA. Stomach, antrum, biopsy\n"
+        "GROSS DESCRIPTION\nReceived in formalin labeled with the patient's name, 2 tan-pink tissue fragments.\n")
+    second = head.format(mrn="88777728") + (
+        "MICROSCOPIC DESCRIPTION\nSections show the lesion described in the diagnosis below.\nFINAL DIAGNOSIS\n"
+        "A. Stomach, antrum, biopsy: chronic gastritis.\nElectronically signed by Helen Marsh, MD on 06/12/2016\n")
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert not discovery.identity_conflict
