@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Any
 
 from shared.encounters import cues, identity
+from shared.encounters.text import Line
 
 # grouping.Group and grouping.Page: grouping imports this module, so the types are named, not
 # imported (the layer test counts an import under TYPE_CHECKING as an import).
@@ -339,10 +340,15 @@ def _head_repeated(page: Page, last: Page) -> bool:
     """The page's head is the previous page's, line for line, numbers and dates included, and
     some of those numbers are the document's own (an accession number, a collection date; not
     only the patient's birth date or record number, which every document of the patient
-    prints): a report's banner repeated on its next page."""
+    prints): a report's banner repeated on its next page.
+
+    The patient's own birth date and number are left out of the lines compared: they are the
+    identity's to compare, which allows OCR's slips in them (88777723 read 88777728 under one name
+    and birth date), and a page of another patient is cut before this is asked."""
     head, before = page.lines[:HEAD_LINES], last.lines[:HEAD_LINES]
     if len(head) < 2 or len(head) != len(before) or not all(
-            same(norm(a.text), norm(b.text)) for a, b in zip(head, before, strict=True)):
+            same(norm(_without_patient(a, page)), norm(_without_patient(b, last)))
+            for a, b in zip(head, before, strict=True)):
         return False
     patient = [v[1] for v in (page.patient.dob, page.patient.identifier) if v]
     for line in head:
@@ -351,6 +357,15 @@ def _head_repeated(page: Page, last: Page) -> bool:
         if own:
             return True
     return False
+
+
+def _without_patient(line: Line, page: Page) -> str:
+    """The line's text less the patient's birth date and number where the page read them on it."""
+    text = line.text
+    spans = [v[1] for v in (page.patient.dob, page.patient.identifier) if v and line.start <= v[1].start < line.end]
+    for span in sorted(spans, key=lambda sp: sp.start, reverse=True):
+        text = text[: span.start - line.start] + text[span.end - line.start :]
+    return text
 
 
 def _marker(page: Page) -> tuple[int, int | None] | None:
