@@ -943,3 +943,17 @@ def test_a_reports_banner_repeated_with_an_ocr_slip_in_the_patients_number_conti
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
     assert not discovery.identity_conflict
+
+
+def test_a_title_with_a_mark_ocr_read_after_it_is_still_the_title():  # scanned (seed 20)
+    # A two-page pathology report repeating its head on page 2; on page 1 OCR read a mark after
+    # the title ("SURGICAL PATHOLOGY REPORT ."), on page 2 not. Page 1 is titled as page 2 is, so
+    # page 2's title is no other kind's: the report's own head repeated.
+    one = dict(name="Marlene Pritchard", dob="12/04/1951", acc="S23-66241", collected="06/30/2023")
+    first = PATHOLOGY.format(body="GROSS DESCRIPTION\nReceived in formalin, 1 tan-pink tissue fragment.", **one)
+    second = PATHOLOGY.format(body="MICROSCOPIC DESCRIPTION\nSections show benign prostatic tissue.\n"
+                                   "Electronically signed by Dr. H. Varga, pathologist", **one)
+    first = first.replace("SURGICAL PATHOLOGY REPORT", "SURGICAL PATHOLOGY REPORT .")
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert discovery.encounters[0].encounter_type == ET.LAB
