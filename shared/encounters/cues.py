@@ -232,10 +232,14 @@ _SECTION_LEAD = re.compile(
 )
 
 
+_MARK_AFTER = re.compile(r"\s+[^\w\s]+\s*$")  # a mark OCR read at a line's end, apart from its words
+
+
 def is_title_line(text: str) -> bool:
     if _SECTION_LEAD.match(text):
         return False
     text = TITLE_TIME.sub("", text)
+    text = _MARK_AFTER.sub("", text)  # a mark OCR read apart after the title: "PATHOLOGY REPORT ."
     if ":" in text and text.rsplit(":", 1)[1].strip():
         text = text.rsplit(":", 1)[1]  # "Community Health and Hospitals: Discharge Summary"
     if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
@@ -250,7 +254,7 @@ def is_title_line(text: str) -> bool:
 def _item(text: str) -> bool:
     """A line as a list or a table's column prints its rows: a few words, no field, no number,
     no sentence, no kind's title ("Pulmonary Function Test", "ECG")."""
-    text = re.sub(r"\s+[^\w\s]+\s*$", "", text)  # a mark OCR read after the row: "ECG ."
+    text = _MARK_AFTER.sub("", text)  # a mark OCR read after the row: "ECG ."
     words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
     return 0 < len(words) <= 5 and ":" not in text and not re.search(r"\d", text) \
         and not text.rstrip().endswith((".", ",")) and not any(p.search(text) for _, p in _TITLES)
