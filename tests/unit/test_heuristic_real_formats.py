@@ -957,3 +957,17 @@ def test_a_title_with_a_mark_ocr_read_after_it_is_still_the_title():  # scanned 
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
     assert discovery.encounters[0].encounter_type == ET.LAB
+
+
+def test_a_coded_term_with_its_snomed_tag_is_a_row_of_a_list_not_a_title():  # scanned, synthea (seed 20)
+    # A record's next page opens inside its care plan's table, which OCR read column by column:
+    # "Care plan (record artifact)" is a SNOMED term with its semantic tag, a row of the list,
+    # not a care plan document's title.
+    first = ("Patient Manuel BODE Date of Birth: August 15, 1976\nImmunizations\n"
+             "Influenza, seasonal, injectable, preservative free 2021-07-25T08:46:37Z\n"
+             "http://hl7.org/fhir/sid/cvx 140\nPlan of Care\n")
+    second = ("Start\nStop Description\nCode\n2013-05-05T08:46:37Z\nCare plan (record artifact)\n"
+              "http://snomed.info/sct 734163000\n2016-08-21T03:46:37Z\nLifestyle education regarding hypertension\n"
+              "http://snomed.info/sct 443402002\n")
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
