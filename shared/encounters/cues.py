@@ -144,8 +144,12 @@ _TYPE_VALUES: list[tuple[EncounterType, re.Pattern[str]]] = [
     (_ET.IMAGING, re.compile(r"imaging|radiology", re.I)),
 ]
 # SNOMED CT's semantic tag after a term ("General examination of patient (procedure)") says what
-# kind of concept the term is, not what kind of encounter.
-_SEMANTIC_TAG = re.compile(r"\s*\((?:procedure|finding|environment|regime/therapy|situation|event)\)", re.I)
+# kind of concept the term is, not what kind of encounter; a line that ends in one is a coded
+# term, a row of a list ("Care plan (record artifact)"), never a document's title.
+_TAGS = (r"\((?:procedure|finding|disorder|environment|regime/therapy|situation|event|record artifact|"
+         r"observable entity|qualifier value|body structure|substance|product|specimen|morphologic abnormality)\)")
+_SEMANTIC_TAG = re.compile(r"\s*" + _TAGS, re.I)
+_CODED_TERM = re.compile(_TAGS + r"\s*$", re.I)
 TYPE_FIELD_LINES = 16  # the field sits in the document's head
 
 
@@ -240,6 +244,8 @@ def is_title_line(text: str) -> bool:
         return False
     text = TITLE_TIME.sub("", text)
     text = _MARK_AFTER.sub("", text)  # a mark OCR read apart after the title: "PATHOLOGY REPORT ."
+    if _CODED_TERM.search(text):
+        return False  # a coded term: "Care plan (record artifact)"
     if ":" in text and text.rsplit(":", 1)[1].strip():
         text = text.rsplit(":", 1)[1]  # "Community Health and Hospitals: Discharge Summary"
     if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
