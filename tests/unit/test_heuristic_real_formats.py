@@ -971,3 +971,15 @@ def test_a_coded_term_with_its_snomed_tag_is_a_row_of_a_list_not_a_title():  # s
               "http://snomed.info/sct 443402002\n")
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_a_tables_heading_row_under_a_name_column_is_no_patients_name():  # scanned, cda (seed 20)
+    # The stylesheet's problem list is a table headed "Name | Dates | Status"; OCR read its heading
+    # row as "Name : Dates Status" near the top of the record's next page. Column headings are no
+    # patient: no conflict, no cut.
+    first = CCD
+    second = ("Planned Activity Planned Date\nColonoscopy Oct 12, 2014\nProblem List.\nName : Dates Status\n"
+              "Dark stools Onset: Sept 6 2014 Active\nAppendicitis Onset: Sept 8 2014 Active\n")
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert not discovery.identity_conflict
