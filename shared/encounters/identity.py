@@ -41,6 +41,11 @@ COLUMN_LINES = 48  # such a form's labels reach this far down its first page
 COLUMN_REACH = 8  # ... and its values sit within this many lines below their label
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
 _NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
+# A table's columns beside its "Name" column: "Name | Dates | Status", read by OCR as "Name : Dates
+# Status", is a heading row, not a patient.
+_COLUMN_HEADING = re.compile(
+    r"\b(?:dates?|status|code|description|type|value|result|onset|start|stop|reaction|severity|"
+    r"relationship|frequency|dose|route|quantity|units?)\b", re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +200,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
             m = _NAME_LABEL.search(line.text)
             if m:
                 value = _NAME_STOP.split(m.group("value"))[0].strip(" ,.")
-                if len(value.split()) >= 2:
+                if len(value.split()) >= 2 and not _COLUMN_HEADING.search(value):
                     at = line.start + m.start("value")
                     name = (value, Span(page, at, at + len(value)))
         if identifier is None:
