@@ -983,3 +983,18 @@ def test_a_tables_heading_row_under_a_name_column_is_no_patients_name():  # scan
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
     assert not discovery.identity_conflict
+
+
+def test_a_reports_banner_repeated_with_its_number_read_on_one_page_only_continues_it():  # scanned (seed 16)
+    # Page 2 repeats the banner with the same number, but a mark OCR put before its label
+    # ("_MRN:") keeps the number from being read there: the lines still match as printed.
+    head = ("St. Brigid Medical Center, Department of Pathology\n9 Abbey Road, Worcester, MA 01608\n"
+            "PATIENT: FONTAINE, OTIS DOB: 02/07/1960 {label}: 23126481\n"
+            "ACCESSION #: S21-64985 COLLECTED: 05/21/2021 RECEIVED: 05/21/2021\nPATHOLOGY REPORT\n")
+    first = head.format(label="MRN") + (
+        "CLINICAL HISTORY\nThyroid nodule.\nGROSS DESCRIPTION\nReceived in formalin, 4 tan-pink tissue fragments.\n")
+    second = head.format(label="_MRN") + (
+        "MICROSCOPIC DESCRIPTION\nSections show a benign follicular nodule.\nFINAL DIAGNOSIS\n"
+        "Thyroid, left lobe: follicular adenoma.\nElectronically signed by Helen Marsh, MD on 05/24/2021\n")
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
