@@ -27,7 +27,6 @@ from importlib import resources
 from typing import Any
 
 from shared.encounters import cues, identity
-from shared.encounters.text import Line
 
 # grouping.Group and grouping.Page: grouping imports this module, so the types are named, not
 # imported (the layer test counts an import under TYPE_CHECKING as an import).
@@ -342,12 +341,13 @@ def _head_repeated(page: Page, last: Page) -> bool:
     only the patient's birth date or record number, which every document of the patient
     prints): a report's banner repeated on its next page.
 
-    The patient's own birth date and number are left out of the lines compared: they are the
-    identity's to compare, which allows OCR's slips in them (88777723 read 88777728 under one name
-    and birth date), and a page of another patient is cut before this is asked."""
+    The patient's birth date and number (either page's) are left out of the lines compared: they
+    are the identity's to compare, which allows OCR's slips in them (88777723 read 88777728 under
+    one name and birth date), and a page of another patient is cut before this is asked."""
     head, before = page.lines[:HEAD_LINES], last.lines[:HEAD_LINES]
+    values = _patient_values(page) | _patient_values(last)
     if len(head) < 2 or len(head) != len(before) or not all(
-            same(norm(_without_patient(a, page)), norm(_without_patient(b, last)))
+            same(norm(_without(a.text, values)), norm(_without(b.text, values)))
             for a, b in zip(head, before, strict=True)):
         return False
     patient = [v[1] for v in (page.patient.dob, page.patient.identifier) if v]
@@ -359,12 +359,16 @@ def _head_repeated(page: Page, last: Page) -> bool:
     return False
 
 
-def _without_patient(line: Line, page: Page) -> str:
-    """The line's text less the patient's birth date and number where the page read them on it."""
-    text = line.text
-    spans = [v[1] for v in (page.patient.dob, page.patient.identifier) if v and line.start <= v[1].start < line.end]
-    for span in sorted(spans, key=lambda sp: sp.start, reverse=True):
-        text = text[: span.start - line.start] + text[span.end - line.start :]
+def _patient_values(page: Page) -> set[str]:
+    """The patient's birth date and number as the page prints them, where it read them."""
+    return {page.text[v[1].start : v[1].end] for v in (page.patient.dob, page.patient.identifier) if v}
+
+
+def _without(text: str, values: set[str]) -> str:
+    """The text less these values, wherever it prints them (on both pages of a pair: a number
+    read on one page only, behind a mark OCR put before its label, is left out of both)."""
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, " ")
     return text
 
 
