@@ -927,20 +927,29 @@ def test_a_name_read_with_a_word_of_the_letterhead_and_an_ocr_slip_is_the_same_p
     assert conflicts(Identity(name=("Oscar Brennan", at)), Identity(name=("Healthcare Oscar Ray Delgado", at)))
 
 
+def _two_page_report(head: str, first_line: str, second_line: str) -> list[str]:
+    """A pathology report's two pages, each under ``head`` (a letterhead, the patient's banner,
+    the accession line, the heading), its banner line on each page as given."""
+    first = head.format(banner=first_line) + (
+        "CLINICAL HISTORY\nPolyp noted on examination; rule out malignancy.\nSPECIMEN\nA. Stomach, antrum, biopsy\n"
+        "GROSS DESCRIPTION\nReceived in formalin labeled with the patient's name, 2 tan-pink tissue fragments.\n")
+    second = head.format(banner=second_line) + (
+        "MICROSCOPIC DESCRIPTION\nSections show the lesion described in the diagnosis below.\nFINAL DIAGNOSIS\n"
+        "A. Stomach, antrum, biopsy: chronic gastritis.\nElectronically signed by Helen Marsh, MD on 06/12/2016\n")
+    return [first, second]
+
+
+VALLEY_HEAD = ("Valley Regional Laboratory - Anatomic Pathology\n77 Hospital Way, Fresno, CA 93721\n{banner}\n"
+               "ACCESSION #: S16-5543 COLLECTED: 06/09/2016 RECEIVED: 06/09/2016\nPATHOLOGY REPORT\n")
+
+
 def test_a_reports_banner_repeated_with_an_ocr_slip_in_the_patients_number_continues_it():  # scanned (seed 14)
     # A two-page pathology report whose page 2 repeats its letterhead, banner and heading; OCR
     # read one digit of the record number on page 2 wrong (88777723 as 88777728). The patient is
     # the same (name and birth date agree), so the banner is the report's own, repeated.
-    head = ("Valley Regional Laboratory - Anatomic Pathology\n77 Hospital Way, Fresno, CA 93721\n"
-            "PATIENT: MCALLISTER, DOLORES DOB: 01/28/1978 MRN: {mrn}\n"
-            "ACCESSION #: S16-5543 COLLECTED: 06/09/2016 RECEIVED: 06/09/2016\nPATHOLOGY REPORT\n")
-    first = head.format(mrn="88777723") + (
-        "CLINICAL HISTORY\nPolyp noted on examination; rule out malignancy.\nSPECIMEN\nA. Stomach, antrum, biopsy\n"
-        "GROSS DESCRIPTION\nReceived in formalin labeled with the patient's name, 2 tan-pink tissue fragments.\n")
-    second = head.format(mrn="88777728") + (
-        "MICROSCOPIC DESCRIPTION\nSections show the lesion described in the diagnosis below.\nFINAL DIAGNOSIS\n"
-        "A. Stomach, antrum, biopsy: chronic gastritis.\nElectronically signed by Helen Marsh, MD on 06/12/2016\n")
-    discovery = _discover(first, second, engine="tesseract")
+    pages = _two_page_report(VALLEY_HEAD, "PATIENT: MCALLISTER, DOLORES DOB: 01/28/1978 MRN: 88777723",
+                             "PATIENT: MCALLISTER, DOLORES DOB: 01/28/1978 MRN: 88777728")
+    discovery = _discover(*pages, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
     assert not discovery.identity_conflict
 
@@ -988,13 +997,12 @@ def test_a_tables_heading_row_under_a_name_column_is_no_patients_name():  # scan
 def test_a_reports_banner_repeated_with_its_number_read_on_one_page_only_continues_it():  # scanned (seed 16)
     # Page 2 repeats the banner with the same number, but a mark OCR put before its label
     # ("_MRN:") keeps the number from being read there: the lines still match as printed.
-    head = ("St. Brigid Medical Center, Department of Pathology\n9 Abbey Road, Worcester, MA 01608\n"
-            "PATIENT: FONTAINE, OTIS DOB: 02/07/1960 {label}: 23126481\n"
+    head = ("St. Brigid Medical Center, Department of Pathology\n9 Abbey Road, Worcester, MA 01608\n{banner}\n"
             "ACCESSION #: S21-64985 COLLECTED: 05/21/2021 RECEIVED: 05/21/2021\nPATHOLOGY REPORT\n")
-    first = head.format(label="MRN") + (
-        "CLINICAL HISTORY\nThyroid nodule.\nGROSS DESCRIPTION\nReceived in formalin, 4 tan-pink tissue fragments.\n")
-    second = head.format(label="_MRN") + (
-        "MICROSCOPIC DESCRIPTION\nSections show a benign follicular nodule.\nFINAL DIAGNOSIS\n"
-        "Thyroid, left lobe: follicular adenoma.\nElectronically signed by Helen Marsh, MD on 05/24/2021\n")
+    first = head.format(banner="PATIENT: FONTAINE, OTIS DOB: 02/07/1960 MRN: 23126481") \
+        + "CLINICAL HISTORY\nThyroid nodule.\nGROSS DESCRIPTION\nReceived in formalin, 4 tan-pink tissue fragments.\n"
+    second = head.format(banner="PATIENT: FONTAINE, OTIS DOB: 02/07/1960 _MRN: 23126481") \
+        + ("MICROSCOPIC DESCRIPTION\nSections show a benign follicular nodule.\nFINAL DIAGNOSIS\n"
+           "Thyroid, left lobe: follicular adenoma.\nElectronically signed by Helen Marsh, MD on 05/24/2021\n")
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
