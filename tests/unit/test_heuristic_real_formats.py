@@ -1006,3 +1006,85 @@ def test_a_reports_banner_repeated_with_its_number_read_on_one_page_only_continu
            "Thyroid, left lobe: follicular adenoma.\nElectronically signed by Helen Marsh, MD on 05/24/2021\n")
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+
+
+def test_a_note_without_the_running_head_ocr_read_anew_on_every_page_before_it_starts_a_document():  # scanned (seeds 8, 13)
+    # The vendor's record repeats its two-column head on every page, read another way by OCR
+    # each time; the visit note after it prints no head at all, and names the same patient.
+    pages = [_record_page(head, body) for head, body in zip(OCR_HEADS, RECORD)]
+    note = [page.replace("Martha Collins", "Walter Abernathy") for page in VISIT_NOTE]
+    discovery = _discover(*pages, *note, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 5)]]
+
+
+def test_a_collection_date_behind_the_marks_ocr_put_around_it_dates_the_report():  # scanned (seed 14)
+    # OCR read the form's rule as "_" before the date and a speck as "©" after it, on both
+    # pages; the report date below is clean. The specimen's collection dates the report.
+    head = ("St. Brigid Medical Center, Department of Pathology PATHOLOGY REPORT\n9 Abbey Road, Worcester, MA 01608\n"
+            "{banner}\nMedical Record #: 16861705\nAccession No.: S21-17646\n"
+            "Date Collected: _ 2021-04-07 ©\nDate Reported: ~ 2021-04-09\n")
+    pages = _two_page_report(head, "Patient Name: Rufus Szabo", "Patient Name: Rufus Szabo")
+    pages[1] = pages[1].replace('_ 2021-04-07 ©', '_ "2021-04-07').replace("~ 2021-04-09", "2021-04-09")
+    (report,) = _discover(*pages, engine="tesseract").encounters
+    assert report.date_start == dt.date(2021, 4, 7)
+
+
+def test_dates_in_rows_of_a_table_at_the_top_of_a_page_date_no_visit():  # scanned (seed 15)
+    # The record's last page opens, under its running head, with a table of tests and the day
+    # each was done; OCR lost the table's rules. Each row's date stands after a few words, as a
+    # letter's date would, but every row has one: a list, not the page's own date.
+    head = "Healthcare\nof Recovery\nTrauma\nAgnes Ray Kowalski 11/07/1985\nSierra Valley Medical Institute INC\nCenter\n"
+    rows = ("Medication Test Status On/Last\nHbAIc Done 28/10/2024\nLipid Panel Done 28/10/2024\n"
+            "Complete Blood Count (CBC) Done 28/10/2024\nUrine Microalbumin Pending 03/11/2024\n")
+    (visit,) = _discover(head + rows + "Sierra Valley Medical Institute INC\n(402) 738-5912\n",
+                         engine="tesseract").encounters
+    assert visit.date_start is None
+
+
+def test_a_running_heads_name_behind_the_marks_ocr_read_before_it_is_the_records_patient():  # scanned (seed 10)
+    # Another patient's discharge summary, then a record whose running head OCR read with a
+    # word and marks before the name ("a Healthcare ' = . Walter Abernathy 13/05/1996"): the
+    # name beside the birth date is the record's banner, not only a name its text tells.
+    summary = (("Community Health Hospital Patient ID: 12345\nDischarge Summary Patient Name: Levin, Henry L.\n"
+                "Date of Discharge: 03/26/2009\nDISCHARGE DIAGNOSES:\n1. Acute cerebrovascular accident.\n"
+                "2. Hypertension.\nThe patient was admitted to the MICU.\n1|Page"),
+               ("HOSPITAL COURSE PER PROBLEM LIST:\n1. Acute cerebrovascular accident: the patient was not a\n"
+                "candidate for tissue plasminogen activator. A neurology consult was obtained.\n2|Page"))
+    record = [_record_page(head, body) for head, body in zip(OCR_HEADS, RECORD)]
+    discovery = _discover(*summary, *record, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 5)]]
+    assert discovery.identity_conflict
+    assert discovery.encounters[1].patient_name == "Walter Abernathy"
+
+
+def test_a_records_last_page_opening_as_its_first_did_where_ocr_misread_the_middle_ones_continues_it():  # scanned (seed 15)
+    # OCR read the running head's words one to a line on the record's first and last pages,
+    # and garbled them on the middle one ("ealthcare", "Recoveiy"): the last page opens as the
+    # first did and the middle one did not, but its head is the middle one's all the same.
+    heads = ("Healthcare\nRecovery\nTrauma\nCenter",
+             "af, \u201cealthcare Walter Abernathy 13/05/1996\nU Recoveiy Sierra Valley Medical Institute INC\nTrauma\nCenter",
+             ". Healthcare\nof Recovery\nTrauma\nWalter Abernathy 13/05/1996\nSierra Valley Medical Institute INC\nCenter")
+    bodies = (RECORD[0] + "\nPatient Demographics\nName: Walter\nAbernathy\nDOB: 13/05/1996\nAge: 46", *RECORD[1:])
+    pages = [_record_page(head, body) for head, body in zip(heads, bodies)]
+    discovery = _discover(*pages, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+
+
+def test_a_page_opening_with_the_document_befores_first_line_where_ocr_garbled_its_own_starts_one():  # scanned, synthea (seed 12)
+    # Three summaries of one export; OCR garbled the second one's title ("Encounter coon") and
+    # read the third one's blocks in another order, so neither its form nor the second one's
+    # first line is read again. Its first line is the one the first document opened with.
+    title = "Encounter Summary (January 1, 2024, 7:23:31PM)"
+    patient = "Patient Hermelinda ROBEL Date of Birth: March 27, 1973 Gender: F\n" \
+              "Patient-ID: 5e919c08-ef1d-c960-e1b8-5a03864190aa (2.16.840.1.113883.19.5)\n"
+    second = "Medications\nAcetaminophen 325 MG Oral Tablet\nProblems\nPrediabetes http://snomed.info/sct 15777000\n" \
+             "Immunizations\nInfluenza vaccine\nCustodian\nTRINITY FAMILY MEDICINE\n3 WASHINGTON ST STE 220\n" \
+             "NORTH EASTON, MA\n"
+    first = f"{title}\n{patient}Encounter ID: 9c1d, Type: Emergency room admission (procedure), Date/Time:\n" \
+            "August 10, 2019 9:21:08PM - 11:13:08PM\nMedications\n"
+    garbled = f"_ Encounter coon (January 1, 2024, 7:23: 31PM)\n{patient}Encounter ID: 4e2a, Type: General " \
+              "examination of patient (procedure), Date/Time:\nJune 7, 2022 9:12:41AM - 9:42:41AM\nImmunizations\n"
+    reordered = f"{title}\nDocumentation Of\nCare provision, Date/Time: March 3, 2023 8:00:00AM - 8:15:00AM\n" \
+                f"Authored On: January 1, 2024, 7:23:31PM\n{patient}Medications\n"
+    discovery = _discover(first, second, garbled, second, reordered, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)], [(5, 6)]]
