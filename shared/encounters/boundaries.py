@@ -163,6 +163,22 @@ def _running(a: Page, b: Page) -> set[str]:
     return shared if sum(map(_wordy, shared)) >= 2 else set()
 
 
+def _running_stopped_read(before: Page, last: Page, first: Page, page: Page) -> bool:
+    """``running_stopped`` on pages OCR read, where a running head reads another way on each
+    page (a two-column head's lines run together, split or reordered, with stray marks), so
+    judged by its words: four words at least that the tops of the document's last three pages
+    all print (two pages' tops alone may share a table's heading, or a block of the banner the
+    next page prints again), fewer than half of which the page prints anywhere."""
+    if before is first:
+        return False
+    kept = _top_words(last) & _top_words(before) & _top_words(first, WIDE_HEAD)
+    return len(kept) >= 4 and len(kept & _words(page)) < 0.5 * len(kept)
+
+
+def _top_words(page: Page, n: int = HEAD_LINES) -> set[str]:
+    return {w for line in _head(page, n) for w in _WORD.findall(line)}
+
+
 def _kept_share(kept: set[str], page: Page) -> float:
     """The share of a running head ``kept`` that the page's top prints; read by OCR, anywhere
     on the page and give or take a few characters (OCR reads a two-column head in any order)."""
@@ -431,7 +447,9 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         "first_line_title": bool(page.lines) and _title_line(page.lines[0].text),
         "head_dated": any(_DATE_LIKE.search(line.text) for line in page.lines[:3]),
         # the page's structure: no vocabulary
-        "running_stopped": bool(kept) and _kept_share(kept, page) < 0.5,
+        "running_stopped": (_kept_share(kept, page) < 0.5 if kept else
+                            bool(read and before and before.ocr_confidence is not None
+                                 and _running_stopped_read(before, last, first, page))),
         "foot_stopped": bool(before) and _foot_stopped(before, last, page),
         "reopens": reopens,
         "first_line_shifted": _first_line_shifted(page, last) or (len(group.pages) > 1
