@@ -262,8 +262,10 @@ def label_role(segment: str) -> str | None:
 # date ("Admission date: ...    Discharge date: ..."), and only punctuation parts it from its date.
 # The same words inside a sentence ("she was seen in the ED on ...", "scheduled to have surgery
 # on ...") tell the patient's history or plan, not when this encounter happened.
-# One short word may sit between: what OCR made of "date" ("Visit dafe:").
-_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()]*)?(?:from\s*)?$", re.I)
+# One short word may sit between: what OCR made of "date" ("Visit dafe:"); and the marks OCR
+# reads a form's rule or a speck as ("Date Collected: _ \"2021-04-07").
+_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()_~\"'‘’“”«»*•]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()_~\"'‘’“”«»*•]*)?(?:from\s*)?$",
+                        re.I)
 _LABEL_WORDS = frozenset({"date", "time", "and", "of", "the", "on", "at"})  # words a label may start with
 
 
