@@ -344,6 +344,22 @@ def _stands_alone(line: str, raw: RawDate) -> bool:
     return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 3
 
 
+_WORDS_BEFORE = re.compile(r"[A-Za-z]{2,}")
+
+
+def _among_rows(lines: Sequence[Line], index: int, raw: RawDate) -> bool:
+    """A row of a table whose rule OCR lost: the date follows words on its line, and so does
+    one on the line above or below ("HbA1c Done 28/10/2024" over "Lipid Panel Done 28/10/2024",
+    a list of tests or past visits); a letter's date has no such neighbour."""
+    if not _WORDS_BEFORE.search(lines[index].text[: raw.start]):
+        return False
+    for other in (lines[i] for i in (index - 1, index + 1) if 0 <= i < len(lines)):
+        dates = raw_dates(other.text)
+        if dates and _WORDS_BEFORE.search(other.text[: dates[0].start]):
+            return True
+    return False
+
+
 _BANNER_FIELD = re.compile(
     r"^\W*(?:patient|name|mrn|dob|d\.o\.b|date\s+of\s+birth|(?:medical\s+)?record|urn|nhs|id)\b[^:\n]{0,20}:", re.I
 )
@@ -497,8 +513,8 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
             if role == "generic" and not in_header:
                 continue  # "Date:" below the letterhead dates a result, a dose or a problem, not the visit
             if role is None:
-                if not in_header or not _stands_alone(line.text, raw):
-                    continue  # an unlabelled date in the body, or in a sentence, says nothing about the encounter
+                if not in_header or not _stands_alone(line.text, raw) or _among_rows(lines, index, raw):
+                    continue  # an unlabelled date in the body, in a sentence or a table's row says nothing of the encounter
                 role = "letterhead"
             previous = Date(value, role, Span(page, start, end), in_header)
             out.append(previous)
