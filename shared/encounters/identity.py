@@ -283,6 +283,9 @@ def _either_way(raw: RawDate) -> bool:
 # that this date is a birth date ("born on 10/12/1959", "DOB: ..."): a title with a date is
 # no name.
 _BARE_NAME = re.compile(r"^\W*(?P<name>[A-Z][a-z'\-]+(?:[ \t]+[A-Z][a-z'\-]+\.?){1,3})\W*$")
+# ... the name right before the birth date on its line, whatever OCR read before it ("a
+# Healthcare ' = . Walter Abernathy 13/05/1996": a two-column head run together, with marks)
+_NAME_ENDING = re.compile(r"(?<![\w'\-])(?P<name>[A-Z][a-z'\-]+(?:[ \t]+[A-Z][a-z'\-]+\.?){1,3})\W*$")
 BARE_BANNER_LINES = 8
 
 
@@ -297,7 +300,7 @@ def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool 
         value = to_date(raws[0], month_first) if raws else None
         if raws and value not in born:
             continue
-        m = _BARE_NAME.match(head)
+        m = _BARE_NAME.match(head) or (_NAME_ENDING.search(head) if value is not None else None)
         if not m:
             continue
         if value is None:  # the date on the next line
