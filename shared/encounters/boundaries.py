@@ -461,7 +461,10 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         "head_shape_as_last": _share(masked_head, [masked(h) for h in last_head], read),
         "head_as_first": _share(head, first_head if len(group.pages) > 1 else last_head, read),
         "head_shape_as_first": _share(masked_head, [masked(h) for h in first_head], read),
-        "opens_as_first_not_last": len(group.pages) > 1 and not last_opened_like_first and _opens_as(page, first),
+        # ... and, read by OCR, whose misreadings may part the last page's head from the first's:
+        # not as the last page did either
+        "opens_as_first_not_last": len(group.pages) > 1 and not last_opened_like_first and _opens_as(page, first)
+        and not (read and _opened_like(page, last)),
         "head_shifted": _head_shift(page, last),
         "head_fields": _fields(head),
         "last_head_fields": _fields(_head(last)),
