@@ -243,7 +243,8 @@ def _reopens_read(page: Page, first: Page, last: Page) -> bool:
 
 def _first_line_again(page: Page, first: Page, last: Page) -> bool:
     """The page opens with the document's first line (a title with its time, alike as OCR reads
-    it twice), which its last page's head does not hold: the next document of the same export."""
+    it twice), which its last page's head does not hold: the next document of the same export.
+    (``first``: the document's first page, or the one before's.)"""
     if not page.lines or not first.lines or not last.lines:
         return False
     mine = norm(page.lines[0].text)
@@ -422,7 +423,8 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         reopens = any(_wordy(line) for line in (mine & firsts) - lasts)
     elif page.ocr_confidence is not None and len(group.pages) > 1:
         reopens = _reopens_read(page, first, last)
-    reopens = reopens or (len(group.pages) > 1 and _first_line_again(page, first, last))
+    reopens = reopens or (len(group.pages) > 1 and _first_line_again(page, first, last)) \
+        or (prior is not None and _first_line_again(page, prior.pages[0], last))  # where OCR garbled the group's own
     banner = page.patient.banner
     read = page.ocr_confidence is not None  # a head OCR read again: its lines in another order, run together
     values = {
