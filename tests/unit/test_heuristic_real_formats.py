@@ -1088,3 +1088,20 @@ def test_a_page_opening_with_the_document_befores_first_line_where_ocr_garbled_i
                 f"Authored On: January 1, 2024, 7:23:31PM\n{patient}Medications\n"
     discovery = _discover(first, second, garbled, second, reordered, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)], [(5, 6)]]
+
+
+def test_a_record_after_a_note_opens_as_the_record_before_the_note_did():  # realpdf (seed 7)
+    # The vendor's records of one patient with her visit note filed between two of them. Each
+    # record's first page prints the name and birth date at its top, and again in a block of
+    # demographics, the birth date under its label. The note has no head and names her in its
+    # text: the record after it stops no running head, and its banner is a banner.
+    def record(age: str) -> list[str]:
+        return [_jsl("Judith Petrov", "23/12/1959", "Patient Summary",
+                     f"Judith Petrov, born on 23/12/1959, is a {age}-year-old woman with asthma.\n"
+                     "Patient Demographics\nName: Judith Petrov\nDOB:\n23/12/1959\nAge: 65\nSex: Female\n"
+                     "Sierra Valley Medical Institute INC (402) 738-5912 22/04/2025"),
+                _jsl("Judith Petrov", "23/12/1959", "Doctor Notes", f"Reviewed inhaler technique at {age}."),
+                _jsl("Judith Petrov", "23/12/1959", "Medication Test", f"Spirometry done, age {age}.")]
+    note = [page.replace("Martha Collins", "Judith Petrov") for page in VISIT_NOTE]
+    discovery = _discover(*record("63"), *note, *record("64"), *record("65"))
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 5)], [(6, 8)], [(9, 11)]]
