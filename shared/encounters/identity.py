@@ -219,10 +219,14 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
     below = dob is None
     if dob is None:
         dob = _column_dob(page, text, lines, month_first)
-    if name is None:
+    if name is None or (below and identifier is None):
+        # no name on a label, or one whose birth date is only a column's value (a block of
+        # demographics under the page's head): a bare banner above is the page's banner
         bare = _bare_banner(page, text, lines, month_first)
-        if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]):
+        if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]) \
+                and (name is None or _same_name(name[0], bare.name[0])):
             return Identity(bare.name, bare.dob, identifier)
+    if name is None:
         told = _TOLD.search(text)
         if told:
             at = told.start("name")
