@@ -1105,3 +1105,14 @@ def test_a_record_after_a_note_opens_as_the_record_before_the_note_did():  # rea
     note = [page.replace("Martha Collins", "Judith Petrov") for page in VISIT_NOTE]
     discovery = _discover(*record("63"), *note, *record("64"), *record("65"))
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 5)], [(6, 8)], [(9, 11)]]
+
+
+def test_a_records_next_page_opening_with_the_running_head_the_record_before_opened_with_continues_it():  # scanned (seeds 15, 16, 20)
+    # Two records of one patient under the vendor's running head. OCR lost the name beside the
+    # letterhead on the second record's first page; its next page opens with the head as the
+    # first record's first page read it. A running head is no title: that page continues.
+    lost = "Healthcare\ncs Recovery\nTrauma\nCenter"
+    first = [_record_page(OCR_HEADS[0], body) for body in RECORD]
+    second = [_record_page(head, body) for head, body in zip((lost, OCR_HEADS[0], OCR_HEADS[2]), RECORD)]
+    discovery = _discover(*first, *second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
