@@ -251,6 +251,15 @@ def _first_line_again(page: Page, first: Page, last: Page) -> bool:
     return _wordy(mine) and same(mine, norm(first.lines[0].text)) and not _held(mine, _head(last, WIDE_HEAD), 0.5)
 
 
+def _repeated_first_line(group: Group) -> bool:
+    """The document's first line is its running head: a later page's head holds it too."""
+    pages = group.pages
+    if not pages[0].lines:
+        return False
+    line = norm(pages[0].lines[0].text)
+    return any(_held(line, _head(p, WIDE_HEAD), 0.5) for p in pages[1:])
+
+
 def _wordy(line: str) -> bool:
     """Two words or more: a line that can be a running head or foot, not a table's cell."""
     return len(re.findall(r"[a-z]{2,}", line)) >= 2
@@ -424,7 +433,8 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
     elif page.ocr_confidence is not None and len(group.pages) > 1:
         reopens = _reopens_read(page, first, last)
     reopens = reopens or (len(group.pages) > 1 and _first_line_again(page, first, last)) \
-        or (prior is not None and _first_line_again(page, prior.pages[0], last))  # where OCR garbled the group's own
+        or (prior is not None and _first_line_again(page, prior.pages[0], last)
+            and not _repeated_first_line(prior))  # where OCR garbled the group's own first line
     banner = page.patient.banner
     read = page.ocr_confidence is not None  # a head OCR read again: its lines in another order, run together
     values = {
