@@ -96,11 +96,11 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 
 def _head(page: Page, n: int = HEAD_LINES) -> list[str]:
-    return [norm(line.text) for line in page.lines[:n]]
+    return page.normed[:n]
 
 
-def _words(page: Page) -> frozenset[str]:
-    return frozenset(_WORD.findall(page.text.lower()))
+def words_of(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(text.lower()))
 
 
 def _fields(lines: Sequence[str]) -> float:
@@ -172,7 +172,7 @@ def _running_stopped_read(before: Page, last: Page, first: Page, page: Page) -> 
     if before is first:
         return False
     kept = _top_words(last) & _top_words(before) & _top_words(first, WIDE_HEAD)
-    return len(kept) >= 4 and len(kept & _words(page)) < 0.5 * len(kept)
+    return len(kept) >= 4 and len(kept & page.words) < 0.5 * len(kept)
 
 
 def _top_words(page: Page, n: int = HEAD_LINES) -> set[str]:
@@ -184,8 +184,7 @@ def _kept_share(kept: set[str], page: Page) -> float:
     on the page and give or take a few characters (OCR reads a two-column head in any order)."""
     if page.ocr_confidence is None:
         return _share(sorted(kept), _head(page, WIDE_HEAD))
-    lines = [norm(line.text) for line in page.lines]
-    return sum(any(same(k, n) or k in n for n in lines) for k in kept) / len(kept)
+    return sum(any(same(k, n) or k in n for n in page.normed) for k in kept) / len(kept)
 
 
 def _opened_like(page: Page, first: Page) -> bool:
@@ -304,7 +303,7 @@ FORM_LINES = 16  # the head where a document's form (its labelled fields) is com
 FORM_FIELDS = 4  # ... over at least this many fields
 
 
-def _form(page: Page) -> list[tuple[str, str]]:
+def head_form(page: Page) -> list[tuple[str, str]]:
     """The labelled fields of the page's head in reading order, (label, value): every "Label:"
     of a line, so fields OCR ran together on one line ("... Date of Birth: ... Gender: F") or a
     label after a name or a stray mark still count; a value ends where the next label starts."""
@@ -329,7 +328,7 @@ def _form_again(page: Page, other: Page) -> bool | None:
     """Whether the page's head fills ``other``'s form (the same labelled fields in the same order,
     four at least) with other values (True: the same kind of document again, not its next page)
     or with the same ones (False: a banner its next page repeats); None when it is no such form."""
-    mine, theirs = _form(page), _form(other)
+    mine, theirs = page.form, other.form
     matcher = difflib.SequenceMatcher(None, [k for k, _ in mine], [k for k, _ in theirs], autojunk=False)
     pairs = [(mine[block.a + i][1], theirs[block.b + i][1])
              for block in matcher.get_matching_blocks() for i in range(block.size)]
@@ -480,7 +479,7 @@ def features(group: Group, page: Page, prior: Group | None = None) -> list[float
         "head_shifted": _head_shift(page, last),
         "head_fields": _fields(head),
         "last_head_fields": _fields(_head(last)),
-        "words_as_last": _jaccard(_words(page), _words(last)),
+        "words_as_last": _jaccard(page.words, last.words),
         "last_ends": any(_ENDS.search(line.text) for line in last.lines[-6:]),
         "starts_lower": bool(page.lines) and page.lines[0].text.lstrip()[:1].islower(),
         "ocr": page.ocr_confidence is not None,

@@ -470,12 +470,13 @@ def _role_above(lines: Sequence[Line], index: int, before: str) -> str | None:
 
 
 def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
-               title_at: int | None = None) -> list[Date]:
+               title_at: int | None = None, born: set[dt.date] | None = None) -> list[Date]:
     """The dates of a page's head that may say when an encounter happened, with their roles
-    (``body_start``: none from below its first section heading)."""
+    (``body_start``: none from below its first section heading); ``born``: the page's
+    ``birth_dates``, where the caller has read them already."""
     out: list[Date] = []
     header_end = lines[min(HEADER_LINES, len(lines)) - 1].end if lines else 0
-    born = birth_dates(text, lines, month_first)
+    born = birth_dates(text, lines, month_first) if born is None else born
     body = body_start(lines, title_at)
     if body is not None:
         lines = [line for line in lines if line.start < body]

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 from shared.encounters import boundaries, cues, identity, review
 from shared.encounters.boundaries import BoundaryModel
-from shared.encounters.dates import START_ROLES, Date, page_dates
+from shared.encounters.dates import START_ROLES, Date, birth_dates, page_dates
 from shared.encounters.identity import Identity
 from shared.encounters.review import CONFLICTING_IDENTITY, LOW_OCR, NO_DATE, WEAK_BOUNDARY
 from shared.encounters.text import Found, Line, Span, lines_of
@@ -86,12 +87,30 @@ class Page:
     def _is_dob(self, date: Date) -> bool:
         return self.patient.dob is not None and date.value == self.patient.dob[0]
 
+    # What boundaries.features compares a page by, read once a page (a page is compared with
+    # the pages around it many times over)
+    @functools.cached_property
+    def normed(self) -> list[str]:
+        """Each line as pages are compared (``boundaries.norm``)."""
+        return [boundaries.norm(line.text) for line in self.lines]
+
+    @functools.cached_property
+    def form(self) -> list[tuple[str, str]]:
+        """The labelled fields of the page's head (``boundaries.head_form``)."""
+        return boundaries.head_form(self)
+
+    @functools.cached_property
+    def words(self) -> frozenset[str]:
+        """The page's words of four letters or more, lower case (``boundaries.words_of``)."""
+        return boundaries.words_of(self.text)
+
 
 def read_page(page: PageText, month_first: bool | None) -> Page:
     text = page.text
     lines = lines_of(text)
     layout = cues.layout_of(page.layout, lines)  # Textract's LAYOUT, where the page has it
     title = cues.find_title(page.page_number, text, lines, cues.BANNER_TITLE_LINES, layout)
+    born = birth_dates(text, lines, month_first)  # the dates the page says are a birth date
     return Page(
         number=page.page_number,
         text=text,
@@ -105,10 +124,10 @@ def read_page(page: PageText, month_first: bool | None) -> Page:
         or any(cues.continued_line(line.text) for line in lines[: cues.TITLE_LINES]),
         continues_next=any(cues.CONTINUED_BOTTOM.search(line.text) for line in lines[-cues.LETTERHEAD_LINES :]),
         salutation=any(cues.SALUTATION.match(line.text) for line in lines[: cues.SALUTATION_LINES]),
-        dates=page_dates(page.page_number, text, lines, month_first, title[1].start if title else None),
+        dates=page_dates(page.page_number, text, lines, month_first, title[1].start if title else None, born),
         providers=cues.providers_on(page.page_number, text, lines),
         facilities=cues.facilities_on(page.page_number, text, lines),
-        patient=identity.read_identity(page.page_number, text, lines, month_first),
+        patient=identity.read_identity(page.page_number, text, lines, month_first, born),
         headings=cues.section_headings(lines, layout),
         footer=cues.footer_signature(lines, layout),
         ocr_confidence=page.confidence if page.engine != "native" else None,

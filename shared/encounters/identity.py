@@ -183,8 +183,10 @@ def _date_at(text: str, start: int, month_first: bool | None) -> tuple[dt.date, 
     return (value, start + raws[0].start, start + raws[0].end) if value else None
 
 
-def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool | None) -> Identity:
-    """The patient banner of a page (its first lines), or an empty identity."""
+def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
+                  born: set[dt.date] | None = None) -> Identity:
+    """The patient banner of a page (its first lines), or an empty identity; ``born``: the
+    page's ``birth_dates``, where the caller has read them already."""
     top = lines[:BANNER_LINES]
     if not top:
         return Identity()
@@ -222,7 +224,8 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
     if name is None or (below and identifier is None):
         # no name on a label, or one whose birth date is only a column's value (a block of
         # demographics under the page's head): a bare banner above is the page's banner
-        bare = _bare_banner(page, text, lines, month_first)
+        bare = _bare_banner(page, text, lines, month_first,
+                            birth_dates(text, lines, month_first) if born is None else born)
         if bare is not None and (dob is None or bare.dob is None or bare.dob[0] == dob[0]) \
                 and (name is None or _same_name(name[0], bare.name[0])):
             return Identity(bare.name, bare.dob, identifier)
@@ -293,8 +296,8 @@ _NAME_ENDING = re.compile(r"(?<![\w'\-])(?P<name>[A-Z][a-z'\-]+(?:[ \t]+[A-Z][a-
 BARE_BANNER_LINES = 8
 
 
-def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool | None) -> Identity | None:
-    born = birth_dates(text, lines, month_first)
+def _bare_banner(page: int, text: str, lines: Sequence[Line], month_first: bool | None,
+                 born: set[dt.date]) -> Identity | None:
     if not born:
         return None
     lines = list(lines[:BARE_BANNER_LINES])
