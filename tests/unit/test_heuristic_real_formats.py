@@ -1116,3 +1116,25 @@ def test_a_records_next_page_opening_with_the_running_head_the_record_before_ope
     second = [_record_page(head, body) for head, body in zip((lost, OCR_HEADS[0], OCR_HEADS[2]), RECORD)]
     discovery = _discover(*first, *second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)], [(4, 6)]]
+
+
+SCANNED_SUMMARY_HEAD = ("Encounter Summary (July 14, 2022, 07:20:38AM)\n"
+                        "Patient Emilio417 HERNANDEZ971 Date of Birth: December 31, 2011, 12:36:37AM (10yr) Gender: M\n"
+                        "Patient-ID: 9bb6263e-8144-8756-f62a-638a10b85f75 (2.16.840.1.113883.19.5)\n")
+SCANNED_SUMMARY_BODY = "Medications\nStart Stop Description Code\nAcetaminophen 325 MG Oral Tablet 313782\n"
+
+
+def test_an_authored_on_label_ocr_wrapped_before_its_on_dates_no_encounter():  # scanned, synthea (seed 22)
+    # OCR wrapped "Authored On:" after "Authored": the line of the date opens with "On:" alone.
+    page = SCANNED_SUMMARY_HEAD + ("Author https://github.com/synthetichealth/synthea, Organization: SALEM FAMILY "
+                                   "HEALTH CENTER, Authored\nOn: July 14, 2022, 07:20:38AM\n") + SCANNED_SUMMARY_BODY
+    (summary,) = _discover(page, engine="tesseract").encounters
+    assert summary.date_start is None
+
+
+def test_a_stray_bar_ocr_read_before_a_line_makes_no_table_row_of_it():  # scanned, synthea (seed 22)
+    # A "|" at the start of a line, cells on one side only: the service event's date still reads.
+    page = SCANNED_SUMMARY_HEAD + ("| Documentation Of Care provision, Date/Time: September 14, 2017 04:56:23AM - "
+                                   "05:11:23AM\n") + SCANNED_SUMMARY_BODY
+    (summary,) = _discover(page, engine="tesseract").encounters
+    assert summary.date_start == dt.date(2017, 9, 14)
