@@ -305,6 +305,9 @@ def _column_role(lines: Sequence[Line], index: int, offset: int) -> str | None:
 
 
 _PROSE = "prose"  # a role's words inside a sentence: no role at all
+# A label's last short word that OCR wrapped onto the date's line, its first words ending the
+# line above ("Authored" over "On: July 14, 2022").
+_WRAPPED_LABEL = re.compile(r"^\W*[A-Za-z]{1,3}\s*:\s*$")
 
 
 def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: int) -> str | None:
@@ -315,6 +318,8 @@ def _date_role(text: str, lines: Sequence[Line], index: int, start: int, floor: 
     segment = text[max(line.start, floor, start - LABEL_REACH) : start]
     label = _label(segment)
     role = label[0] if label else None
+    if label is None and index > 0 and _WRAPPED_LABEL.match(segment):
+        return label_role(lines[index - 1].text[-30:])  # "... Authored" over "On: July 14, 2022"
     # A letter tells its appointment in a sentence ("your appointment is booked for ...").
     if label and role not in ("dob", "ignore", "planned") and not _is_field(segment, label, floor > line.start):
         return _PROSE
