@@ -294,8 +294,8 @@ _RANGE = re.compile(
 def _column_role(lines: Sequence[Line], index: int, offset: int) -> str | None:
     """In a "a | b | c" table, the role its header row names for the column at ``offset``."""
     line = lines[index]
-    if index == 0 or "|" not in line.text:
-        return None
+    if index == 0 or not _ROW.search(line.text):
+        return None  # no table: a stray "|" OCR read before a line has cells on one side only
     cells = [m.span() for m in _CELL.finditer(line.text)]
     column = next((i for i, (a, b) in enumerate(cells) if a <= offset < b), None)
     header = [m.group() for m in _CELL.finditer(lines[index - 1].text)]
@@ -513,7 +513,7 @@ def page_dates(page: int, text: str, lines: Sequence[Line], month_first: bool | 
             previous = None
             if value is None or role in ("dob", "ignore", _PROSE) or value in born:
                 continue
-            if "|" in line.text and role not in ("admission", "discharge"):
+            if _ROW.search(line.text) and role not in ("admission", "discharge"):
                 continue  # a row of a table lists past events (results, encounters, plans), not this one
             in_header = start < header_end
             if role == "generic" and not in_header:
