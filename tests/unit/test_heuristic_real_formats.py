@@ -1138,3 +1138,19 @@ def test_a_stray_bar_ocr_read_before_a_line_makes_no_table_row_of_it():  # scann
                                    "05:11:23AM\n") + SCANNED_SUMMARY_BODY
     (summary,) = _discover(page, engine="tesseract").encounters
     assert summary.date_start == dt.date(2017, 9, 14)
+
+
+def test_an_identifier_cut_short_where_its_line_wrapped_and_misread_elsewhere_is_the_same_patient():  # scanned (seed 23)
+    # OCR lost the name on every page. It read the identifier's first letter as a digit, and a
+    # letter twice, on one page; on the other, the identifier's line wrapped, only its start
+    # was read, and the birth date was lost.
+    def summary(when: str, ident: str, born: str) -> str:
+        return (f"Encounter Summary (January 2, 2023, 06:16:23AM)\nPatient {born} Gender: F\n"
+                f"Patient-ID: {ident}\nEncounter ID: {when[:4]}, Type: General examination, Date/Time: {when}\n"
+                "Medications\nAcetaminophen 325 MG Oral Tablet\n")
+    misread = summary("March 20, 2019", "0344384c-dce6d-ec08-28d8-3fb05a6f02a9 (2.16.840.1.113883.19.5)",
+                      "Date of Birth: April 11, 1978")
+    cut = summary("March 18, 2020", "c344384c-dc6d-ec08-28d8-3fb05a6", "")
+    discovery = _discover(misread, cut, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+    assert not discovery.identity_conflict
