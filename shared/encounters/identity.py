@@ -104,10 +104,12 @@ def _near(a: str, b: str) -> bool:
 
 def _same_identifier(a: str, b: str) -> bool:
     """One identifier, read twice: equal but for an OCR slip, or cut short where its line wrapped
-    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-..."), or only the line it wrapped to
-    read (eight characters at least: "415c70102c00" of "69c18f19-...-415c70102c00")."""
+    ("c6335846-f3bf-8b5" of "c6335846-f3bf-8b5a-dbc8-...", eight characters at least give or
+    take a slip), or only the line it wrapped to read (eight characters at least: "415c70102c00"
+    of "69c18f19-...-415c70102c00")."""
     short, long_ = sorted((a, b), key=len)
-    return _near(a, b) or (len(short) >= 3 and long_.startswith(short)) or (len(short) >= 8 and long_.endswith(short))
+    return _near(a, b) or (len(short) >= 3 and long_.startswith(short)) or (len(short) >= 8 and long_.endswith(short)) \
+        or (len(short) >= 8 and _near(short, long_[: len(short)]))
 
 
 def _slipped(a: str, b: str) -> bool:
