@@ -1154,3 +1154,22 @@ def test_an_identifier_cut_short_where_its_line_wrapped_and_misread_elsewhere_is
     discovery = _discover(misread, cut, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
     assert not discovery.identity_conflict
+
+
+def test_the_stylesheets_closing_block_ocr_read_from_a_pages_top_reopens_no_document():  # scanned, cda (seed 25)
+    # OCR read the closing block's labels one to a line at the top of a page ("Patient",
+    # "Guardian": single words the first page's head prints too), and the next page opens with
+    # "Documentation Of", a line of the first page's head. Two labels alike are no running head.
+    first = ("Community Health and Hospitals: Discharge Summary (September 17, 2014, 7:04PM -0500)\nPatient\n"
+             "Guardian\nEncounter\nDocumentation Of\nDate of Birth: January 30, 1944 (70yr) Gender: Male\n"
+             "Legal: Owen KOWALCZYK\nPatient-ID: 91155275 (2.16.840.1.113883.19.5.99999.2)\n"
+             "ID: 9937012, Date/Time: from September 9, 2014, 7:04PM -0500 to September 16, 2014, 7:04PM -0500\n"
+             "HOSPITAL COURSE\nThe patient was admitted for appendicitis and underwent an appendectomy.\n")
+    body = ("DISCHARGE MEDICATIONS\nAcetaminophen 500 mg every six hours as needed for pain.\n"
+            "Ondansetron 4 mg every eight hours as needed for nausea.\nFOLLOW UP\nSurgery clinic in two weeks.\n")
+    labels = ("Patient .\nDate of Birth\nRace\nPatient-IDs\nGuardian\nProvider\nOrganization\n"
+              "Planned Activity Planned Date\nColonoscopy Oct 12, 2014\n")
+    details = ("Documentation Of -\ncare provision\nPerformer - Primary\nCare Provider\nPrimary Care Provider\n"
+               "Dr. Henry SEVEN of Community\nHealth and Hospitals\nContact Details\n1001 Village Avenue\n")
+    discovery = _discover(first, body, labels, details, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 4)]]
