@@ -220,13 +220,15 @@ OPENING = 2  # a page opens as another did with at most this many lines of its o
 def _reopens_read(page: Page, first: Page, last: Page) -> bool:
     """``reopens`` on pages OCR read, whose running head it reads another way on each page (its
     lines run together with the banner's, in another order, with stray marks): the document's
-    head repeats (two lines of words at the top of its last page at least are at its first's),
+    head repeats (at the top of its last page, two lines of words or three lines of a word at
+    least are at its first's: two labels alike, "Patient" and "Guardian", are no running head),
     and the page's head prints a line of words of the first page's head again, a line of its own,
     without a number (a heading, not a date or a value), that the last page's head does not hold,
     under at most ``OPENING`` lines that neither head holds (the stylesheet's closing block prints
     a line of the first page's banner again, far down its head)."""
     firsts, lasts = _head(first, WIDE_HEAD), _head(last, WIDE_HEAD)
-    if sum((_wordy(line) or len(line) >= 6) and _held(line, _head(first)) for line in _head(last)) < 2:
+    held = [line for line in _head(last) if (_wordy(line) or len(line) >= 6) and _held(line, _head(first))]
+    if sum(map(_wordy, held)) < 2 and len(held) < 3:
         return False
     own = 0  # lines above it that neither head holds: the page opened otherwise
     for line in _head(page, WIDE_HEAD):
