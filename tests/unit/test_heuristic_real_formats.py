@@ -1173,3 +1173,23 @@ def test_the_stylesheets_closing_block_ocr_read_from_a_pages_top_reopens_no_docu
                "Dr. Henry SEVEN of Community\nHealth and Hospitals\nContact Details\n1001 Village Avenue\n")
     discovery = _discover(first, body, labels, details, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 4)]]
+
+
+def test_the_stylesheets_closing_block_ocr_read_with_the_patient_on_its_labels_lines_is_no_banner_again():  # scanned, cda (seeds 17, 25)
+    # OCR read the closing block from a page's top, the patient's birth date on its label's
+    # line: a banner, by its fields. But its lines are none of the first page's banner: the
+    # document lists its patient again, it does not print its banner again.
+    first = ("Community Health Consult Note (August 1, 2013, 05:00AM -0800)\n"
+             "Patient | Legal: Caleb SZABO Patient-ID: 53164613 (SSN) Date of Birth: February 1, 1949 (64yr) Gender: Male\n"
+             "Encounter ID: 9937012, Type: Office visit, Date/Time: July 31, 2013\n"
+             "REASON FOR VISIT\nWeight reduction consultation.\nASSESSMENT\nObesity, slow healing wound on the left knee.\n")
+    body = ("NUTRITION SECTION\nNutritional Status: well nourished\nDiet: Low sodium diet\nPhysical Examination\n"
+            "Key Findings: 1. Obesity. 2. Slow healing open wound on left knee.\nTREATMENT PLAN\n"
+            "Document Id (2.16.840.1.113883.19.5.99999.1)\nVersion 1\n")
+    closing = ("Set-ID sTT988\n(2.16.840.1.113883.19.5.99999.19)\n"
+               "Custodian Good Health HIE Contact Details - Workplace: 1009 Healthcare Drive\nPortland, OR 99123\n"
+               "Tel Workplace: +1(555)-1009\n"
+               "Patient Legal: Caleb SZABO, search: Caleb Contact Details: Home Primary: 2222 Home Street\n"
+               "Date of Birth February 1, 1949 (64yr) Gender Male\nRace White Ethnicity Not Hispanic or Latino\n")
+    discovery = _discover(first, body, closing, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
