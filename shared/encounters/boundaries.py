@@ -81,12 +81,12 @@ def masked(line: str) -> str:
 
 def _share(mine: Sequence[str], theirs: Sequence[str], read: bool = False) -> float:
     """The share of ``mine`` (non-empty lines) that ``theirs`` holds; ``read`` (by OCR): as
-    ``_held`` finds a line OCR read again, run together with another or with other marks."""
+    ``held`` finds a line OCR read again, run together with another or with other marks."""
     mine = [m for m in mine if len(m) >= 3]
     if not mine:
         return 0.0
     if read:
-        return sum(_held(m, theirs) for m in mine) / len(mine)
+        return sum(held(m, theirs) for m in mine) / len(mine)
     pool = set(theirs)
     return sum(m in pool for m in mine) / len(mine)
 
@@ -200,7 +200,7 @@ def _opened_like(page: Page, first: Page) -> bool:
 _LINE_WORD = re.compile(r"[a-z]{3,}|\d[\d/]*")
 
 
-def _held(line: str, lines: Sequence[str], part: float = 0.0) -> bool:
+def held(line: str, lines: Sequence[str], part: float = 0.0) -> bool:
     """Whether ``lines`` hold the line as OCR reads it again: alike, run together with another
     line of the head ("walter abernathy" in "healthcare walter abernathy"; with ``part``, the
     one within at least that share of the other's length: not "encounter" in "encounter
@@ -227,16 +227,16 @@ def _reopens_read(page: Page, first: Page, last: Page) -> bool:
     under at most ``OPENING`` lines that neither head holds (the stylesheet's closing block prints
     a line of the first page's banner again, far down its head)."""
     firsts, lasts = _head(first, WIDE_HEAD), _head(last, WIDE_HEAD)
-    held = [line for line in _head(last) if (_wordy(line) or len(line) >= 6) and _held(line, _head(first))]
-    if sum(map(_wordy, held)) < 2 and len(held) < 3:
+    repeated = [line for line in _head(last) if (_wordy(line) or len(line) >= 6) and held(line, _head(first))]
+    if sum(map(_wordy, repeated)) < 2 and len(repeated) < 3:
         return False
     own = 0  # lines above it that neither head holds: the page opened otherwise
     for line in _head(page, WIDE_HEAD):
-        if len(line) < 3 or _held(line, lasts):
+        if len(line) < 3 or held(line, lasts):
             continue
         if _wordy(line) and not _DIGITS.search(line) and any(same(line, other) for other in firsts):
             return True
-        own += not _held(line, firsts)
+        own += not held(line, firsts)
         if own > OPENING:
             return False
     return False
@@ -249,7 +249,7 @@ def _first_line_again(page: Page, first: Page, last: Page) -> bool:
     if not page.lines or not first.lines or not last.lines:
         return False
     mine = norm(page.lines[0].text)
-    return _wordy(mine) and same(mine, norm(first.lines[0].text)) and not _held(mine, _head(last, WIDE_HEAD), 0.5)
+    return _wordy(mine) and same(mine, norm(first.lines[0].text)) and not held(mine, _head(last, WIDE_HEAD), 0.5)
 
 
 def _repeated_first_line(group: Group) -> bool:
@@ -258,7 +258,7 @@ def _repeated_first_line(group: Group) -> bool:
     if not pages[0].lines:
         return False
     line = norm(pages[0].lines[0].text)
-    return any(_held(line, _head(p, WIDE_HEAD), 0.5) for p in pages[1:])
+    return any(held(line, _head(p, WIDE_HEAD), 0.5) for p in pages[1:])
 
 
 def _wordy(line: str) -> bool:

@@ -191,7 +191,7 @@ def boundary(group: Group, page: Page) -> str | None:
         return CERTAIN  # Textract's LAYOUT says this line is the page's title, of another kind
     if page.first_page:
         return STRONG  # a title with its banner or letterhead: a document's first page, even of the same kind
-    if _banner(page) and _banner(group.pages[0]) and not _banner(last):
+    if _banner(page) and _banner(group.pages[0]) and not _banner(last) and _banner_again(page, group.pages[0]):
         return STRONG  # a banner again after pages without one: printers that repeat it do so on every page
     if page.top_title and (group.title is None or page.top_title[0] != group.title[0]) \
             and not _running_header(group, page, page.top_title[1]):
@@ -230,6 +230,19 @@ def _running_header(group: Group, page: Page, title: Span) -> bool:
 
 def _banner(page: Page) -> bool:
     return page.patient.banner
+
+
+def _banner_again(page: Page, first: Page) -> bool:
+    """Whether the page's banner is one printed again: read by OCR, the line that names the
+    patient is a line of the document's first page's head (give or take OCR's misreadings). A
+    document's closing block may list its patient again in other words (the CDA stylesheet's,
+    read by OCR with its label on the value's line: "Patient Legal: ..., search: ..."), and
+    no printer repeats it on a page of its own."""
+    if page.ocr_confidence is None or page.patient.name is None:
+        return True
+    at = page.patient.name[1].start
+    line = next((ln.text for ln in page.lines if ln.start <= at <= ln.end), "")
+    return boundaries.held(boundaries.norm(line), first.normed[:identity.BANNER_LINES])
 
 
 def group_pages(pages: Iterable[Page], model: BoundaryModel | None = None, mode: str = "hybrid") -> list[Group]:
