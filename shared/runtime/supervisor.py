@@ -342,6 +342,8 @@ class Supervisor:
         run.killed_for = run.killed_for or reason
         pid = run.process.pid
         run.peak_kb = max(run.peak_kb, _rss_kb(pid)[1])
+        if not _is_child_pid(pid):
+            return
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -378,7 +380,8 @@ class Supervisor:
             # Anything the child started and left behind (a Tesseract it did not reap when it
             # was killed) is in its process group: end it with the child.
             try:
-                os.killpg(pid, signal.SIGKILL)
+                if _is_child_pid(pid):
+                    os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             ended.append(run)
@@ -466,6 +469,12 @@ class Supervisor:
             return all(sum(self.queue.depth(q)) == 0 for q in self.queues)
         except PipelineError:
             return False
+
+
+def _is_child_pid(pid: int | None) -> bool:
+    """Whether ``pid`` can be a child's, to signal its group: os.killpg(0) is this process's own
+    group, and os.killpg(1) is kill(-1), every process this one may signal."""
+    return pid is not None and pid > 1
 
 
 def _rss_kb(pid: int) -> tuple[int, int]:

@@ -244,3 +244,24 @@ def test_with_no_child_running_every_queue_is_asked_every_round(monkeypatch):
     sup = Supervisor(Settings(storage_backend="local"), queue, concurrency=1, isolation="spawn")
     _rounds(sup, clock, 2.0)
     assert len(queue.asked) == 10 * len(sup.queues)
+
+
+def test_the_parent_never_signals_pid_0_or_1_whatever_it_holds_as_a_child(monkeypatch):
+    """os.killpg(1) is kill(-1): SIGKILL to every process the parent may signal (as root, all of
+    them); os.killpg(0) is the parent's own group. A child's pid is never either, but a bookkeeping
+    slip (a fake in a test did it) must not take the machine down."""
+    signalled = _no_signals(monkeypatch)
+    sup = Supervisor(Settings(storage_backend="local"), InMemoryQueue(), concurrency=2, isolation="spawn")
+    for pid in (0, 1):
+        sup.running[pid] = _finished_run(sup.settings, pid)
+        sup.running[pid].process = _Child(alive=False)
+        sup.running[pid].process.pid = pid
+    assert len(sup._collect()) == 2
+    for pid in (0, 1):
+        sup.running[pid] = _finished_run(sup.settings, pid)
+        sup.running[pid].process = _Child(alive=True)
+        sup.running[pid].process.pid = pid
+        sup.running[pid].process.exitcode = None
+    monkeypatch.setattr(supervisor_module, "_rss_kb", lambda pid: (0, 0))
+    sup._kill_all("shutdown")
+    assert signalled == []
