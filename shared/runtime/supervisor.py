@@ -60,7 +60,8 @@ PREFETCH = 1
 # found empty is asked again a tick later, then after twice as long each time it is found empty
 # again, up to this; a message on it waits at most that long for a slot that is free meanwhile.
 # A queue that delivers, and every queue once a child ends (what it sent is there now), is asked
-# every tick again; with no child running nothing backs off (the idle worker long-polls). On a
+# every tick again; with no child running, or a preprocess child, nothing backs off (the idle
+# worker long-polls). On a
 # 40-page scan, the empty receives of the last message's seconds and of preprocess were 2/3 of
 # the parent's ~145 receives at 7-10 ms of its CPU each (the moto server is in-process).
 EMPTY_POLL_MAX_S = 1.6
@@ -233,7 +234,12 @@ class Supervisor:
         started = 0
         order = self.queues[self._rotation :] + self.queues[: self._rotation]
         self._rotation = (self._rotation + 1) % len(self.queues)
-        backing_off = bool(self.running)
+        # Not while a preprocess child runs: it sends OCR messages as its pages are stored, and a
+        # free slot takes the first at the next tick (a backed-off OCR queue started the first page
+        # 0.2-0.3 s later at concurrency 2). Other children's messages wait for their end.
+        backing_off = bool(self.running) and all(
+            run.job.queue != Stage.PREPROCESS.value for run in self.running.values()
+        )
         if not backing_off:
             self._empty.clear()
         now = time.monotonic()

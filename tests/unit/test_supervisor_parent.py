@@ -22,9 +22,9 @@ class _Exited:
     exitcode = EXIT_OK
 
 
-def _finished_run(settings: Settings, n: int) -> _Running:
-    message = QueueMessage("preprocess", f"m-{n}", f"rh-{n}", '{"shell_file_id": null}', 1)
-    job = Job("preprocess", "handlers.preprocess", message, "arn", settings, tempfile.mkdtemp(), 1.0)
+def _finished_run(settings: Settings, n: int, queue: str = "preprocess") -> _Running:
+    message = QueueMessage(queue, f"m-{n}", f"rh-{n}", '{"shell_file_id": null}', 1)
+    job = Job(queue, f"handlers.{queue}", message, "arn", settings, tempfile.mkdtemp(), 1.0)
     return _Running(job=job, process=_Exited(), started=time.monotonic(), started_at=dt.datetime.now(dt.timezone.utc),
                     extend_at=0.0)
 
@@ -158,7 +158,7 @@ def test_while_a_child_runs_queues_that_stay_empty_are_asked_less_and_less_often
     clock = _clocked(monkeypatch)
     queue = _CountingQueue()
     sup = Supervisor(Settings(storage_backend="local"), queue, concurrency=2, isolation="spawn")
-    sup.running[_NO_PID] = _finished_run(sup.settings, 0)  # one slot busy, one free
+    sup.running[_NO_PID] = _finished_run(sup.settings, 0, "ocr")  # one slot busy, one free
     started: list[str] = []
     monkeypatch.setattr(sup, "_start", lambda q, m: started.append(m.message_id))
     # Given 10 s of a child running and nothing to receive: 50 ticks
@@ -183,7 +183,7 @@ def test_a_queue_that_delivers_and_every_queue_after_a_child_ends_are_asked_at_t
     queue = _CountingQueue()
     signalled = _no_signals(monkeypatch)
     sup = Supervisor(Settings(storage_backend="local"), queue, concurrency=4, isolation="spawn")
-    sup.running[_NO_PID] = _finished_run(sup.settings, 0)
+    sup.running[_NO_PID] = _finished_run(sup.settings, 0, "ocr")
     monkeypatch.setattr(sup, "_start", lambda q, m: None)
     _rounds(sup, clock, 5.0)  # every queue deep in backoff
     # A queue that delivered is asked again at the next tick
@@ -197,7 +197,7 @@ def test_a_queue_that_delivers_and_every_queue_after_a_child_ends_are_asked_at_t
     _rounds(sup, clock, supervisor_module._TICK_S)
     assert "ocr" in [q for _, q in queue.asked] and len(queue.messages["ocr"]) == 1
     # When a child ends, every queue is asked at the next round
-    sup.running[_NO_PID + 1] = _finished_run(sup.settings, 1)  # another child still runs: backoff applies
+    sup.running[_NO_PID + 1] = _finished_run(sup.settings, 1, "ocr")  # another child still runs: backoff applies
     sup.running[_NO_PID + 1].process = _Child(alive=True)
     _rounds(sup, clock, 5.0)
     queue.asked.clear()
@@ -236,6 +236,16 @@ class _Child:
 
     def join(self) -> None:
         pass
+
+
+def test_while_a_preprocess_child_runs_every_queue_is_asked_every_tick(monkeypatch):
+    """Preprocess sends OCR messages while it runs: a free slot takes the first at the next tick."""
+    clock = _clocked(monkeypatch)
+    queue = _CountingQueue()
+    sup = Supervisor(Settings(storage_backend="local"), queue, concurrency=2, isolation="spawn")
+    sup.running[_NO_PID] = _finished_run(sup.settings, 0, "preprocess")
+    _rounds(sup, clock, 2.0)
+    assert len(queue.asked) == 10 * len(sup.queues)
 
 
 def test_with_no_child_running_every_queue_is_asked_every_round(monkeypatch):
