@@ -283,3 +283,40 @@ def test_the_paper_s_max_filter_is_pillow_s_rank_filter_pixel_for_pixel(mode, si
     image = Image.frombytes(mode, size, bytes(rng.randrange(256) for _ in range(size[0] * size[1] * len(mode))))
     for width in (3, 5):
         assert max_filter(image, width).tobytes() == image.filter(ImageFilter.MaxFilter(width)).tobytes()
+
+
+def _specks(image: Image.Image, count: int, size: int = 1) -> Image.Image:
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    for i in range(count):
+        x, y = (i * 7919) % image.width, (i * 104729) % image.height
+        draw.rectangle((x, y, x + size, y + size), fill=0)
+    return out
+
+
+def test_the_speckle_check_decides_as_the_full_measure_on_every_kind_of_page():
+    """The check screens with cheaper bounds before its 5x5 test: the same answer as
+    ``speckle_share`` against the bar on speckled pages, specks just at the bar and under it,
+    dense text, a blank page and a page of solid ink."""
+    from shared.pages.prepare import _SPECKLE_SHARE, _is_speckled, speckle_share
+
+    text, _ = note_page(dpi=150)
+    pages = {
+        "speckled": _specks(text, 4000),
+        "few specks": _specks(text, 300),
+        "specks in pairs": _specks(text, 4000, size=2),
+        "text": text,
+        "blank": Image.new("L", (1275, 1650), 255),
+        "solid ink": Image.new("L", (1275, 1650), 0),
+        "scribbles": scribbles(),
+    }
+    decided = {}
+    for name, page in pages.items():
+        decided[name] = _is_speckled(page)
+        assert decided[name] == (speckle_share(page) >= _SPECKLE_SHARE), name
+    assert decided["speckled"] and not decided["text"] and not decided["blank"] and not decided["solid ink"]
+    # Specks whose share of the band crosses the bar (0.0044 to 0.0052 of it).
+    near = [_specks(text, count) for count in range(2600, 3100, 50)]
+    assert {_is_speckled(page) for page in near} == {True, False}
+    for page in near:
+        assert _is_speckled(page) == (speckle_share(page) >= _SPECKLE_SHARE)
