@@ -192,9 +192,8 @@ def _opened_like(page: Page, first: Page) -> bool:
     a two-column head in another order, or runs its lines together, page by page)."""
     if page.ocr_confidence is None:
         return _share(_head(page), _head(first, WIDE_HEAD)) >= 0.5
-    mine = {w for line in _head(page) for w in _WORD.findall(line)}
-    theirs = {w for line in _head(first, WIDE_HEAD) for w in _WORD.findall(line)}
-    return bool(mine) and len(mine & theirs) >= 0.5 * len(mine)
+    mine = _top_words(page)
+    return bool(mine) and len(mine & _top_words(first, WIDE_HEAD)) >= 0.5 * len(mine)
 
 
 _LINE_WORD = re.compile(r"[a-z]{3,}|\d[\d/]*")
@@ -248,8 +247,8 @@ def _first_line_again(page: Page, first: Page, last: Page) -> bool:
     (``first``: the document's first page, or the one before's.)"""
     if not page.lines or not first.lines or not last.lines:
         return False
-    mine = norm(page.lines[0].text)
-    return _wordy(mine) and same(mine, norm(first.lines[0].text)) and not held(mine, _head(last, WIDE_HEAD), 0.5)
+    mine = page.normed[0]
+    return _wordy(mine) and same(mine, first.normed[0]) and not held(mine, _head(last, WIDE_HEAD), 0.5)
 
 
 def _repeated_first_line(group: Group) -> bool:
@@ -257,7 +256,7 @@ def _repeated_first_line(group: Group) -> bool:
     pages = group.pages
     if not pages[0].lines:
         return False
-    line = norm(pages[0].lines[0].text)
+    line = pages[0].normed[0]
     return any(held(line, _head(p, WIDE_HEAD), 0.5) for p in pages[1:])
 
 
