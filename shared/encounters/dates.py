@@ -264,8 +264,8 @@ def label_role(segment: str) -> str | None:
 # on ...") tell the patient's history or plan, not when this encounter happened.
 # One short word may sit between: what OCR made of "date" ("Visit dafe:"); and the marks OCR
 # reads a form's rule or a speck as ("Date Collected: _ \"2021-04-07").
-_LABEL_GAP = re.compile(r"^[\s:;,.\-–=#()_~\"'‘’“”«»*•]*(?:[A-Za-z]{1,4}[\s:;,.\-–=#()_~\"'‘’“”«»*•]*)?(?:from\s*)?$",
-                        re.I)
+_GAP_MARK = r"[\s:;,.\-–=#()_~\"'‘’“”«»*•]"
+_LABEL_GAP = re.compile(rf"^{_GAP_MARK}*(?:[A-Za-z]{{1,4}}{_GAP_MARK}*)?(?:from\s*)?$", re.I)
 _LABEL_WORDS = frozenset({"date", "time", "and", "of", "the", "on", "at"})  # words a label may start with
 
 
