@@ -62,12 +62,15 @@ def same(a: str, b: str) -> bool:
     """Two normalised lines alike: equal, or a few characters apart as OCR reads one line twice."""
     if a == b:
         return True
+    shorter, both = min(len(a), len(b)), len(a) + len(b)
+    # The cheap upper bounds first, the same answer: the lengths' (SequenceMatcher's
+    # real_quick_ratio, before a matcher is built for most pairs, which never get past it).
+    if shorter < 8 or 2.0 * shorter / both < 0.88:
+        return False
     if _DIGITS.findall(a) != _DIGITS.findall(b):
         return False  # another date or number is another line, however alike the words
-    if min(len(a), len(b)) < 8:
-        return False
-    matcher = difflib.SequenceMatcher(None, a, b)  # the cheap upper bounds first: the same answer
-    return matcher.real_quick_ratio() >= 0.88 and matcher.quick_ratio() >= 0.88 and matcher.ratio() >= 0.88
+    matcher = difflib.SequenceMatcher(None, a, b)
+    return matcher.quick_ratio() >= 0.88 and matcher.ratio() >= 0.88
 
 
 _MONTH = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
