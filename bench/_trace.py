@@ -95,6 +95,7 @@ def _patch_parent() -> None:
     from shared.runtime import localstack, supervisor
 
     _timed(submit, "provision", "parent.provision")
+    _timed(submit, "provision_queues", "parent.provision_queues")
     _timed(submit, "submit", "parent.submit")
     _timed(localstack.LocalStack, "start", "stack.start")
     _timed(localstack.LocalStack, "stop", "stack.stop")
@@ -277,8 +278,10 @@ def summarise(path: Path | str) -> dict:
 
     return {
         "fixed_s": {
-            "stack start (moto server, embedded Postgres)": round(by["stack.start"][0]["ms"] / 1000, 3),
-            "provision (migrations, queues)": round(by["parent.provision"][0]["ms"] / 1000, 3),
+            # Started without waiting, the queues made, then waited for (Postgres): the two calls.
+            "stack start (moto server, embedded Postgres)": round(sum(e["ms"] for e in by["stack.start"]) / 1000, 3),
+            "queues (while Postgres starts)": round(sum(e["ms"] for e in by["parent.provision_queues"]) / 1000, 3),
+            "provision (migrations)": round(by["parent.provision"][0]["ms"] / 1000, 3),
             "submit": round(by["parent.submit"][0]["ms"] / 1000, 3),
             "first child start() (waits for the fork server)": round(ordered[0]["ms"] / 1000, 3),
             "preprocess child (enter -> leave)": round(leave[pre]["t"] - enter[pre]["t"], 3),

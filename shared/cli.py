@@ -822,7 +822,7 @@ def cmd_process(args) -> int:
         from shared.bootstrap import build_deps
         from shared.report import file_report, summary_line, view_lines
         from shared.runtime.supervisor import Supervisor, start_fork_server, stop_fork_server
-        from shared.submit import provision, submit
+        from shared.submit import provision, provision_queues, submit
 
         env = {}
         if not os.environ.get("POWERTOOLS_LOG_LEVEL"):
@@ -833,21 +833,28 @@ def cmd_process(args) -> int:
         # the database is migrated and the files are uploaded. Its environment is the stack's but
         # for the database URL, not known yet, which each child gets in its job's settings.
         _use_environment({**stack.env(database=False), **env})
-        if _settings_or_exit().worker_isolation == "forkserver":
+        early = _settings_or_exit()
+        if early.worker_isolation == "forkserver":
             start_fork_server()
+        stack.start(wait=False)  # moto serves; Postgres may still be starting
+        # While it starts (initdb on a new data dir, in a subprocess): the SQS client (botocore's
+        # first, ~0.3 s of loading its models) and the queues, no longer after it.
+        early_deps = build_deps(early)
+        provision_queues(early_deps)
+        queue = early_deps.queue
     except BaseException:
-        stack.stop()  # the Postgres it has started
+        stack.stop()  # what it has started
         raise
-    with stack:
-        _use_environment(stack.env())
+    with stack:  # its start was above; its stop at the end
+        _use_environment(stack.env())  # once Postgres serves
         from shared.observability import logger
 
         logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
         settings = _settings_or_exit()
-        deps = build_deps(settings)
+        deps = build_deps(settings, queue=queue)
         # The same runtime as the container: a fresh child process per message.
         supervisor = Supervisor(settings, deps.queue, concurrency=args.concurrency)
-        provision(deps)
+        provision(deps, queues=False)
         stack.checkpoint_soon()  # the migrations' tables to disk now, not in the stop at the end
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
         monitor = _start_progress(

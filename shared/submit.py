@@ -42,21 +42,21 @@ def submit(deps: Deps, path: Path, patient_id: uuid.UUID, shell_file_id: uuid.UU
     return shell_file_id
 
 
-def provision(deps: Deps) -> None:
-    """Create what a fresh stack lacks: schema, queues with DLQs, bucket (all idempotent).
+def provision(deps: Deps, queues: bool = True) -> None:
+    """Create what a fresh stack lacks: schema, queues with DLQs, bucket (all idempotent);
+    without ``queues``, not the queues (``provision_queues`` made them already).
 
     The three are independent and mostly round trips to three servers: they run side by side."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from shared.adapters.aws import S3Storage, SqsQueue
+    from shared.adapters.aws import S3Storage
     from shared.adapters.postgres import PostgresDb
 
     tasks = []
     if isinstance(deps.db, PostgresDb):
         tasks.append(deps.db.migrate)
-    if isinstance(deps.queue, SqsQueue):
-        settings = deps.settings
-        tasks.append(lambda: deps.queue.ensure_queues(settings.visibility_timeout_s, settings.max_receive_count))
+    if queues:
+        tasks.append(lambda: provision_queues(deps))
     if isinstance(deps.storage, S3Storage):
         tasks.append(deps.storage.ensure_bucket)
     if not tasks:
@@ -64,3 +64,12 @@ def provision(deps: Deps) -> None:
     with ThreadPoolExecutor(len(tasks), thread_name_prefix="docpipe-provision") as pool:
         for done in [pool.submit(task) for task in tasks]:
             done.result()
+
+
+def provision_queues(deps: Deps) -> None:
+    """Every stage queue and its DLQ, where the queue is SQS (idempotent). Needs no database:
+    ``docpipe process`` makes them while its Postgres starts."""
+    from shared.adapters.aws import SqsQueue
+
+    if isinstance(deps.queue, SqsQueue):
+        deps.queue.ensure_queues(deps.settings.visibility_timeout_s, deps.settings.max_receive_count)

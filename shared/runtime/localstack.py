@@ -6,16 +6,21 @@ and an embedded PostgreSQL 16 from the ``pgserver`` wheel, its data under ``data
 docker-compose.yml (ElasticMQ) instead; the adapters cannot tell the difference.
 
 Postgres starts in a thread of its own (``start_database``): on a new data dir its initdb is
-the longest part of the start (0.6-4 s, most of it waiting for the disk to sync the new
-cluster), and needs nothing else, so the caller's imports, moto's (~0.5 s of CPU) and
-whatever else it does meanwhile overlap it; ``database_url`` waits for it.
+the longest part of the start (0.6-4 s, ~0.8 s of CPU), and needs nothing else, so the
+caller's imports, moto's (~0.5 s of CPU) and whatever else it does meanwhile overlap it;
+``database_url`` waits for it. It runs once per machine and Postgres build: a new data dir is
+a copy of the empty cluster the first initdb made (``_template``: ~0.1 s, under the user's
+cache dir; no rows, no schema), the way test suites keep a template database.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -42,16 +47,18 @@ class LocalStack:
         self._checkpoint_thread: threading.Thread | None = None
 
     def start(self, wait: bool = True) -> LocalStack:
-        """Start Postgres (unless ``start_database`` did) and moto's server; with ``wait``, return
-        once both serve, else once moto does (``database_url`` then waits for Postgres)."""
+        """Start Postgres (unless ``start_database`` did) and moto's server (unless an earlier
+        ``start`` did); with ``wait``, return once both serve, else once moto does
+        (``database_url`` then waits for Postgres)."""
         self.start_database()
-        from moto.server import ThreadedMotoServer
+        if self._moto is None:
+            from moto.server import ThreadedMotoServer
 
-        # werkzeug logs every request line; the stack's own output is the env it prints.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.port = self.port or free_port()
-        self._moto = _moto_server(ThreadedMotoServer, ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._moto.start()
+            # werkzeug logs every request line; the stack's own output is the env it prints.
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            self.port = self.port or free_port()
+            self._moto = _moto_server(ThreadedMotoServer, ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._moto.start()
         if wait:
             self.wait_database()
         return self
@@ -71,7 +78,20 @@ class LocalStack:
                 warnings.simplefilter("ignore")
                 import pgserver
 
-            self._pg = pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+            pgdata = self.data_dir / "pg"
+            copied = not (pgdata / "PG_VERSION").exists() and _copy_template(pgdata)
+            try:
+                self._pg = pgserver.get_server(pgdata, cleanup_mode="stop")
+            except Exception:
+                if not copied:
+                    raise
+                # A template that does not start (damaged in the cache): initdb as without one.
+                _logger.warning("the cached empty cluster did not start; initdb instead", exc_info=True)
+                shutil.rmtree(_template(), ignore_errors=True)
+                shutil.rmtree(pgdata, ignore_errors=True)
+                # pgserver keeps the instance that failed by its path: a new one for the initdb
+                getattr(pgserver.PostgresServer, "_instances", {}).pop(pgdata.resolve(), None)
+                self._pg = pgserver.get_server(pgdata, cleanup_mode="stop")
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self._pg_error = exc
 
@@ -144,6 +164,65 @@ class LocalStack:
             "LOCAL_STORAGE_DIR": str(self.data_dir / "storage"),
             "QUEUE_PREFIX": "docpipe",
         }
+
+
+_logger = logging.getLogger(__name__)
+
+
+def _template() -> Path:
+    """Where this Postgres build's empty cluster is kept: the user's cache dir
+    (``$XDG_CACHE_HOME``, else ~/.cache), by pgserver's version and binaries."""
+    import hashlib
+    from importlib.metadata import version
+
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    key = hashlib.sha256(f"{version('pgserver')}:{POSTGRES_BIN_PATH.resolve()}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "docpipe" / f"pgdata-{key}"
+
+
+def _copy_template(pgdata: Path) -> bool:
+    """Make ``pgdata`` (new) a copy of the empty cluster kept for this Postgres build, made
+    first if there is none (initdb, then a clean stop: what a new data dir gets anyway).
+    Best effort: False (and no ``pgdata``) when it cannot, for an initdb as before."""
+    template = _template()
+    try:
+        if not (template / "PG_VERSION").exists():
+            _make_template(template)
+        _copy_tree(template, pgdata)
+        return True
+    except Exception:  # a cache: without it, initdb as before
+        _logger.warning("no cached empty cluster; initdb instead", exc_info=True)
+        shutil.rmtree(pgdata, ignore_errors=True)
+        return False
+
+
+def _make_template(template: Path) -> None:
+    """initdb into a directory beside ``template`` and rename it into place once stopped, so
+    that another process never copies half a cluster; of two at once, the first rename wins."""
+    import pgserver
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{template.name}.", dir=template.parent))
+    try:
+        pgserver.get_server(scratch / "pg", cleanup_mode="stop").cleanup()  # initdb, start, clean stop
+        with contextlib.suppress(OSError):  # the other one's is in place: the same cluster
+            (scratch / "pg").rename(template)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """``source`` copied to ``target`` with modes and, run as root (pgserver then runs
+    Postgres as its own user), owners: the server reads the copy as it read the original.
+    Not the server's log and last command line, which name the directory it was made in."""
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("log", "postmaster.opts"))
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        owner = source.stat()  # a cluster's files are all its server user's
+        for root, dirs, files in os.walk(target):
+            for name in [".", *dirs, *files]:
+                os.lchown(Path(root, name), owner.st_uid, owner.st_gid)
 
 
 def _checkpoint(uri: str) -> None:
