@@ -819,6 +819,8 @@ def cmd_process(args) -> int:
     # disk) overlaps this process's imports, the fork server's start and moto's.
     stack.start_database()
     try:
+        from concurrent.futures import ThreadPoolExecutor
+
         from shared.bootstrap import build_deps
         from shared.report import file_report, summary_line, view_lines
         from shared.runtime.supervisor import Supervisor, start_fork_server, stop_fork_server
@@ -837,24 +839,25 @@ def cmd_process(args) -> int:
         if early.worker_isolation == "forkserver":
             start_fork_server()
         stack.start(wait=False)  # moto serves; Postgres may still be starting
-        # While it starts (initdb on a new data dir, in a subprocess): the SQS client (botocore's
-        # first, ~0.3 s of loading its models) and the queues, no longer after it.
-        early_deps = build_deps(early)
-        provision_queues(early_deps)
-        queue = early_deps.queue
+        # The queues are made in a thread (the SQS client, botocore's first, and moto's SQS on
+        # its first request: ~0.4 s, mostly CPU) while Postgres starts and is migrated (mostly
+        # waiting for it), no longer before or after them.
+        queues = ThreadPoolExecutor(1, thread_name_prefix="docpipe-queues")
+        made = queues.submit(lambda deps: (provision_queues(deps), deps.queue)[1], build_deps(early))
     except BaseException:
         stack.stop()  # what it has started
         raise
-    with stack:  # its start was above; its stop at the end
+    with stack, queues:  # the stack's start was above; its stop at the end, after the thread's
         _use_environment(stack.env())  # once Postgres serves
         from shared.observability import logger
 
         logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
         settings = _settings_or_exit()
-        deps = build_deps(settings, queue=queue)
+        deps = build_deps(settings)
+        provision(deps, queues=False)
+        deps = deps.with_parts(queue=made.result())
         # The same runtime as the container: a fresh child process per message.
         supervisor = Supervisor(settings, deps.queue, concurrency=args.concurrency)
-        provision(deps, queues=False)
         stack.checkpoint_soon()  # the migrations' tables to disk now, not in the stop at the end
         files = [(path, submit(deps, path, args.patient_id)) for path in args.paths]
         monitor = _start_progress(
