@@ -178,7 +178,7 @@ def test_while_a_child_runs_queues_that_stay_empty_are_asked_less_and_less_often
     assert clock[0] - arrived <= supervisor_module.EMPTY_POLL_MAX_S + 0.2
 
 
-def test_a_queue_that_delivers_and_every_queue_after_a_child_ends_are_asked_at_the_next_tick(monkeypatch):
+def test_a_queue_that_delivers_and_every_stage_queue_after_a_child_ends_are_asked_at_the_next_tick(monkeypatch):
     clock = _clocked(monkeypatch)
     queue = _CountingQueue()
     signalled = _no_signals(monkeypatch)
@@ -196,7 +196,9 @@ def test_a_queue_that_delivers_and_every_queue_after_a_child_ends_are_asked_at_t
     queue.asked.clear()
     _rounds(sup, clock, supervisor_module._TICK_S)
     assert "ocr" in [q for _, q in queue.asked] and len(queue.messages["ocr"]) == 1
-    # When a child ends, every queue is asked at the next round
+    # When a child ends, every stage queue is asked at the next round (what the child sent is
+    # there now); a dead-letter queue keeps its backoff: no child sends to one, only a receive
+    # moves a message there
     sup.running[_NO_PID + 1] = _finished_run(sup.settings, 1, "ocr")  # another child still runs: backoff applies
     sup.running[_NO_PID + 1].process = _Child(alive=True)
     _rounds(sup, clock, 5.0)
@@ -207,7 +209,8 @@ def test_a_queue_that_delivers_and_every_queue_after_a_child_ends_are_asked_at_t
     sup.running[_NO_PID].process = _Child(alive=False)
     assert len(sup._collect()) == 1 and list(sup.running) == [_NO_PID + 1]
     _rounds(sup, clock, supervisor_module._TICK_S)
-    assert sorted(q for _, q in queue.asked) == sorted(sup.queues)
+    stages = [q for q in sup.queues if q in supervisor_module.STAGE_HANDLERS]
+    assert len(stages) == 4 and sorted(q for _, q in queue.asked) == sorted(stages)
     assert signalled == [_NO_PID]  # the ended child's process group, and nothing else
 
 
