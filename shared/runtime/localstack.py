@@ -219,9 +219,9 @@ def _copy_tree(source: Path, target: Path) -> None:
     Postgres as its own user), owners, so that the server reads the copy as it read the
     original; in its own process, ~0.1 s (a copy in Python holds the GIL that the caller's
     imports and moto's start want meanwhile). Not the server's log and last command line, which
-    name the directory the cluster was made in."""
+    name the directory the cluster was made in, nor pgserver's list of the processes using it."""
     subprocess.run(["cp", "-a", str(source), str(target)], check=True, capture_output=True)
-    for name in ("log", "postmaster.opts"):
+    for name in ("log", "postmaster.opts", ".handle_pids.json"):
         (target / name).unlink(missing_ok=True)
 
 

@@ -61,9 +61,10 @@ PREFETCH = 1
 # found empty is asked again a tick later, then after twice as long each time it is found empty
 # again, up to this; a message on it waits at most that long for a slot that is free meanwhile.
 # A queue that delivers, and every stage queue once a child ends (what it sent is there now; a
-# dead-letter queue fills only on a receive), is asked every tick again; with no child running, or a preprocess child, nothing backs off (the idle
-# worker long-polls). An empty receive costs the parent ~5 ms of CPU in ``docpipe process`` (botocore
-# and the in-process moto server); the 142-page scan's parent made 178-191 receives, not 201.
+# dead-letter queue fills only on a receive), is asked every tick again; with no child running,
+# or a preprocess child, nothing backs off (the idle worker long-polls). An empty receive costs
+# the parent ~5 ms of CPU in ``docpipe process`` (botocore and the in-process moto server); the
+# 142-page scan's parent made 175 receives at concurrency 2, ~1 s of its CPU.
 EMPTY_POLL_MAX_S = 1.6
 # What the parent remembers of finished children: the latest few for progress lines, tests
 # and benches; totals as counters. A worker runs for weeks, so nothing here grows per message.
