@@ -1045,6 +1045,33 @@ def test_a_discovery_keeps_no_page_text_once_it_is_done(monkeypatch):
     assert dates._raw_dates.cache_info().currsize == 0
 
 
+def test_a_discovery_keeps_no_pair_of_lines_it_compared_once_it_is_done(monkeypatch):
+    # Given a note and its continuation pages read by OCR, whose heads the boundary reader
+    # compares line by line, as OCR reads a line another way on each page
+    from shared.encounters import boundaries, grouping
+
+    pages = [PageText(page_number=n, text=t, engine="tesseract") for n, t in
+             enumerate([CLINIC_1, CLINIC_1_CONT, CLINIC_1_CONT], 1)]
+
+    # When it has been discovered
+    HeuristicEncounters().discover(pages)
+    # Then no pair of lines it compared is kept for the next file, which may be another patient's
+    assert boundaries.same.cache_info().currsize == 0
+
+    # and so when the discovery fails once its pages are grouped
+    group_pages = grouping.group_pages
+
+    def fails_once_grouped(pages, *args):
+        group_pages(pages, *args)
+        assert boundaries.same.cache_info().currsize > 0  # what the discovery kept meanwhile
+        raise RuntimeError("failed half way")
+
+    monkeypatch.setattr(grouping, "group_pages", fails_once_grouped)
+    with pytest.raises(RuntimeError):
+        HeuristicEncounters().discover(pages)
+    assert boundaries.same.cache_info().currsize == 0
+
+
 def test_a_text_without_a_digit_has_no_date():
     from shared.encounters.dates import raw_dates
 
