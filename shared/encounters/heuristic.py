@@ -19,7 +19,7 @@ this package except as the fields it sets and their evidence spans; nothing here
 
 from __future__ import annotations
 
-from shared.encounters import grouping, identity
+from shared.encounters import boundaries, grouping, identity
 from shared.encounters.boundaries import MODES, BoundaryModel
 from shared.encounters.dates import DATE_ORDERS, forget_texts, page_orders
 from shared.encounters.text import is_blank
@@ -56,6 +56,7 @@ class HeuristicEncounters(EncounterProvider):
             groups = grouping.group_pages(pages, self.model, self.mode)
         finally:
             forget_texts()  # the lines whose dates were kept while the pages were read
+            boundaries.forget_lines()  # and the pairs of lines compared while they were grouped
         people = identity.distinct(g.patient for g in groups)
         conflict = len(people) > 1
         born = frozenset(g.patient.dob[0] for g in groups if g.patient.dob)
