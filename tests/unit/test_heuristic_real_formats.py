@@ -1193,3 +1193,20 @@ def test_the_stylesheets_closing_block_ocr_read_with_the_patient_on_its_labels_l
                "Date of Birth February 1, 1949 (64yr) Gender Male\nRace White Ethnicity Not Hispanic or Latino\n")
     discovery = _discover(first, body, closing, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+
+
+def test_a_label_ocr_ran_onto_a_family_name_in_capitals_is_no_part_of_the_name():  # scanned, cda (seed 13)
+    # OCR lost the space between the family name the stylesheet prints in capitals and the
+    # label after it ("Legal: Lena MARSHPatient-ID: ..."); the document's closing block
+    # lists the same patient under its labels, read apart.
+    first = ("Transfer Summary (September 21, 2013, 05:00AM -0800)\n"
+             "Patient Legal: Lena MARSHPatient-ID: 61234570 (SSN) - Date of Birth: May 9, 1941 (72yr) Gender: Male\n"
+             "Encounter ID: 4410022, Type: Transfer of care, Date/Time: September 20, 2013\n"
+             "REASON FOR TRANSFER\nContinued rehabilitation after a hip fracture.\n")
+    closing = ("Patient\nDate of Birth\nRace\nPatient-IDs\nGuardian\n"
+               "Legal: Lena MARSH, search:\nLena MARSH\nMay 9, 1941 (72yr)\nWhite\n")
+    page = grouping.read_page(PageText(page_number=1, text=first, engine="tesseract", confidence=0.8), None)
+    assert page.patient.name[0] == "Lena MARSH"
+    discovery = _discover(first, closing, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert not discovery.identity_conflict
