@@ -41,6 +41,10 @@ COLUMN_LINES = 48  # such a form's labels reach this far down its first page
 COLUMN_REACH = 8  # ... and its values sit within this many lines below their label
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
 _NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
+# A word in capitals running into a capitalised one ("Lena MARSHPatient-ID:"): OCR lost the space
+# between a family name printed in capitals and the label after it. A name's own capitals are
+# never followed by a capitalised word in one run.
+_RUN_ON = re.compile(rf"(?<={_UPPER}{_UPPER})(?={_UPPER}[a-zß-öø-ÿ])")
 # A table's columns beside its "Name" column: "Name | Dates | Status", read by OCR as "Name : Dates
 # Status", is a heading row, not a patient.
 _COLUMN_HEADING = re.compile(
@@ -203,7 +207,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
         if name is None:
             m = _NAME_LABEL.search(line.text)
             if m:
-                value = _NAME_STOP.split(m.group("value"))[0].strip(" ,.")
+                value = _NAME_STOP.split(_RUN_ON.split(m.group("value"))[0])[0].strip(" ,.")
                 if len(value.split()) >= 2 and not _COLUMN_HEADING.search(value):
                     at = line.start + m.start("value")
                     name = (value, Span(page, at, at + len(value)))
