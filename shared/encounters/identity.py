@@ -161,8 +161,28 @@ def _same_name(a: str, b: str) -> bool:
     if difflib.SequenceMatcher(None, x, y).ratio() >= 0.75:
         return True
     short, long_ = sorted((x.split(), y.split()), key=len)
-    return len(short) >= 2 and all(any(difflib.SequenceMatcher(None, w, v).ratio() >= 0.8 for v in long_)
-                                   for w in short)
+    return (len(short) >= 2 and all(any(_alike(w, v) for v in long_) for w in short)) or _apart(a, b)
+
+
+def _alike(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+def _in_order(value: str) -> list[str]:
+    # "Quinlan, Ida Mae" in the order "Ida Mae Quinlan" prints it
+    family, _, given = value.lower().partition(",")
+    return re.sub(r"[^a-z ]", " ", f"{given} {family}" if given.strip() else family).split()
+
+
+def _apart(a: str, b: str) -> bool:
+    """One name where each has words the other lacks, at other places in it: two words at least
+    alike, in order, and none put where the other has a different word ("Healthcare Ida Quinlan":
+    a letterhead's word OCR ran in; "Ida Mae Quinlan": her middle name. "Ida Rose Quinlan" is
+    another)."""
+    x, y = _in_order(a), _in_order(b)
+    y = [next((w for w in x if _alike(w, v)), v) for v in y]  # a word read with a slip as the other's
+    ops = difflib.SequenceMatcher(None, x, y, autojunk=False).get_opcodes()
+    return sum(i2 - i1 for tag, i1, i2, _, _ in ops if tag == "equal") >= 2 and all(op[0] != "replace" for op in ops)
 
 
 def distinct(identities: Iterable[Identity]) -> list[Identity]:
