@@ -41,6 +41,10 @@ COLUMN_LINES = 48  # such a form's labels reach this far down its first page
 COLUMN_REACH = 8  # ... and its values sit within this many lines below their label
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
 _NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
+# A word in capitals running into a capitalised one ("Lena MARSHPatient-ID:"): OCR lost the space
+# between a family name printed in capitals and the label after it. A name's own capitals are
+# never followed by a capitalised word in one run.
+_RUN_ON = re.compile(rf"(?<={_UPPER}{_UPPER})(?={_UPPER}[a-zß-öø-ÿ])")
 # A table's columns beside its "Name" column: "Name | Dates | Status", read by OCR as "Name : Dates
 # Status", is a heading row, not a patient.
 _COLUMN_HEADING = re.compile(
@@ -157,8 +161,28 @@ def _same_name(a: str, b: str) -> bool:
     if difflib.SequenceMatcher(None, x, y).ratio() >= 0.75:
         return True
     short, long_ = sorted((x.split(), y.split()), key=len)
-    return len(short) >= 2 and all(any(difflib.SequenceMatcher(None, w, v).ratio() >= 0.8 for v in long_)
-                                   for w in short)
+    return (len(short) >= 2 and all(any(_alike(w, v) for v in long_) for w in short)) or _apart(a, b)
+
+
+def _alike(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+def _in_order(value: str) -> list[str]:
+    # "Quinlan, Ida Mae" in the order "Ida Mae Quinlan" prints it
+    family, _, given = value.lower().partition(",")
+    return re.sub(r"[^a-z ]", " ", f"{given} {family}" if given.strip() else family).split()
+
+
+def _apart(a: str, b: str) -> bool:
+    """One name where each has words the other lacks, at other places in it: two words at least
+    alike, in order, and none put where the other has a different word ("Healthcare Ida Quinlan":
+    a letterhead's word OCR ran in; "Ida Mae Quinlan": her middle name. "Ida Rose Quinlan" is
+    another)."""
+    x, y = _in_order(a), _in_order(b)
+    y = [next((w for w in x if _alike(w, v)), v) for v in y]  # a word read with a slip as the other's
+    ops = difflib.SequenceMatcher(None, x, y, autojunk=False).get_opcodes()
+    return sum(i2 - i1 for tag, i1, i2, _, _ in ops if tag == "equal") >= 2 and all(op[0] != "replace" for op in ops)
 
 
 def distinct(identities: Iterable[Identity]) -> list[Identity]:
@@ -203,7 +227,7 @@ def read_identity(page: int, text: str, lines: Sequence[Line], month_first: bool
         if name is None:
             m = _NAME_LABEL.search(line.text)
             if m:
-                value = _NAME_STOP.split(m.group("value"))[0].strip(" ,.")
+                value = _NAME_STOP.split(_RUN_ON.split(m.group("value"))[0])[0].strip(" ,.")
                 if len(value.split()) >= 2 and not _COLUMN_HEADING.search(value):
                     at = line.start + m.start("value")
                     name = (value, Span(page, at, at + len(value)))

@@ -1193,3 +1193,44 @@ def test_the_stylesheets_closing_block_ocr_read_with_the_patient_on_its_labels_l
                "Date of Birth February 1, 1949 (64yr) Gender Male\nRace White Ethnicity Not Hispanic or Latino\n")
     discovery = _discover(first, body, closing, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+
+
+def test_a_label_ocr_ran_onto_a_family_name_in_capitals_is_no_part_of_the_name():  # scanned, cda (seed 13)
+    # OCR lost the space between the family name the stylesheet prints in capitals and the
+    # label after it ("Legal: Lena MARSHPatient-ID: ..."); the document's closing block
+    # lists the same patient under its labels, read apart.
+    first = ("Transfer Summary (September 21, 2013, 05:00AM -0800)\n"
+             "Patient Legal: Lena MARSHPatient-ID: 61234570 (SSN) - Date of Birth: May 9, 1941 (72yr) Gender: Male\n"
+             "Encounter ID: 4410022, Type: Transfer of care, Date/Time: September 20, 2013\n"
+             "REASON FOR TRANSFER\nContinued rehabilitation after a hip fracture.\n")
+    closing = ("Patient\nDate of Birth\nRace\nPatient-IDs\nGuardian\n"
+               "Legal: Lena MARSH, search:\nLena MARSH\nMay 9, 1941 (72yr)\nWhite\n")
+    page = grouping.read_page(PageText(page_number=1, text=first, engine="tesseract", confidence=0.8), None)
+    assert page.patient.name[0] == "Lena MARSH"
+    discovery = _discover(first, closing, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert not discovery.identity_conflict
+
+
+def test_a_name_with_a_letterhead_word_and_the_same_name_with_a_middle_name_are_one_patient():  # scanned, realpdf (seed 14)
+    # OCR ran the letterhead's first word into the name on one record's running head; the
+    # patient's next record gives her middle name. Each has a word the other lacks, at another
+    # place in the name: one patient. A different word at the same place is another patient.
+    from shared.encounters.identity import Identity, conflicts
+    from shared.encounters.text import Span
+
+    def record(head: str, name: str, age: int) -> list[str]:
+        return [_record_page(f"{head}\nRecovery Sierra Valley Medical Institute INC\nTrauma\nCenter",
+                             f"Patient Summary\n{name}, born on 24/07/1983, is a {age}-year-old patient with asthma,\n"
+                             "managed with an inhaled steroid."),
+                _record_page(f"Healthcare\nRecovery\nTrauma\n{name} 24/07/1983\nCenter",
+                             "Doctor Notes\nSubjective Observations: Patient reports fewer night symptoms.")]
+    pages = record("x Healthcare Ida Quinlan 24/07/1983", "Ida Quinlan", 41) \
+        + record("Healthcare\nIda Mae Quinlan 24/07/1983", "Ida Mae Quinlan", 42)
+    discovery = _discover(*pages, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 4)]]
+    assert not discovery.identity_conflict
+    at = Span(1, 0, 1)
+    assert not conflicts(Identity(name=("Healthcare Ida Quinlan", at)), Identity(name=("Ida Mae Quinlan", at)))
+    assert conflicts(Identity(name=("Ida Mae Quinlan", at)), Identity(name=("Ida Rose Quinlan", at)))
+    assert conflicts(Identity(name=("Healthcare Ida Quinlan", at)), Identity(name=("Ida Mae Holloway", at)))
