@@ -1022,54 +1022,44 @@ Admission Date: 10/28/2014    Discharge Date: 10/31/2014
     assert [(e.page_ranges, e.date_start) for e in found.encounters] == [([(1, 2)], dt.date(2019, 3, 14))]
 
 
-def test_a_discovery_keeps_no_page_text_once_it_is_done(monkeypatch):
-    # Given a visit note whose lines the heuristic asks for their dates several times each
-    from shared.encounters import dates, grouping
-
-    # When it has been discovered
-    _discover(CLINIC_1)
-    # Then no line it read is kept for the next file, which may be another patient's
-    assert dates._raw_dates.cache_info().currsize == 0
-
-    # and so when the discovery fails once its pages are read
-    group_pages = grouping.group_pages
-
-    def fails_once_read(pages, *args):
-        group_pages(pages, *args)
-        assert dates._raw_dates.cache_info().currsize > 0  # what the discovery kept meanwhile
-        raise RuntimeError("failed half way")
-
-    monkeypatch.setattr(grouping, "group_pages", fails_once_read)
-    with pytest.raises(RuntimeError):
-        _discover(CLINIC_1)
-    assert dates._raw_dates.cache_info().currsize == 0
+def _kept_lines():
+    from shared.encounters import dates
+    return dates._raw_dates.cache_info().currsize
 
 
-def test_a_discovery_keeps_no_pair_of_lines_it_compared_once_it_is_done(monkeypatch):
-    # Given a note and its continuation pages read by OCR, whose heads the boundary reader
-    # compares line by line, as OCR reads a line another way on each page
-    from shared.encounters import boundaries, grouping
+def _kept_pairs():
+    from shared.encounters import boundaries
+    return boundaries.same.cache_info().currsize
+
+
+@pytest.mark.parametrize("kept", [_kept_lines, _kept_pairs], ids=["page text", "pair of lines"])
+def test_a_discovery_keeps_nothing_it_read_once_it_is_done(monkeypatch, kept):
+    # Given a visit note and its continuation pages read by OCR: the heuristic asks for each
+    # line's dates several times, and compares the pages' heads line by line, as OCR reads a
+    # line another way on each page
+    from shared.encounters import grouping
 
     pages = [PageText(page_number=n, text=t, engine="tesseract") for n, t in
              enumerate([CLINIC_1, CLINIC_1_CONT, CLINIC_1_CONT], 1)]
 
     # When it has been discovered
     HeuristicEncounters().discover(pages)
-    # Then no pair of lines it compared is kept for the next file, which may be another patient's
-    assert boundaries.same.cache_info().currsize == 0
+    # Then no line it read, nor pair of lines it compared, is kept for the next file, which may
+    # be another patient's
+    assert kept() == 0
 
     # and so when the discovery fails once its pages are grouped
     group_pages = grouping.group_pages
 
     def fails_once_grouped(pages, *args):
         group_pages(pages, *args)
-        assert boundaries.same.cache_info().currsize > 0  # what the discovery kept meanwhile
+        assert kept() > 0  # what the discovery kept meanwhile
         raise RuntimeError("failed half way")
 
     monkeypatch.setattr(grouping, "group_pages", fails_once_grouped)
     with pytest.raises(RuntimeError):
         HeuristicEncounters().discover(pages)
-    assert boundaries.same.cache_info().currsize == 0
+    assert kept() == 0
 
 
 def test_a_text_without_a_digit_has_no_date():
