@@ -1234,3 +1234,30 @@ def test_a_name_with_a_letterhead_word_and_the_same_name_with_a_middle_name_are_
     assert not conflicts(Identity(name=("Healthcare Ida Quinlan", at)), Identity(name=("Ida Mae Quinlan", at)))
     assert conflicts(Identity(name=("Ida Mae Quinlan", at)), Identity(name=("Ida Rose Quinlan", at)))
     assert conflicts(Identity(name=("Healthcare Ida Quinlan", at)), Identity(name=("Ida Mae Holloway", at)))
+
+
+def test_a_name_a_notes_prose_tells_makes_no_other_patient_of_one_birth_date_and_record_number():  # generated (seed 25)
+    # The first visit's banner lost its name; its dictation calls her by her maiden name. Every
+    # banner shows one birth date and one record number: one patient. A name a banner prints
+    # under the same number is still compared (a label is the record's own word).
+    from shared.encounters.identity import Identity, conflicts
+    from shared.encounters.text import Span
+
+    first = ("Lakeshore Orthopedic Associates\nOFFICE VISIT\nDOB: 1987-05-07 MRN: 2826399\n"
+             "Date of service: 2020-06-16\nCHIEF COMPLAINT\nJoint pain.\nHISTORY OF PRESENT ILLNESS\n"
+             "The patient presents with some joint pain in her left elbow.\n")
+    prose = ("Anna Morris is a 26-year-old female with a past medical history significant for epilepsy\n"
+             "who presents with some joint pain.\nPLAN\nLeft elbow pain.\n- Initiate meloxicam 15 mg once daily.\n")
+    second = ("Lakeshore Orthopedic Associates: Clinic Note\nPatient Name | Date of Birth | MRN\n"
+              "Anna Howard | 1987-05-07 | 2826399\nDate of service: 2018-08-02\nCHIEF COMPLAINT\nHeadaches.\n"
+              "HISTORY OF PRESENT ILLNESS\nShe presents for the evaluation of headaches.\n")
+    discovery = _discover(first, prose, second)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
+    assert not discovery.identity_conflict
+    at = Span(1, 0, 1)
+    howard = Identity(name=("Anna Howard", at), dob=(dt.date(1987, 5, 7), at), identifier=("2826399", at))
+    told = dataclasses.replace(howard, name=("Anna Morris", at), name_from="text")
+    assert not conflicts(told, howard) and not conflicts(howard, told)
+    assert conflicts(dataclasses.replace(told, name_from="label"), howard)
+    assert conflicts(dataclasses.replace(told, identifier=("4410022", at)), howard)  # another record's number
+    assert conflicts(dataclasses.replace(told, dob=None), howard)  # a number alone is no birth date
