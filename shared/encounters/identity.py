@@ -132,7 +132,9 @@ def _same_day(a: dt.date, b: dt.date) -> bool:
 def conflicts(a: Identity, b: Identity) -> bool:
     """Whether two identities are two patients: a field both show differs beyond OCR noise; an
     identifier not where both show one name and one birth date (two systems' numbers for one
-    patient, or a number misread)."""
+    patient, or a number misread); a name the text tells not where both show one identifier and
+    one birth date (a dictation may call the patient by another name; a banner's name is the
+    record's own word and is still compared)."""
     if a.identifier and b.identifier:
         x, y = _norm(a.identifier[0]), _norm(b.identifier[0])
         named = bool(a.name and b.name and _same_name(a.name[0], b.name[0]))
@@ -141,7 +143,10 @@ def conflicts(a: Identity, b: Identity) -> bool:
             return True
     if a.dob and b.dob and not _same_day(a.dob[0], b.dob[0]):
         return True
-    return bool(a.name and b.name and not _same_name(a.name[0], b.name[0]))
+    if not (a.name and b.name) or _same_name(a.name[0], b.name[0]):
+        return False
+    told = "text" in (a.name_from, b.name_from)
+    return not (told and a.identifier and b.identifier and a.dob and b.dob)
 
 
 def cuts(encounter: Identity, page: Identity) -> bool:
