@@ -66,6 +66,10 @@ class PgBouncer:
             "max_client_conn = 200",
             # Supabase's pooler drops session state between transactions; so does this one.
             "server_reset_query =",
+            # A server login that failed (Postgres restarting, or at max_connections a moment) is
+            # tried again after this many seconds; PgBouncer's default, 15, outlasts a client's
+            # connect timeout (the adapter's 10 s), and every client waiting meanwhile fails.
+            "server_login_retry = 1",
             "ignore_startup_parameters = extra_float_digits,options",
             f"logfile = {self.data_dir / 'pgbouncer.log'}",
             f"pidfile = {self.data_dir / 'pgbouncer.pid'}",
