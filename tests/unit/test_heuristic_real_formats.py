@@ -1261,3 +1261,24 @@ def test_a_name_a_notes_prose_tells_makes_no_other_patient_of_one_birth_date_and
     assert conflicts(dataclasses.replace(told, name_from="label"), howard)
     assert conflicts(dataclasses.replace(told, identifier=("4410022", at)), howard)  # another record's number
     assert conflicts(dataclasses.replace(told, dob=None), howard)  # a number alone is no birth date
+
+
+def test_a_banner_table_row_whose_column_bar_ocr_read_as_a_bracket_still_names_the_patient():  # generated (seed 46)
+    # OCR read the second "|" of the banner's row as "[" on a scanned visit note, whose
+    # dictation calls the patient by another name: the row still gives the name, the birth
+    # date and the record number, and the file one patient.
+    first = ("Harbor View Internal Medicine\nDepartment of Medicine\n88 Bay Road, Portsmouth, NH 03801\n"
+             "Harbor View Internal Medicine: Clinic Note\nPatient: William Russell DOB: 1962-05-03 MRN: 6288503\n"
+             "Encounter date: 2019-08-04\nAttending: Dr. Marcus Hill, DO\nCHIEF COMPLAINT\nRight knee injury.\n"
+             "HISTORY OF PRESENT ILLNESS\nWilliam Russell is a pleasant 57-year-old male who presents to the clinic.\n")
+    second = ("Maple Grove Family Medicine\n410 Elm Street, Springfield, IL 62704\nOFFICE VISIT.\n"
+              "Patient Name | Date of Birth | MRN\nWilliam Russell | 05/03/1962 [ 6288503\n"
+              "Date of service: 02/16/2023\nAttending: Dr. Elena Novak, MD\nCHIEF COMPLAINT\n"
+              "Psoriatic arthritis management.\nHISTORY OF PRESENT ILLNESS\n"
+              "Judy Gomez is a 61-year-old female who presents today for management of psoriatic arthritis.\n")
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
+    assert not discovery.identity_conflict
+    page = grouping.read_page(PageText(page_number=2, text=second, engine="tesseract", confidence=0.9), None)
+    assert (page.patient.name[0], page.patient.identifier[0]) == ("William Russell", "6288503")
+    assert discovery.encounters[1].patient_dob == dt.date(1962, 5, 3)
