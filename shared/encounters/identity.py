@@ -368,9 +368,16 @@ def _header_name(page: int, line: Line, label: int) -> tuple[str, Span] | None:
     return m.group("name"), Span(page, at, at + len(m.group("name")))
 
 
+# A column's bar that OCR read as a bracket, a "!" or a letter, between spaces ("William Russell |
+# 05/03/1962 [ 6288503"): one character for one, so the cells keep their places on the line.
+_BAR_READ = re.compile(r"(?<= )[\[\]!lI](?= )")
+
+
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
     heads = [m.group().strip().lower() for m in re.finditer(r"[^|]+", header.text)]
     cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", row.text)]
+    if len(cells) < len(heads):
+        cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", _BAR_READ.sub("|", row.text))]
     if len(heads) < 2 or len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
         return Identity()  # a table has two columns at least ("... (MRN) |": a mark OCR read at a line's end)
     if not any(_DOB_LABEL.search(h) or _ID_HEAD.search(h) for h in heads):
