@@ -1282,3 +1282,25 @@ def test_a_banner_table_row_whose_column_bar_ocr_read_as_a_bracket_still_names_t
     page = grouping.read_page(PageText(page_number=2, text=second, engine="tesseract", confidence=0.9), None)
     assert (page.patient.name[0], page.patient.identifier[0]) == ("William Russell", "6288503")
     assert discovery.encounters[1].patient_dob == dt.date(1962, 5, 3)
+
+
+def test_a_page_opening_mid_sentence_takes_no_title_from_the_orders_below():  # generated (seeds 44, 47)
+    # A visit note's second page carries its plan's sentence on, then lists its orders: "MRI,
+    # right knee" is an order, not an imaging report's title, with or without a running head.
+    first = ("Cedar Ridge Primary Care\n1200 Ridge Avenue, Boulder, CO 80302\nTel (303) 555-0119\n"
+             "Patient: Eve Betterhalf DOB: 1975-05-01 MRN: 444222222\nVisit date: 2023-02-16\n"
+             "Author: Dr. James Okoro, MD\nCedar Ridge Primary Care: Progress Note\nHISTORY OF PRESENT ILLNESS\n"
+             "The patient reports that she fell off of a tandem bicycle and struck her right knee.\n"
+             "ASSESSMENT AND PLAN\nI have recommended that the patient be placed in a brace, and that\n")
+    rest = ("the patient attend formal physical therapy to work on her range of motion and strengthening. I advised\n"
+            "her to ice her right knee a few times a day to reduce the swelling.\n"
+            "ORDERS\nMRI, right knee\nPrescription medication\n2/2\n")
+    assert [e.page_ranges for e in _discover(first, rest).encounters] == [[(1, 2)]]
+    headed = "Eve Betterhalf  |  MRN 444222222  |  PROGRESS NOTE\n" + rest
+    assert [e.page_ranges for e in _discover(first, headed).encounters] == [[(1, 2)]]
+    page = grouping.read_page(PageText(page_number=2, text=rest, engine="native"), None)
+    assert page.title is None
+    # A title on a page's first lines is still one
+    imaging = grouping.read_page(PageText(page_number=1, text="MRI, right knee\nClinical history: pain.\n",
+                                          engine="native"), None)
+    assert imaging.title[0] == ET.IMAGING
