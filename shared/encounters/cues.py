@@ -279,13 +279,25 @@ def _listed(lines: Sequence[Line], index: int) -> bool:
 _CONTACT = re.compile(r"\b(?:tel|phone|fax|ph)\b\.?:?\s*[(+\d]|\(\d{3}\)\s*\d{3}|^\W*\d+\s+\w+.*,\s*\w+", re.I)
 
 
+# A page that opens mid-sentence, below its running head at most, carries on the text of the page
+# before: its short lines below are headings and items of that text ("ORDERS / MRI, right knee").
+CARRIED_LINES = 3
+_CARRIED = re.compile(r"^\s*[a-z]{2,}\b(?:\W+\w+){7,}")
+
+
+def carries_a_sentence(text: str) -> bool:
+    """A line of eight words or more whose first word is in lower case: a sentence carried on."""
+    return bool(_CARRIED.match(text))
+
+
 def find_title(
     page: int, text: str, lines: Sequence[Line], reach: int = TITLE_LINES, layout: Layout = NO_LAYOUT
 ) -> tuple[EncounterType, Span] | None:
     """The title line within ``reach`` first lines, by kind, with its span.
 
     A title above the letterhead's last contact line is a department's name ("Outpatient
-    Services"), taken only when no title follows the letterhead. On a page with LAYOUT, its
+    Services"), taken only when no title follows the letterhead; none below a sentence the page
+    opens with, carried on from the page before (``carries_a_sentence``). On a page with LAYOUT, its
     titles come first, wherever they stand (and its section headers within ``reach``); a page
     whose layout names no title of a kind is read as any other.
     """
@@ -296,6 +308,9 @@ def find_title(
             if match:
                 return kind, Span(page, line.start + match.start(), line.start + match.end())
     top = lines[:reach]
+    carried = next((i for i, line in enumerate(top[:CARRIED_LINES]) if carries_a_sentence(line.text)), None)
+    if carried is not None:
+        top = top[:carried]  # below a sentence the page before began: the document's text, no title
     contact_end = max((i for i, line in enumerate(top[:TITLE_LINES]) if _CONTACT.search(line.text)), default=-1)
     found = []
     for index, line in enumerate(top):
