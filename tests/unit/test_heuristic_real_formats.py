@@ -1304,3 +1304,26 @@ def test_a_page_opening_mid_sentence_takes_no_title_from_the_orders_below():  # 
     imaging = grouping.read_page(PageText(page_number=1, text="MRI, right knee\nClinical history: pain.\n",
                                           engine="native"), None)
     assert imaging.title[0] == ET.IMAGING
+
+
+def test_the_same_clinics_next_visit_under_the_same_letterhead_and_banner_is_another_document():  # generated (seed 27)
+    # Two visits of one patient at one clinic, a scanned blank page between them: the letterhead's
+    # address and telephone are the clinic's numbers, not the document's own, so the repeated head
+    # is no report's banner on its next page; the other service date starts a document.
+    def visit(label: str, when: str, title: str, complaint: str) -> str:
+        return ("Harbor View Internal Medicine\n88 Bay Road, Portsmouth, NH 03801\nTel (603) 555-0187\n"
+                "Patient Name | Date of Birth | MRN\nJeremy Adams | 04/01/1964 | 9411677\n"
+                f"{label}: {when}\nAuthor: Dr. Laura Chen, MD\n{title}\nCHIEF COMPLAINT\n{complaint}\n"
+                "HISTORY OF PRESENT ILLNESS\nThe patient presents today for follow-up.\n")
+
+    first = visit("Date of service", "07/15/2022", "OFFICE VISIT", "History of depression.")
+    second = visit("Encounter date", "12/15/2023", "Harbor View Internal Medicine: Clinic Note",
+                   "Emergency room follow-up.")
+    discovery = _discover(first, "", second)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(3, 3)]]
+    # A report's banner with its own accession number, on its next page, still holds it
+    report = ("Harbor View Pathology\n88 Bay Road, Portsmouth, NH 03801\nTel (603) 555-0187\n"
+              "Patient: Jeremy Adams DOB: 04/01/1964 MRN: 9411677\nAccession: S22-4471  Collected: 07/15/2022\n")
+    pages = [report + "SURGICAL PATHOLOGY REPORT\nDIAGNOSIS\nSkin, left forearm, shave biopsy.\n",
+             report + "MICROSCOPIC DESCRIPTION\nSections show a benign compound nevus.\n"]
+    assert [e.page_ranges for e in _discover(*pages).encounters] == [[(1, 2)]]
