@@ -557,8 +557,8 @@ _CONFLICT, _CONTINUES, _MARKER_NEXT, _MARKER_ONE = (FEATURES.index(n) for n in
 STRUCTURE = ("running_stopped", "reopens", "foot_stopped", "opens_as_first_not_last", "first_line_shifted",
              "banner_new", "new_form")
 _STRUCTURE = tuple(FEATURES.index(n) for n in STRUCTURE)
-_HEAD_REPEATED, _NEW_FORM, _TITLE_OTHER, _REOPENS = (FEATURES.index(n) for n in
-                                                      ("head_repeated", "new_form", "title_other", "reopens"))
+_HEAD_REPEATED, _NEW_FORM, _TITLE_OTHER, _REOPENS, _DATE_OUTSIDE = (
+    FEATURES.index(n) for n in ("head_repeated", "new_form", "title_other", "reopens", "date_outside"))
 SUPPORT = 0.2  # a rule's cue cuts unless the model gives the cut less than this ...
 VETO = -2.5  # ... and the page's evidence against a cut weighs at least this much
 WEAK_SUPPORT = 0.35  # a weak rule's cue cuts from this probability
@@ -585,8 +585,9 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
     Another patient's banner always cuts; a page that says it continues never does. A page count
     that restarts or a title Textract's LAYOUT names cuts, and so does the same form filled again
     with other values (no next page does that). A report's own banner repeated, numbers and all,
-    holds the page unless it is titled as another kind or opens, below that banner, as the
-    document's first page did (``reopens``: the same patient's next record). A strong cue, or the
+    holds the page unless it is titled as another kind, dates itself outside the document's days
+    (the same clinic's next visit under its letterhead and the patient's banner), or opens, below
+    that banner, as the document's first page did (``reopens``: the same patient's next record). A strong cue, or the
     page's structure (``STRUCTURE``), cuts unless the model finds the cut unlikely and the page's
     continuation features speak against it; a weak cue needs some support from the model;
     without a cue, the model alone decides.
@@ -605,8 +606,8 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
         return True, 1.0  # a page count that restarts or ended, a title LAYOUT names: the page says so
     if x[_NEW_FORM]:
         return True, max(p, STRONG)  # the same form filled again with other values: another document
-    if x[_HEAD_REPEATED] and not x[_MARKER_ONE] and not x[_TITLE_OTHER] and not x[_REOPENS]:
-        return False, p  # the report's own banner again, numbers and all, no other kind's title: its next page
+    if x[_HEAD_REPEATED] and not x[_MARKER_ONE] and not x[_TITLE_OTHER] and not x[_REOPENS] and not x[_DATE_OUTSIDE]:
+        return False, p  # the report's own banner again, numbers and all, no other kind's title or day: its next page
     if rule is None and any(x[i] for i in _STRUCTURE):
         rule = "strong"  # the running head or foot stopped, the first page's opening again, a new banner
     if rule == "strong":
