@@ -29,9 +29,11 @@ _MAX_CONNECTIONS = 128
 
 
 class TcpProxy:
-    """127.0.0.1:<port> -> 127.0.0.1:<upstream_port>, with ``outage(seconds)``."""
+    """127.0.0.1:<port> -> 127.0.0.1:<upstream_port> (or a Unix socket's path: Postgres's), with
+    ``outage(seconds)``, and ``refuse_next``: that many new connections closed unanswered, as a
+    server restarting or at max_connections does."""
 
-    def __init__(self, upstream_port: int, name: str) -> None:
+    def __init__(self, upstream_port: int | str, name: str, refuse_next: int = 0) -> None:
         self.upstream_port = upstream_port
         self.name = name
         self.port = free_port()
@@ -41,6 +43,8 @@ class TcpProxy:
         self._up = threading.Event()
         self._stopped = threading.Event()
         self.refused_during_outage = 0  # connections dropped when the outage began
+        self.refuse_next = refuse_next
+        self.refused = 0  # connections closed unanswered for refuse_next
         self._accept_thread: threading.Thread | None = None
 
     @property
@@ -83,8 +87,13 @@ class TcpProxy:
             if full or not self._up.is_set():
                 client.close()
                 continue
+            if self.refuse_next > 0:
+                self.refuse_next -= 1
+                self.refused += 1
+                client.close()
+                continue
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream = self._connect_upstream()
             except OSError:
                 client.close()
                 continue
@@ -94,6 +103,18 @@ class TcpProxy:
                 self._conns.update((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _connect_upstream(self) -> socket.socket:
+        if isinstance(self.upstream_port, int):
+            return socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.settimeout(5)
+        try:
+            upstream.connect(self.upstream_port)
+        except OSError:
+            upstream.close()
+            raise
+        return upstream
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:

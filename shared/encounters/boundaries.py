@@ -587,10 +587,10 @@ def decide(x: Sequence[float], rule: str | None, model: BoundaryModel, mode: str
     with other values (no next page does that). A report's own banner repeated, numbers and all,
     holds the page unless it is titled as another kind, dates itself outside the document's days
     (the same clinic's next visit under its letterhead and the patient's banner), or opens, below
-    that banner, as the document's first page did (``reopens``: the same patient's next record). A strong cue, or the
-    page's structure (``STRUCTURE``), cuts unless the model finds the cut unlikely and the page's
-    continuation features speak against it; a weak cue needs some support from the model;
-    without a cue, the model alone decides.
+    that banner, as the document's first page did (``reopens``: the same patient's next record).
+    A strong cue, or the page's structure (``STRUCTURE``), cuts unless the model finds the cut
+    unlikely and the page's continuation features speak against it; a weak cue needs some
+    support from the model; without a cue, the model alone decides.
     ``mode`` "model" and "rules" are the two halves alone, for the bench's comparison.
     """
     p = model.probability(x)

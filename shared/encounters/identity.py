@@ -373,11 +373,16 @@ def _header_name(page: int, line: Line, label: int) -> tuple[str, Span] | None:
 _BAR_READ = re.compile(r"(?<= )[\[\]!lI](?= )")
 
 
+def _cells(text: str) -> list[tuple[int, str]]:
+    """A table row's cells between its bars, each with its offset on the line."""
+    return [(m.start(), m.group()) for m in re.finditer(r"[^|]+", text)]
+
+
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
-    heads = [m.group().strip().lower() for m in re.finditer(r"[^|]+", header.text)]
-    cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", row.text)]
+    heads = [cell.strip().lower() for _, cell in _cells(header.text)]
+    cells = _cells(row.text)
     if len(cells) < len(heads):
-        cells = [(m.start(), m.group()) for m in re.finditer(r"[^|]+", _BAR_READ.sub("|", row.text))]
+        cells = _cells(_BAR_READ.sub("|", row.text))
     if len(heads) < 2 or len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
         return Identity()  # a table has two columns at least ("... (MRN) |": a mark OCR read at a line's end)
     if not any(_DOB_LABEL.search(h) or _ID_HEAD.search(h) for h in heads):

@@ -6,7 +6,7 @@ pooler by parametrization (tests/conftest.py: `database_url`)."""
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import psycopg
 import pytest
@@ -69,85 +69,32 @@ def test_every_migration_applies_through_the_pooler(fresh_database, local_stack,
     assert _schema(fresh_database) == _schema(local_stack.database_url)
 
 
-class _RefusesFirst:
-    """A TCP front for the session's Postgres (its Unix socket) that closes the first
-    ``refuse`` connections it gets unanswered, as a server restarting or full does, and
-    forwards the rest byte for byte."""
-
-    def __init__(self, database_url: str, refuse: int = 1) -> None:
-        import socket
-
-        query = dict(part.split("=", 1) for part in urlparse(database_url).query.split("&") if "=" in part)
-        self.target = f"{query['host']}/.s.PGSQL.{urlparse(database_url).port or 5432}"
-        self.refuse = refuse
-        self.refused = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-
-    def __enter__(self) -> _RefusesFirst:
-        import threading
-
-        threading.Thread(target=self._serve, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.listener.close()
-
-    def _serve(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.refused < self.refuse:
-                self.refused += 1
-                client.close()
-                continue
-            server = socket.socket(socket.AF_UNIX)
-            server.connect(self.target)
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, sink) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-
 def test_a_server_that_refused_the_poolers_login_once_lets_clients_in_within_their_connect_timeout(
     local_stack, tmp_path
 ):
+    from bench._chaos import TcpProxy
     from shared.runtime import pgbouncer as pgb
 
     if not pgb.available():
         pytest.skip("pgbouncer is not installed")
     # Given the pooler in front of a Postgres that turns away its first connection (a restart,
     # a moment at max_connections)
-    with _RefusesFirst(local_stack.database_url) as server:
-        bouncer = pgb.PgBouncer(f"postgresql://postgres@127.0.0.1:{server.port}/postgres", tmp_path / "pgb").start()
+    url = urlparse(local_stack.database_url)
+    socket_path = f"{parse_qs(url.query)['host'][0]}/.s.PGSQL.{url.port or 5432}"
+    server = TcpProxy(socket_path, "postgres", refuse_next=1).start()
+    bouncer = pgb.PgBouncer(f"postgresql://postgres@127.0.0.1:{server.port}/postgres", tmp_path / "pgb").start()
+    try:
+        # When `docpipe lambda` migrates through it, with the adapter's connect timeout (10 s)
+        db = PostgresDb(bouncer.url)
         try:
-            # When `docpipe lambda` migrates through it, with the adapter's connect timeout (10 s)
-            db = PostgresDb(bouncer.url)
-            try:
-                # Then it is let in once the pooler has asked the server again (it raised
-                # "database unreachable": PgBouncer's default is 15 s between logins, which
-                # every client waiting meanwhile outlasts)
-                db.migrate()
-                assert db.get_shell_file(uuid.uuid4()) is None
-            finally:
-                db.close()
-            assert server.refused == 1
+            # Then it is let in once the pooler has asked the server again (it raised "database
+            # unreachable": PgBouncer's default is 15 s between logins, which every client
+            # waiting meanwhile outlasts)
+            db.migrate()
+            assert db.get_shell_file(uuid.uuid4()) is None
         finally:
-            bouncer.stop()
+            db.close()
+        assert server.refused == 1
+    finally:
+        bouncer.stop()
+        server.stop()

@@ -1307,9 +1307,10 @@ def test_a_page_opening_mid_sentence_takes_no_title_from_the_orders_below():  # 
 
 
 def test_the_same_clinics_next_visit_under_the_same_letterhead_and_banner_is_another_document():  # generated (seed 27)
-    # Two visits of one patient at one clinic, a scanned blank page between them: the letterhead's
-    # address and telephone are the clinic's numbers, not the document's own, so the repeated head
-    # is no report's banner on its next page; the other service date starts a document.
+    # Two visits of one patient at one clinic, a scanned blank page between them: the head repeats
+    # line for line (the letterhead's address and telephone, the patient's banner), but a page
+    # dated outside the document's days is no report's next page; the other service date starts
+    # a document.
     def visit(label: str, when: str, title: str, complaint: str) -> str:
         return ("Harbor View Internal Medicine\n88 Bay Road, Portsmouth, NH 03801\nTel (603) 555-0187\n"
                 "Patient Name | Date of Birth | MRN\nJeremy Adams | 04/01/1964 | 9411677\n"
