@@ -1328,3 +1328,36 @@ def test_the_same_clinics_next_visit_under_the_same_letterhead_and_banner_is_ano
     pages = [report + "SURGICAL PATHOLOGY REPORT\nDIAGNOSIS\nSkin, left forearm, shave biopsy.\n",
              report + "MICROSCOPIC DESCRIPTION\nSections show a benign compound nevus.\n"]
     assert [e.page_ranges for e in _discover(*pages).encounters] == [[(1, 2)]]
+
+
+def test_a_running_header_of_name_record_number_and_title_is_no_tables_head_row():  # generated (seeds 51, 53)
+    # A report's later pages open with a running header, "name | MRN number | title", whose title
+    # says "Patient ..." or "Outpatient ...": the line below is the page's text (a row of vital
+    # signs, a sentence with "I" in it), not a banner's values. The header names the patient, and
+    # the file is one patient's in one document.
+    first = ("Good Health HIE\nMedical Records\n1002 Healthcare Drive, Portland, OR 97266\n"
+             "Patient Chart Summary\nPatient: Roy Sanchez\nDOB: 1972-05-31\nMRN: 4728668\n"
+             "Document created: 2013-08-15\nALLERGIES AND ADVERSE REACTIONS\nSubstance | Reaction\n"
+             "Penicillin | Nausea\nVITAL SIGNS\nDate | Jul 3, 2013 | Aug 14, 2013\n")
+    vitals = ("Roy Sanchez  |  MRN 4728668  |  Patient Chart Summary\nBlood Pressure | 132/88 | 128/80\n"
+              "Electronically signed by: Dr. Patricia Primary on 2013-08-15\n2/2\n")
+    discovery = _discover(first, vitals)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert not discovery.identity_conflict
+    page = grouping.read_page(PageText(page_number=2, text=vitals, engine="native"), None)
+    assert (page.patient.name[0], page.patient.identifier[0]) == ("Roy Sanchez", "4728668")
+
+    visit = ("Cedar Ridge Primary Care\n1200 Ridge Avenue, Boulder, CO 80302\nPatient: Angela Powell\n"
+             "DOB: 07/07/1936\nMRN: 4305875\nVisit date: 10/22/2021\nCedar Ridge Primary Care: Outpatient Visit Note\n"
+             "ASSESSMENT AND PLAN\nI explained to him that his pain medication could not be increased for\n")
+    rest = ("Angela Powell  |  MRN 4305875  |  Cedar Ridge Primary Care: Outpatient Visit Note\n"
+            "this issue and that I would need to refer him to pain management for that, but I did provide him with a "
+            "prescription for\nDemerol.\nElectronically signed by: Dr. Laura Chen, MD on 01/05/2022\nPage 2 of 2\n")
+    discovery = _discover(visit, rest)
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert not discovery.identity_conflict
+    # Below a banner table's own head row, a sentence is no row: its "I"s are no bars OCR misread
+    table = ("Maple Grove Family Medicine\nPatient Name | Date of Birth | MRN\n"
+             "this issue and that I would need to refer him, but I did provide him with a prescription\n")
+    page = grouping.read_page(PageText(page_number=1, text=table, engine="tesseract", confidence=0.9), None)
+    assert page.patient.name is None
