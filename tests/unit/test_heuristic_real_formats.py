@@ -1361,3 +1361,24 @@ def test_a_running_header_of_name_record_number_and_title_is_no_tables_head_row(
              "this issue and that I would need to refer him, but I did provide him with a prescription\n")
     page = grouping.read_page(PageText(page_number=1, text=table, engine="tesseract", confidence=0.9), None)
     assert page.patient.name is None
+
+
+def test_a_sentence_after_a_dated_lead_is_no_title():  # generated (seed 54)
+    # A visit note's second page reads its results: "Independent review and interpretation of MRI
+    # brain, 03/04/2021: The MRI reveals a" is a line of the note (a field, its date, a sentence
+    # wrapped on), not an imaging report's title after a facility's name.
+    first = ("Cedar Ridge Primary Care\n1200 Ridge Avenue, Boulder, CO 80302\nTel (303) 555-0119\n"
+             "Cedar Ridge Primary Care: Clinic Note\nPatient: Sharon Brooks DOB: 05/15/1972 MRN: 7581330\n"
+             "Visit date: 03/05/2021\nCHIEF COMPLAINT\nPituitary lesion.\nHISTORY OF PRESENT ILLNESS\n"
+             "Bruce Ward is a 52-year-old male with a pituitary lesion. On examination\n")
+    rest = ("in the upper or lower extremities.\nEyes\nVisual acuity and eye movements are normal.\n"
+            "RESULTS\nLabs reviewed, 03/03/2021: CBC, U&Es, coagulation, and CRP are all normal.\n"
+            "Pituitary hormone profile demonstrates a low TSH, all other results were normal.\n"
+            "Independent review and interpretation of MRI brain, 03/04/2021: The MRI reveals a\n"
+            "pituitary lesion with elevation and compression of the optic chiasm.\nASSESSMENT\n- Pituitary adenoma\n")
+    assert [e.page_ranges for e in _discover(first, rest).encounters] == [[(1, 2)]]
+    assert grouping.read_page(PageText(page_number=2, text=rest, engine="native"), None).title is None
+    # A facility's name before a title is still a lead
+    headed = grouping.read_page(PageText(page_number=1, text="Kingsbridge Hospital: Radiology Report\nMRI brain\n",
+                                         engine="native"), None)
+    assert headed.title[0] == ET.IMAGING
