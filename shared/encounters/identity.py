@@ -369,7 +369,8 @@ def _header_name(page: int, line: Line, label: int) -> tuple[str, Span] | None:
 
 
 # A column's bar that OCR read as a bracket, a "!" or a letter, between spaces ("William Russell |
-# 05/03/1962 [ 6288503"): one character for one, so the cells keep their places on the line.
+# 05/03/1962 [ 6288503"): one character for one, so the cells keep their places on the line. Only
+# in a row with a bar of its own: a sentence's "I"s are no bars.
 _BAR_READ = re.compile(r"(?<= )[\[\]!lI](?= )")
 
 
@@ -380,8 +381,10 @@ def _cells(text: str) -> list[tuple[int, str]]:
 
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
     heads = [cell.strip().lower() for _, cell in _cells(header.text)]
+    if any(c.isdigit() for c in header.text):
+        return Identity()  # values, not heads: a running header ("Eve Betterhalf | MRN 444222222 | Patient Summary")
     cells = _cells(row.text)
-    if len(cells) < len(heads):
+    if 2 <= len(cells) < len(heads):
         cells = _cells(_BAR_READ.sub("|", row.text))
     if len(heads) < 2 or len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
         return Identity()  # a table has two columns at least ("... (MRN) |": a mark OCR read at a line's end)
