@@ -247,7 +247,9 @@ def is_title_line(text: str) -> bool:
     if _CODED_TERM.search(text):
         return False  # a coded term: "Care plan (record artifact)"
     if ":" in text and text.rsplit(":", 1)[1].strip():
-        text = text.rsplit(":", 1)[1]  # "Community Health and Hospitals: Discharge Summary"
+        lead, text = text.rsplit(":", 1)  # "Community Health and Hospitals: Discharge Summary"
+        if re.search(r"\d[/.\-]\d", lead):
+            return False  # a field and its date: "MRI brain, 03/04/2021: The MRI reveals a" is a line of a report
     if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
         return False  # "CT of Abdomen, 01/23/2020." is a line of a report, not its title
     words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
