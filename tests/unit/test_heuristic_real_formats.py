@@ -1382,3 +1382,26 @@ def test_a_sentence_after_a_dated_lead_is_no_title():  # generated (seed 54)
     headed = grouping.read_page(PageText(page_number=1, text="Kingsbridge Hospital: Radiology Report\nMRI brain\n",
                                          engine="native"), None)
     assert headed.title[0] == ET.IMAGING
+
+
+def test_a_banner_row_ocr_broke_still_gives_its_birth_date_and_record_number():  # generated (seed 86)
+    # OCR moved the banner row's name off its line on a scanned visit note ("December 3, 1979 |
+    # 1376196" under three heads), whose dictation calls the patient by another name: the row's
+    # cells still fall under their heads by what they hold, and the next page's running header,
+    # with the same record number, is the same patient's.
+    first = ("Maple Grove Family Medicine\n410 Elm Street, Springfield, IL 62704\nTel (217) 555-0142\n\n"
+             "Patient Name | Date of Birth | MRN\nDecember 3, 1979 | 1376196\n"
+             "Date of service: January 8, 2019 ~\n\nAuthor: Dr. James Okoro, MD\n\nTheresa Morgan\n\n"
+             "PROGRESS NOTE\n\nCHIEF COMPLAINT\n\nShortness of breath.\n\nHISTORY OF PRESENT ILLNESS\n\n"
+             "Alan Butler is a 61-year-old male presenting with complaints of shortness of\nbreath.\n")
+    second = ("Theresa Morgan | MRN 1376196 — | PROGRESS NOTE\n\n"
+              "' The patient is a 61-year-old male who presents for shortness of breath.\n\n"
+              "- Medical Treatment: I recommended the patient continue Protonix.\n")
+    discovery = _discover(first, second, engine="tesseract")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
+    assert not discovery.identity_conflict
+    page = grouping.read_page(PageText(page_number=1, text=first, engine="tesseract", confidence=0.9), None)
+    assert (page.patient.dob[0], page.patient.identifier[0]) == (dt.date(1979, 12, 3), "1376196")
+    # A record number that differs is still another patient's
+    other = second.replace("1376196", "7994560")
+    assert _discover(first, other, engine="tesseract").identity_conflict
