@@ -132,9 +132,9 @@ def _same_day(a: dt.date, b: dt.date) -> bool:
 def conflicts(a: Identity, b: Identity) -> bool:
     """Whether two identities are two patients: a field both show differs beyond OCR noise; an
     identifier not where both show one name and one birth date (two systems' numbers for one
-    patient, or a number misread); a name the text tells not where both show one identifier and
-    one birth date (a dictation may call the patient by another name; a banner's name is the
-    record's own word and is still compared)."""
+    patient, or a number misread); a name the text tells not where both show one identifier (a
+    dictation may call the patient by another name; a banner's name is the record's own word and
+    is still compared)."""
     if a.identifier and b.identifier:
         x, y = _norm(a.identifier[0]), _norm(b.identifier[0])
         named = bool(a.name and b.name and _same_name(a.name[0], b.name[0]))
@@ -146,7 +146,7 @@ def conflicts(a: Identity, b: Identity) -> bool:
     if not (a.name and b.name) or _same_name(a.name[0], b.name[0]):
         return False
     told = "text" in (a.name_from, b.name_from)
-    return not (told and a.identifier and b.identifier and a.dob and b.dob)
+    return not (told and a.identifier and b.identifier)
 
 
 def cuts(encounter: Identity, page: Identity) -> bool:
@@ -379,6 +379,30 @@ def _cells(text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group()) for m in re.finditer(r"[^|]+", text)]
 
 
+def _placed(heads: list[str], cells: list[tuple[int, str]], month_first: bool | None) -> list[str] | None:
+    """The heads of a row that lost a cell ("December 3, 1979 | 1376196" under "Patient Name |
+    Date of Birth | MRN": OCR moved the name off the line), each cell under the next head its
+    value fits, in order (a date under a birth date's, a number under a record's, a name under
+    a name's); None where a cell fits none."""
+    placed, start = [], 0
+    for _, cell in cells:
+        value = cell.strip()
+        if _date_at(value, 0, month_first):
+            fits = _DOB_LABEL.search
+        elif any(c.isdigit() for c in value):
+            fits = _ID_HEAD.search
+        elif len(value.split()) >= 2:
+            fits = re.compile(r"patient|name").search
+        else:
+            return None
+        index = next((i for i in range(start, len(heads)) if fits(heads[i])), None)
+        if index is None:
+            return None
+        placed.append(heads[index])
+        start = index + 1
+    return placed
+
+
 def _from_table(page: int, header: Line, row: Line, month_first: bool | None) -> Identity:
     heads = [cell.strip().lower() for _, cell in _cells(header.text)]
     if any(c.isdigit() for c in header.text):
@@ -386,10 +410,14 @@ def _from_table(page: int, header: Line, row: Line, month_first: bool | None) ->
     cells = _cells(row.text)
     if 2 <= len(cells) < len(heads):
         cells = _cells(_BAR_READ.sub("|", row.text))
-    if len(heads) < 2 or len(heads) != len(cells) or not any(re.search(r"patient|name", h) for h in heads):
+    if len(heads) < 2 or not any(re.search(r"patient|name", h) for h in heads):
         return Identity()  # a table has two columns at least ("... (MRN) |": a mark OCR read at a line's end)
     if not any(_DOB_LABEL.search(h) or _ID_HEAD.search(h) for h in heads):
         return Identity()  # a table of payers or providers names people too; a banner names the patient's birth or record
+    if 2 <= len(cells) < len(heads):
+        heads = _placed(heads, cells, month_first)  # OCR moved a cell off the row
+    if heads is None or len(heads) != len(cells):
+        return Identity()
     name = dob = identifier = None
     for head, (offset, cell) in zip(heads, cells, strict=True):
         value = cell.strip()
