@@ -1408,3 +1408,25 @@ def test_a_banner_row_ocr_broke_still_gives_its_birth_date_and_record_number(): 
     # A record number that differs is still another patient's
     other = second.replace("1376196", "7994560")
     assert _discover(first, other, engine="tesseract").identity_conflict
+
+
+def test_a_sentence_before_a_colon_is_no_facilitys_name():  # generated (seed 59)
+    # A scanned visit note's second page: "... see procedure note above: We will arrange for x-ray"
+    # ends a sentence of the plan with a colon OCR read there; the words after it are no imaging
+    # report's title after a facility's name.
+    first = ("Riverbend Cardiology Clinic\n\n55 River Street, Dayton, OH 45402\nTel (937) 555-0123\n\n"
+             "Patient: Theresa Morgan\nDOB: 12/03/1979\n\n~ MRN: 1376196\n\nEncounter date: 03/09/2021\n"
+             "Author: Dr. Anita Patel, MD\n\nOUTPATIENT VISIT NOTE.\n\n_ CHIEF COMPLAINT\n"
+             "Rheumatoid arthritis management.\n\nHISTORY OF PRESENT ILLNESS\n\n"
+             "Mr. Nelson is a 72-year-old male who presents today for ongoing management of rheumatoid arthritis.\n")
+    rest = ("Theresa Morgan | MRN 1376196 | OUTPATIENT VISIT NOTE\n\nRight knee pain.\n\n"
+            "He has right knee. pain and swelling, with pain level 6/10. On exam today, the right knee continues to be hot,\n"
+            "which is ongoing inflammation. We performed a fluid aspiration of the right knee today, see procedure note:\n"
+            "above. A steroid injection to. the right knee was given today, see procedure note ‘above: We will arrange for x-ray\n"
+            "of the right knee and refer him to physical therapy.\n\n"
+            "Electronically signed by: Dr. Anita Patel, MD on 10/06/2021\n")
+    assert [e.page_ranges for e in _discover(first, rest, engine="tesseract").encounters] == [[(1, 2)]]
+    assert grouping.read_page(PageText(page_number=2, text=rest, engine="tesseract", confidence=0.9), None).title is None
+    # A facility's name of several words before its title is still a lead
+    lead = "Good Health Hospital Department of Internal Medicine: Discharge Summary\nAdmitted 01/02/2020\n"
+    assert grouping.read_page(PageText(page_number=1, text=lead, engine="native"), None).title[0] == ET.INPATIENT
