@@ -239,6 +239,9 @@ _SECTION_LEAD = re.compile(
 _MARK_AFTER = re.compile(r"\s+[^\w\s]+\s*$")  # a mark OCR read at a line's end, apart from its words
 
 
+_LEAD_WORDS = 8  # a facility's or department's name before a title's colon is no longer
+
+
 def is_title_line(text: str) -> bool:
     if _SECTION_LEAD.match(text):
         return False
@@ -248,8 +251,10 @@ def is_title_line(text: str) -> bool:
         return False  # a coded term: "Care plan (record artifact)"
     if ":" in text and text.rsplit(":", 1)[1].strip():
         lead, text = text.rsplit(":", 1)  # "Community Health and Hospitals: Discharge Summary"
-        if re.search(r"\d[/.\-]\d", lead):
-            return False  # a field and its date: "MRI brain, 03/04/2021: The MRI reveals a" is a line of a report
+        if re.search(r"\d[/.\-]\d", lead) or len(re.findall(r"[A-Za-z]+", lead)) > _LEAD_WORDS:
+            # A field and its date ("MRI brain, 03/04/2021: The MRI reveals a"), a sentence ("...
+            # see procedure note above: We will arrange for x-ray"): a line of a report, no name.
+            return False
     if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
         return False  # "CT of Abdomen, 01/23/2020." is a line of a report, not its title
     words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
