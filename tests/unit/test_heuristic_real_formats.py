@@ -1430,3 +1430,26 @@ def test_a_sentence_before_a_colon_is_no_facilitys_name():  # generated (seed 59
     # A facility's name of several words before its title is still a lead
     lead = "Good Health Hospital Department of Internal Medicine: Discharge Summary\nAdmitted 01/02/2020\n"
     assert grouping.read_page(PageText(page_number=1, text=lead, engine="native"), None).title[0] == ET.INPATIENT
+
+
+def test_a_plans_item_whose_sentence_ocr_ran_on_is_no_title():  # generated (seed 66)
+    # "- Specialist Referrals: Referral to physical therapy." on a scanned visit note's second page,
+    # its bullet read as "_ >" and a mark after it as "Lo": an item of the plan, no referral
+    # letter's title.
+    first = ("Maple Grove Family Medicine\n410 Elm Street, Springfield, IL 62704\nTel (217) 555-0142\n"
+             "Patient: Carolyn Jones DOB: 1971-02-11 MRN: 8612988\nDate of service: 2022-03-14\n"
+             "PROGRESS NOTE\nCHIEF COMPLAINT\nLow back pain.\nHISTORY OF PRESENT ILLNESS\n"
+             "Mr. Logan Walker is a 58-year-old male who presents today for low back pain.\n")
+    rest = ("Carolyn Jones | MRN 8612988 | PROGRESS NOTE\n\n- ASSESSMENT AND PLAN . '\n"
+            "Mr. Logan Walker is a 58-year-old male with a past medical history of diabetes type 2, hypertension,\n"
+            "and osteoarthritis, who presents today = low back pain. ,\nLumbar strain.\n"
+            "- Medical Reasoning: He injured his lower back while moving heavy boxes.\n"
+            "- Medical Treatment: Initiate meloxicam 15 mg once a day.\n"
+            "_ > Specialist Referrals: Referral to physical therapy. Lo\n"
+            "- Patient Education and Counseling: He was encouraged to continue icing the area.\n")
+    assert [e.page_ranges for e in _discover(first, rest, engine="tesseract").encounters] == [[(1, 2)]]
+    assert grouping.read_page(PageText(page_number=2, text=rest, engine="tesseract", confidence=0.9), None).title is None
+    # A letter's title is still one
+    letter = grouping.read_page(PageText(page_number=1, text="St. Mary's Hospital\nReferral Letter\nDear Dr. Hill,\n",
+                                         engine="native"), None)
+    assert letter.title[0] == ET.REFERRAL
