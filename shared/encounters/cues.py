@@ -257,6 +257,8 @@ def is_title_line(text: str) -> bool:
             return False
     if re.search(r"\d[/.\-]\d|\d{4}", text) or text.rstrip().endswith((".", ",")):
         return False  # "CT of Abdomen, 01/23/2020." is a line of a report, not its title
+    if re.search(r"\b[a-z]{3,}\.\s+\S", text):
+        return False  # a sentence ended, then more: "Referral to physical therapy. Lo" (OCR read a mark on)
     words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
     if not words or _ADDRESSEE.search(text):
         return False  # "Cardiology Outpatients, Kingsbridge Hospital" addresses a letter, it is no title
