@@ -116,6 +116,18 @@ def test_page_one_of_n_restarting_splits_even_without_other_cues() -> None:
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
 
 
+def test_a_page_count_ocr_read_with_letters_it_cannot_be_is_no_count_and_no_crash() -> None:
+    # Found on the generated family (development seed 81, a scanned page): the page count's
+    # patterns are case-insensitive, so "Page L" and "page i" matched them, and reading "L" as a
+    # digit raised ValueError out of discovery. Only the letters OCR reads for digits ("I", "l",
+    # "O") are read as digits.
+    note = "Progress notes for the patient, unchanged plan and medications.\n"
+    discovery = _discover(note + "Page L of 2\n", note + "page i / 2\n", note + "Page 2 of 2\n")
+    assert [e.page_ranges for e in discovery.encounters] == [[(1, 3)]]
+    assert _discover(note + "Page I of 2\n", note + "Page 2 of 2\n", note + "Page l of l\n").encounters[1].page_ranges \
+        == [(3, 3)]  # "I" and "l" are still the 1s OCR reads them for
+
+
 def test_a_new_document_title_splits() -> None:
     lab = "PATHOLOGY REPORT\nHarbour Pathology\nCollected: 04/03/2024\nReported: 05/03/2024\nHbA1c 7.4 %\n"
     discovery = _discover(CLINIC_1, lab)
