@@ -339,7 +339,10 @@ def find_title(
 
 # --- page markers --------------------------------------------------------------------------
 
-_PAGE_OF = re.compile(r"\bpage[^\w\n]{0,3}([0-9Il]{1,3})(?:[^\w\n]{0,3}(?:of|/)[^\w\n]{0,3}([0-9Il]{1,3}))?\b", re.I)
+# A count's digits, or the letters OCR reads for them ("Page l of 2"), case-sensitive in patterns
+# that are not: "Page L" is no count.
+_COUNT = r"((?-i:[0-9Il]){1,3})"
+_PAGE_OF = re.compile(rf"\bpage[^\w\n]{{0,3}}{_COUNT}(?:[^\w\n]{{0,3}}(?:of|/)[^\w\n]{{0,3}}{_COUNT})?\b", re.I)
 _CONTINUED_TOP = re.compile(
     r"\(\s*cont(?:inued|'d|’d|d)?\.?\s*\)|continued\s+from|\bcont(?:'|’)d\b|\bcontinuation\b", re.I
 )
@@ -363,7 +366,7 @@ def says_continued(line: str) -> bool:
 
 
 FOOT_LINES = 12  # "Page 2 of 3" on a line of its own counts this far up from the page's end
-_PAGE_LINE = re.compile(r"^\W*page\W{0,3}([0-9Il]{1,3})\W{0,3}(?:of|/)\W{0,3}([0-9Il]{1,3})\W*$", re.I)
+_PAGE_LINE = re.compile(rf"^\W*page\W{{0,3}}{_COUNT}\W{{0,3}}(?:of|/)\W{{0,3}}{_COUNT}\W*$", re.I)
 
 
 def page_marker(lines: Sequence[Line], layout: Layout = NO_LAYOUT) -> tuple[int, int | None] | None:
