@@ -1453,3 +1453,24 @@ def test_a_plans_item_whose_sentence_ocr_ran_on_is_no_title():  # generated (see
     letter = grouping.read_page(PageText(page_number=1, text="St. Mary's Hospital\nReferral Letter\nDear Dr. Hill,\n",
                                          engine="native"), None)
     assert letter.title[0] == ET.REFERRAL
+
+
+def test_a_clinic_a_sentence_names_near_a_pages_top_is_no_letterhead():  # generated (seed 111)
+    # A visit note's second page opens with its plan's prose: "a referral to our Hand Clinic" in
+    # its fourth line is the text's, not another facility's letterhead.
+    first = ("Riverbend Cardiology Clinic\n55 River Street, Dayton, OH 45402\nTel (937) 555-0123\n"
+             "OUTPATIENT VISIT NOTE\nPatient Name | Date of Birth | MRN\nTheresa Morgan | 1979-12-03 | 1376196\n"
+             "Visit date: 2019-12-11\nCHIEF COMPLAINT\nNumbness and tingling of both hands.\n"
+             "HISTORY OF PRESENT ILLNESS\nThe patient complains of numbness, tingling, and pain in both hands.\n")
+    rest = ("Diagnosis discussed with patient, I explained that the nerves in his wrists are aggravated by the past trauma\n"
+            "and tingling. Further testing is indicated to measure the responsiveness of the nerves to determine where the nerve\n"
+            "irritation is coming from. We will plan for a follow-up visit after the EMG testing is performed. If still symptomatic,\n"
+            "consider a referral to our Hand Clinic possibly for injections or carpal tunnel release surgery. We could also refer to an\n"
+            "orthopedist for the same treatment.\nINSTRUCTIONS\nFollow-up after EMG testing.\n"
+            "Electronically signed by: Dr. Laura Chen, MD on 2020-03-28\n2/2\nPrinted 2020-03-28 Riverbend Cardiology Clinic\n")
+    assert [e.page_ranges for e in _discover(first, rest).encounters] == [[(1, 2)]]
+    assert grouping.read_page(PageText(page_number=2, text=rest, engine="native"), None).letterhead_facility is None
+    # A letterhead's line is still one, a short lead before it included
+    for head in ("Harbor View Hospital\n", "Seen at Harbor View Hospital\n"):
+        page = grouping.read_page(PageText(page_number=1, text=head + "Discharge Summary\n", engine="native"), None)
+        assert page.letterhead_facility == "Harbor View Hospital"
