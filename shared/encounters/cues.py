@@ -498,9 +498,22 @@ def facilities_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
         # "Organization: CARDIOVASCULAR" with the name's rest on the next line, as OCR wraps a
         # field: the label's value, not a letterhead.
         above = next((line.end for line in reversed(lines) if line.end < start), None)
-        rank = 1 if start < letterhead_end and above not in wrapped else 2
+        rank = 1 if start < letterhead_end and above not in wrapped and not _in_a_sentence(text, lines, start) else 2
         found.append(Found(" ".join(value.split()), Span(page, start, m.end(1)), rank))
     return found
+
+
+_SENTENCE_WORDS = 8  # a line of this many words, or more, may be a sentence of the text
+
+
+def _in_a_sentence(text: str, lines: Sequence[Line], start: int) -> bool:
+    """Whether the facility at ``start`` is named in a sentence: after a word in lower case, on a
+    line of ``_SENTENCE_WORDS`` words or more ("consider a referral to our Hand Clinic possibly
+    for injections"). A letterhead prints it on a line of its own, or after a short lead."""
+    line = next((line for line in lines if line.start <= start < line.end), None)
+    if line is None:
+        return False
+    return len(line.text.split()) >= _SENTENCE_WORDS and bool(re.search(r"\b[a-z]{2,}\b", text[line.start : start]))
 
 
 def same_facility(a: str, b: str) -> bool:
