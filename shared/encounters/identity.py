@@ -40,6 +40,7 @@ _DOB_ALONE = re.compile(rf"^\W*(?:{_DOB_LABEL.pattern})\W*$")
 COLUMN_LINES = 48  # such a form's labels reach this far down its first page
 COLUMN_REACH = 8  # ... and its values sit within this many lines below their label
 _ID_HEAD = re.compile(r"\bmrn\b|medical\s+record|patient[\s\-]*id|\bchart\b|\burn\b", re.I)
+_NAME_HEAD = re.compile(r"patient|name")  # a banner table's name column (its heads are lower-cased)
 _NAME_STOP = re.compile(r"\s{2,}|\s+(?:DOB|MRN|Sex|Age|Gender|ID|Date|D\.O\.B|Patient)\b|\s*\|", re.I)
 # A word in capitals running into a capitalised one ("Lena MARSHPatient-ID:"): OCR lost the space
 # between a family name printed in capitals and the label after it. A name's own capitals are
@@ -392,7 +393,7 @@ def _placed(heads: list[str], cells: list[tuple[int, str]], month_first: bool | 
         elif any(c.isdigit() for c in value):
             fits = _ID_HEAD.search
         elif len(value.split()) >= 2:
-            fits = re.compile(r"patient|name").search
+            fits = _NAME_HEAD.search
         else:
             return None
         index = next((i for i in range(start, len(heads)) if fits(heads[i])), None)
@@ -410,16 +411,16 @@ def _from_table(page: int, header: Line, row: Line, month_first: bool | None) ->
     cells = _cells(row.text)
     if 2 <= len(cells) < len(heads):
         cells = _cells(_BAR_READ.sub("|", row.text))
-    if len(heads) < 2 or not any(re.search(r"patient|name", h) for h in heads):
+    if len(heads) < 2 or not any(_NAME_HEAD.search(h) for h in heads):
         return Identity()  # a table has two columns at least ("... (MRN) |": a mark OCR read at a line's end)
     if not any(_DOB_LABEL.search(h) or _ID_HEAD.search(h) for h in heads):
         return Identity()  # a table of payers or providers names people too; a banner names the patient's birth or record
-    if 2 <= len(cells) < len(heads):
-        heads = _placed(heads, cells, month_first)  # OCR moved a cell off the row
-    if heads is None or len(heads) != len(cells):
+    # A row that lost a cell (OCR moved it off the line): each of its cells under the head it fits
+    placed = _placed(heads, cells, month_first) if 2 <= len(cells) < len(heads) else heads
+    if placed is None or len(placed) != len(cells):
         return Identity()
     name = dob = identifier = None
-    for head, (offset, cell) in zip(heads, cells, strict=True):
+    for head, (offset, cell) in zip(placed, cells, strict=True):
         value = cell.strip()
         at = row.start + offset + cell.index(value) if value else 0
         span = Span(page, at, at + len(value))
@@ -428,6 +429,6 @@ def _from_table(page: int, header: Line, row: Line, month_first: bool | None) ->
             dob = (found[0], span) if found else dob
         elif _ID_HEAD.search(head) and any(c.isdigit() for c in value):
             identifier = (value, span)
-        elif re.search(r"patient|name", head) and len(value.split()) >= 2:
+        elif _NAME_HEAD.search(head) and len(value.split()) >= 2:
             name = (value, span)
     return Identity(name, dob, identifier)
