@@ -27,6 +27,12 @@ def _discover(*texts: str, engine: str = "native") -> Discovery:
     return discovery
 
 
+def _read(text: str, number: int = 1, engine: str = "native") -> grouping.Page:
+    """One page as Pass 0.5 reads it (an OCR'd one at confidence 0.9)."""
+    page = PageText(page_number=number, text=text, engine=engine, confidence=None if engine == "native" else 0.9)
+    return grouping.read_page(page, None)
+
+
 def _summary(title: str, authored: str, encounter: str, when: str, body: str) -> str:
     """A first page as CDA.xsl prints an encounter document: the banner, the title with the
     document's (authored) time, the Patient and Encounter blocks, then the sections."""
@@ -402,8 +408,7 @@ def test_a_running_head_printed_in_another_order_still_stops_where_the_next_reco
                   "Judith Petrov, born on 23/12/1959, is a 65-year-old woman with asthma.")
     discovery = _discover(first, second, record)
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)], [(3, 3)]]
-    pages = [grouping.read_page(PageText(page_number=i, text=t, engine="native"), None)
-             for i, t in enumerate((first, second, record), 1)]
+    pages = [_read(t, i) for i, t in enumerate((first, second, record), 1)]
     features = dict(zip(boundaries.FEATURES, boundaries.features(grouping.Group(pages[:2]), pages[2]), strict=True))
     assert features["running_stopped"] == 1.0  # whatever else the page says
 
@@ -1282,7 +1287,7 @@ def test_a_banner_table_row_whose_column_bar_ocr_read_as_a_bracket_still_names_t
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 1)], [(2, 2)]]
     assert not discovery.identity_conflict
-    page = grouping.read_page(PageText(page_number=2, text=second, engine="tesseract", confidence=0.9), None)
+    page = _read(second, 2, "tesseract")
     assert (page.patient.name[0], page.patient.identifier[0]) == ("William Russell", "6288503")
     assert discovery.encounters[1].patient_dob == dt.date(1962, 5, 3)
 
@@ -1301,11 +1306,10 @@ def test_a_page_opening_mid_sentence_takes_no_title_from_the_orders_below():  # 
     assert [e.page_ranges for e in _discover(first, rest).encounters] == [[(1, 2)]]
     headed = "Eve Betterhalf  |  MRN 444222222  |  PROGRESS NOTE\n" + rest
     assert [e.page_ranges for e in _discover(first, headed).encounters] == [[(1, 2)]]
-    page = grouping.read_page(PageText(page_number=2, text=rest, engine="native"), None)
+    page = _read(rest, 2)
     assert page.title is None
     # A title on a page's first lines is still one
-    imaging = grouping.read_page(PageText(page_number=1, text="MRI, right knee\nClinical history: pain.\n",
-                                          engine="native"), None)
+    imaging = _read("MRI, right knee\nClinical history: pain.\n")
     assert imaging.title[0] == ET.IMAGING
 
 
@@ -1347,7 +1351,7 @@ def test_a_running_header_of_name_record_number_and_title_is_no_tables_head_row(
     discovery = _discover(first, vitals)
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
     assert not discovery.identity_conflict
-    page = grouping.read_page(PageText(page_number=2, text=vitals, engine="native"), None)
+    page = _read(vitals, 2)
     assert (page.patient.name[0], page.patient.identifier[0]) == ("Roy Sanchez", "4728668")
 
     visit = ("Cedar Ridge Primary Care\n1200 Ridge Avenue, Boulder, CO 80302\nPatient: Angela Powell\n"
@@ -1362,7 +1366,7 @@ def test_a_running_header_of_name_record_number_and_title_is_no_tables_head_row(
     # Below a banner table's own head row, a sentence is no row: its "I"s are no bars OCR misread
     table = ("Maple Grove Family Medicine\nPatient Name | Date of Birth | MRN\n"
              "this issue and that I would need to refer him, but I did provide him with a prescription\n")
-    page = grouping.read_page(PageText(page_number=1, text=table, engine="tesseract", confidence=0.9), None)
+    page = _read(table, 1, "tesseract")
     assert page.patient.name is None
 
 
@@ -1380,10 +1384,9 @@ def test_a_sentence_after_a_dated_lead_is_no_title():  # generated (seed 54)
             "Independent review and interpretation of MRI brain, 03/04/2021: The MRI reveals a\n"
             "pituitary lesion with elevation and compression of the optic chiasm.\nASSESSMENT\n- Pituitary adenoma\n")
     assert [e.page_ranges for e in _discover(first, rest).encounters] == [[(1, 2)]]
-    assert grouping.read_page(PageText(page_number=2, text=rest, engine="native"), None).title is None
+    assert _read(rest, 2).title is None
     # A facility's name before a title is still a lead
-    headed = grouping.read_page(PageText(page_number=1, text="Kingsbridge Hospital: Radiology Report\nMRI brain\n",
-                                         engine="native"), None)
+    headed = _read("Kingsbridge Hospital: Radiology Report\nMRI brain\n")
     assert headed.title[0] == ET.IMAGING
 
 
@@ -1403,7 +1406,7 @@ def test_a_banner_row_ocr_broke_still_gives_its_birth_date_and_record_number(): 
     discovery = _discover(first, second, engine="tesseract")
     assert [e.page_ranges for e in discovery.encounters] == [[(1, 2)]]
     assert not discovery.identity_conflict
-    page = grouping.read_page(PageText(page_number=1, text=first, engine="tesseract", confidence=0.9), None)
+    page = _read(first, 1, "tesseract")
     assert (page.patient.dob[0], page.patient.identifier[0]) == (dt.date(1979, 12, 3), "1376196")
     # A record number that differs is still another patient's
     other = second.replace("1376196", "7994560")
@@ -1426,10 +1429,10 @@ def test_a_sentence_before_a_colon_is_no_facilitys_name():  # generated (seed 59
             "of the right knee and refer him to physical therapy.\n\n"
             "Electronically signed by: Dr. Anita Patel, MD on 10/06/2021\n")
     assert [e.page_ranges for e in _discover(first, rest, engine="tesseract").encounters] == [[(1, 2)]]
-    assert grouping.read_page(PageText(page_number=2, text=rest, engine="tesseract", confidence=0.9), None).title is None
+    assert _read(rest, 2, "tesseract").title is None
     # A facility's name of several words before its title is still a lead
     lead = "Good Health Hospital Department of Internal Medicine: Discharge Summary\nAdmitted 01/02/2020\n"
-    assert grouping.read_page(PageText(page_number=1, text=lead, engine="native"), None).title[0] == ET.INPATIENT
+    assert _read(lead).title[0] == ET.INPATIENT
 
 
 def test_a_plans_item_whose_sentence_ocr_ran_on_is_no_title():  # generated (seed 66)
@@ -1448,10 +1451,9 @@ def test_a_plans_item_whose_sentence_ocr_ran_on_is_no_title():  # generated (see
             "_ > Specialist Referrals: Referral to physical therapy. Lo\n"
             "- Patient Education and Counseling: He was encouraged to continue icing the area.\n")
     assert [e.page_ranges for e in _discover(first, rest, engine="tesseract").encounters] == [[(1, 2)]]
-    assert grouping.read_page(PageText(page_number=2, text=rest, engine="tesseract", confidence=0.9), None).title is None
+    assert _read(rest, 2, "tesseract").title is None
     # A letter's title is still one
-    letter = grouping.read_page(PageText(page_number=1, text="St. Mary's Hospital\nReferral Letter\nDear Dr. Hill,\n",
-                                         engine="native"), None)
+    letter = _read("St. Mary's Hospital\nReferral Letter\nDear Dr. Hill,\n")
     assert letter.title[0] == ET.REFERRAL
 
 
@@ -1469,8 +1471,8 @@ def test_a_clinic_a_sentence_names_near_a_pages_top_is_no_letterhead():  # gener
             "orthopedist for the same treatment.\nINSTRUCTIONS\nFollow-up after EMG testing.\n"
             "Electronically signed by: Dr. Laura Chen, MD on 2020-03-28\n2/2\nPrinted 2020-03-28 Riverbend Cardiology Clinic\n")
     assert [e.page_ranges for e in _discover(first, rest).encounters] == [[(1, 2)]]
-    assert grouping.read_page(PageText(page_number=2, text=rest, engine="native"), None).letterhead_facility is None
+    assert _read(rest, 2).letterhead_facility is None
     # A letterhead's line is still one, a short lead before it included
     for head in ("Harbor View Hospital\n", "Seen at Harbor View Hospital\n"):
-        page = grouping.read_page(PageText(page_number=1, text=head + "Discharge Summary\n", engine="native"), None)
+        page = _read(head + "Discharge Summary\n")
         assert page.letterhead_facility == "Harbor View Hospital"
