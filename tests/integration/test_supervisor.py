@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from shared.models import FileStatus
+from shared.runtime import supervisor as supervisor_module
 from shared.runtime.supervisor import Supervisor
 from shared.submit import submit
 from tests.conftest import needs_tesseract
@@ -103,6 +104,19 @@ def test_timeout_and_memory_cap_kill_the_child_and_release_the_message(stack_dep
     assert [f.outcome for f in finished] == ["killed:timeout"]
     assert sum(stack_deps.queue.depth("preprocess")) == 1
     assert stack_deps.db.get_shell_file(sfid).status != FileStatus.COMPLETED
+
+
+def test_a_child_past_its_timeout_is_killed_at_its_deadline_not_at_the_next_tick(stack_deps, samples_dir, tmp_path):
+    # The parent slept a whole tick (0.2 s) between its looks at the children, so a child that ran
+    # past its timeout but ended within the tick counted as succeeded (ci-local on b222c3e failed
+    # test_timeout_and_memory_cap_kill_the_child_and_release_the_message so): it wakes by the
+    # earliest deadline of a running child instead.
+    settings = stack_deps.settings.model_copy(update={"worker_tmp_dir": tmp_path, "stage_timeout_s": 0.05})
+    submit(stack_deps, samples_dir / "scanned_discharge.pdf", uuid.uuid4())
+    finished = Supervisor(settings, stack_deps.queue, stages=["preprocess"]).run(burst=True, max_messages=1)
+    assert [f.outcome for f in finished] == ["killed:timeout"]
+    assert finished[0].duration_s < 0.05 + supervisor_module._TICK_S / 2
+    assert sum(stack_deps.queue.depth("preprocess")) == 1  # released, not lost
 
 
 def test_the_parent_never_maps_mupdf(stack_env, stack_deps, samples_dir, tmp_path):
