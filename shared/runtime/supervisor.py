@@ -365,8 +365,15 @@ class Supervisor:
                 self._kill(run, reason)
 
     def _wait(self, timeout: float) -> None:
+        """Until a child ends or ``timeout`` passes, whichever is first, but no later than the
+        earliest running child's deadline: a stage's timeout is kept to the moment, not a tick
+        late (a child that ended meanwhile would have counted as succeeded)."""
         sentinels = [run.process.sentinel for run in self.running.values()]
         if sentinels:
+            limit = self.settings.stage_timeout_s
+            deadlines = [run.started + limit for run in self.running.values() if not run.killed_for]
+            if deadlines:
+                timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
             multiprocessing.connection.wait(sentinels, timeout)
         else:
             time.sleep(timeout)
