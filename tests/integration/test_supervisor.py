@@ -115,7 +115,7 @@ def test_a_child_past_its_timeout_is_killed_at_its_deadline_not_at_the_next_tick
     submit(stack_deps, samples_dir / "scanned_discharge.pdf", uuid.uuid4())
     finished = Supervisor(settings, stack_deps.queue, stages=["preprocess"]).run(burst=True, max_messages=1)
     assert [f.outcome for f in finished] == ["killed:timeout"]
-    assert finished[0].duration_s < 0.05 + supervisor_module._TICK_S / 2
+    assert finished[0].duration_s < supervisor_module._TICK_S  # the old parent looked first at its tick
     assert sum(stack_deps.queue.depth("preprocess")) == 1  # released, not lost
 
 
