@@ -291,11 +291,13 @@ _CONTACT = re.compile(r"\b(?:tel|phone|fax|ph)\b\.?:?\s*[(+\d]|\(\d{3}\)\s*\d{3}
 # A page that opens mid-sentence, below its running head at most, carries on the text of the page
 # before: its short lines below are headings and items of that text ("ORDERS / MRI, right knee").
 CARRIED_LINES = 3
-_CARRIED = re.compile(r"^\s*[a-z]{2,}\b(?:\W+\w+){7,}")
+SENTENCE_WORDS = 8  # a line of this many words, or more, may be a sentence of the text
+_CARRIED = re.compile(rf"^\s*[a-z]{{2,}}\b(?:\W+\w+){{{SENTENCE_WORDS - 1},}}")
 
 
 def carries_a_sentence(text: str) -> bool:
-    """A line of eight words or more whose first word is in lower case: a sentence carried on."""
+    """A line of ``SENTENCE_WORDS`` words or more whose first word is in lower case: a sentence
+    carried on."""
     return bool(_CARRIED.match(text))
 
 
@@ -503,17 +505,14 @@ def facilities_on(page: int, text: str, lines: Sequence[Line]) -> list[Found]:
     return found
 
 
-_SENTENCE_WORDS = 8  # a line of this many words, or more, may be a sentence of the text
-
-
 def _in_a_sentence(text: str, lines: Sequence[Line], start: int) -> bool:
     """Whether the facility at ``start`` is named in a sentence: after a word in lower case, on a
-    line of ``_SENTENCE_WORDS`` words or more ("consider a referral to our Hand Clinic possibly
+    line of ``SENTENCE_WORDS`` words or more ("consider a referral to our Hand Clinic possibly
     for injections"). A letterhead prints it on a line of its own, or after a short lead."""
     line = next((line for line in lines if line.start <= start < line.end), None)
     if line is None:
         return False
-    return len(line.text.split()) >= _SENTENCE_WORDS and bool(re.search(r"\b[a-z]{2,}\b", text[line.start : start]))
+    return len(line.text.split()) >= SENTENCE_WORDS and bool(re.search(r"\b[a-z]{2,}\b", text[line.start : start]))
 
 
 def same_facility(a: str, b: str) -> bool:
