@@ -521,3 +521,68 @@ def test_a_straightened_reading_is_kept_unless_clearly_worse() -> None:
     assert not clearly_better(worse, plain, ("deskew",))
     assert clearly_better(alike, plain, ("upscale",))
     assert not clearly_better(alike, plain, ("despeckle",)) and not clearly_better(alike, plain, ("deskew", "flatten"))
+
+
+# --- which pages pay for the checks ------------------------------------------------------
+
+
+def lines_stand_in(tmp_path: Path, conf: float, slope: float = 0.0, lines: int = 4) -> str:
+    """A ``tesseract`` that reads any page as ``lines`` lines of four words at ``conf``, each
+    line's words ``slope`` pixels lower per pixel across (a page turned that much), and logs
+    its calls."""
+    rows = [(1, 1, 0, 0, 0, 0, 0, 0, 1700, 2200, -1, "")]
+    for line in range(1, lines + 1):
+        for i in range(4):
+            left = 200 + 300 * i
+            top = 200 + 60 * line + round(slope * left)
+            rows.append((5, 1, 1, 1, line, i + 1, left, top, 200, 30, conf, ["Follow", "review", "blood", "Return"][i]))
+    path = tmp_path / f"lines-{conf}-{slope}.tsv"
+    path.write_text(tsv(rows))
+    return fake_tesseract(tmp_path, f'echo "$@" >> {tmp_path / "calls.txt"}\ncat {path}')
+
+
+def page_file(tmp_path: Path, mode: str = "L", dpi: tuple[int, int] = (200, 200)) -> Path:
+    path = tmp_path / f"page-{mode}-{dpi[0]}x{dpi[1]}.jpg"
+    Image.new(mode, (170, 220), "white").save(path, dpi=dpi)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("conf", "slope", "mode", "dpi", "checked"),
+    [
+        (95.0, 0.0, "L", (200, 200), False),  # greyscale, read sure and level: no checks
+        (95.0, 0.004, "L", (200, 200), False),  # a quarter of a degree off: Tesseract copes
+        (95.0, 0.0175, "L", (200, 200), True),  # a degree off: the skew check decides
+        (70.0, 0.0, "L", (200, 200), True),  # unsure (speckle, uneven light): checked
+        (95.0, 0.0, "RGB", (200, 200), True),  # colour: a stamp or a photo, checked
+        (95.0, 0.0, "L", (204, 98), True),  # a standard fax: stretched to square
+        (95.0, 0.0, "L", (150, 150), True),  # under 180 dpi: upscaled
+    ],
+)
+def test_a_page_that_reads_sure_and_level_pays_for_no_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf, slope, mode, dpi, checked
+) -> None:
+    # Given a page Tesseract reads at `conf`, its lines sloping by `slope`, stored as `mode` at `dpi`
+    import shared.adapters.tesseract as adapter
+
+    seen = []
+    real = adapter._prepared
+    monkeypatch.setattr(adapter, "_prepared", lambda image, steps: seen.append(image) or real(image, steps))
+    cmd = lines_stand_in(tmp_path, conf, slope)
+    # When it is read
+    text = TesseractOcr(cmd=cmd).read(page_file(tmp_path, mode, dpi), page_number=1)
+    # Then only a page whose header or reading gives cause is decoded and checked; the others
+    # are read once, as stored, with no ink measured (nothing asks for it: the page has text)
+    assert bool(seen) == checked
+    assert (text.ink_coverage is not None) == checked
+    if not checked:
+        assert len(calls(tmp_path)) == 1 and text.preparation == [] and text.confidence == pytest.approx(conf / 100)
+
+
+def test_too_few_lines_to_tell_the_slope_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.adapters.tesseract as adapter
+
+    seen = []
+    monkeypatch.setattr(adapter, "_prepared", lambda image, steps: seen.append(image))
+    TesseractOcr(cmd=lines_stand_in(tmp_path, 95.0, lines=2)).read(page_file(tmp_path), page_number=1)
+    assert seen
