@@ -969,7 +969,7 @@ def build_report(tesseract: dict, textract: dict | None, text_layer: dict, notes
     check("13", "clean upright pages: OCR stage (with preparation) s/page / bare tesseract", upright,
           THRESHOLDS["clean_stage_vs_bare"], upright is not None and upright <= THRESHOLDS["clean_stage_vs_bare"])
     degraded = degraded_report(degraded_rows)
-    validation = degraded["parts"].get("validation")
+    validation = degraded.get("parts", {}).get("validation")
     if validation:
         check("13", "validation: mean page CER after preparation", validation["mean_cer"],
               THRESHOLDS["validation_mean_cer"], validation["mean_cer"] <= THRESHOLDS["validation_mean_cer"])
