@@ -84,8 +84,9 @@ STEPS = ("colour", "flatten", "despeckle", "upscale", "deskew")
 
 # A greyscale page that Tesseract reads sure and level needs no checks: on the 318 pages of
 # bench/ocr_eval.py (FUNSD's training forms, the degraded pages, the receipts, the real-format
-# PDFs' pages, Tesseract's and UNLV's), every greyscale page whose prepared reading was kept
-# either read under 0.74 mean confidence (flattened, despeckled), or sloped 0.7 degrees or more
+# PDFs' pages, Tesseract's and UNLV's), every greyscale page whose prepared reading was kept,
+# and whose header did not send it to the checks already (a standard fax, 150 dpi: stretched,
+# upscaled), either read under 0.74 mean confidence (flattened), or sloped 0.7 degrees or more
 # by its words' baselines (straightened; the skew check acts from 1 degree), or had too few
 # lines to tell. Skipping the checks on pages reading at 0.80 or more and sloping under 0.5
 # degrees changes no page's reading there, and spares 62 of the 318 (and every page of a clean
