@@ -333,7 +333,7 @@ class Supervisor:
             run.peak_kb = max(run.peak_kb, hwm_kb)
             if run.killed_for:
                 continue
-            if now - run.started > self.settings.stage_timeout_s:
+            if now > self._deadline(run):
                 self._kill(run, "timeout")
             elif rss_kb > cap_kb:
                 self._kill(run, "memory")
@@ -344,6 +344,11 @@ class Supervisor:
                 except PipelineError as exc:
                     logger.warning("heartbeat failed", extra={"queue": run.job.queue, "error_code": exc.code})
                 run.extend_at = now + self.settings.visibility_timeout_s / 3
+
+    def _deadline(self, run: _Running) -> float:
+        """When the child's stage timeout runs out (``time.monotonic``): ``_watch`` kills it past
+        this, and ``_wait`` wakes no later."""
+        return run.started + self.settings.stage_timeout_s
 
     def _kill(self, run: _Running, reason: str) -> None:
         run.killed_for = run.killed_for or reason
@@ -370,8 +375,7 @@ class Supervisor:
         late (a child that ended meanwhile would have counted as succeeded)."""
         sentinels = [run.process.sentinel for run in self.running.values()]
         if sentinels:
-            limit = self.settings.stage_timeout_s
-            deadlines = [run.started + limit for run in self.running.values() if not run.killed_for]
+            deadlines = [self._deadline(run) for run in self.running.values() if not run.killed_for]
             if deadlines:
                 timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
             multiprocessing.connection.wait(sentinels, timeout)
